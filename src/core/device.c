@@ -211,7 +211,7 @@ typedef struct skip_notes {
 } skip_notes;
 
 static void note(skip_notes *notes, const char *platform, int p, const char *what, cl_int err) {
-    clg_log("skipping platform %d (%s): %s: %s (%d)", p, platform, what, clg_cl_error_name(err),
+    clg_trace("skipping platform %d (%s): %s: %s (%d)", p, platform, what, clg_cl_error_name(err),
             (int)err);
     if (notes->n == MAX_NOTES) return;
     snprintf(notes->text[notes->n++], sizeof notes->text[0], "platform %d (%s): %s: %s (%d)", p,

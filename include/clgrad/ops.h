@@ -1,0 +1,134 @@
+/* Graph ops. Every builder takes the graph first, infers the result's shape (NumPy-style
+ * broadcasting for elementwise ops), and has a backward rule used by clg_backward.
+ * On a user error (NULL tensor, tensor of another graph, bad shape or dtype, bad axis) the
+ * builder poisons the graph and returns its poison tensor; see graph.h.
+ * Axes may be negative (counted from the end). */
+#ifndef CLGRAD_OPS_H
+#define CLGRAD_OPS_H
+
+#include "graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Unary, elementwise (f32) ---- */
+clg_tensor *clg_neg(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_abs(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_exp(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_log(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_sqrt(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_rsqrt(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_square(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_reciprocal(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_tanh(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_sigmoid(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_relu(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_leaky_relu(clg_graph *g, clg_tensor *x, float slope);
+/* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+clg_tensor *clg_gelu(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_sin(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_cos(clg_graph *g, clg_tensor *x);
+clg_tensor *clg_clamp(clg_graph *g, clg_tensor *x, float lo, float hi);
+/* Convert between f32 and i32 (f32 -> i32 truncates toward zero). No gradient. */
+clg_tensor *clg_cast(clg_graph *g, clg_tensor *x, clg_dtype dtype);
+
+/* ---- Binary, elementwise with broadcasting ---- */
+clg_tensor *clg_add(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_sub(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_mul(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_div(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_pow(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_maximum(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_minimum(clg_graph *g, clg_tensor *a, clg_tensor *b);
+/* Scalar shorthands: x + s, x * s, x ^ s. */
+clg_tensor *clg_add_scalar(clg_graph *g, clg_tensor *x, float s);
+clg_tensor *clg_mul_scalar(clg_graph *g, clg_tensor *x, float s);
+clg_tensor *clg_pow_scalar(clg_graph *g, clg_tensor *x, float s);
+
+/* Comparisons give an f32 mask of 0 and 1 (no gradient). */
+clg_tensor *clg_eq(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_ne(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_lt(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_le(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_gt(clg_graph *g, clg_tensor *a, clg_tensor *b);
+clg_tensor *clg_ge(clg_graph *g, clg_tensor *a, clg_tensor *b);
+/* cond != 0 ? a : b, all three broadcast together. */
+clg_tensor *clg_where(clg_graph *g, clg_tensor *cond, clg_tensor *a, clg_tensor *b);
+
+/* ---- Reductions over a set of axes (naxes = 0 or axes = NULL: all axes) ---- */
+clg_tensor *clg_sum(clg_graph *g, clg_tensor *x, int naxes, const int *axes, bool keepdims);
+clg_tensor *clg_mean(clg_graph *g, clg_tensor *x, int naxes, const int *axes, bool keepdims);
+clg_tensor *clg_max(clg_graph *g, clg_tensor *x, int naxes, const int *axes, bool keepdims);
+clg_tensor *clg_min(clg_graph *g, clg_tensor *x, int naxes, const int *axes, bool keepdims);
+/* Population variance (divides by N - correction). */
+clg_tensor *clg_variance(clg_graph *g, clg_tensor *x, int naxes, const int *axes,
+                         bool keepdims, int correction);
+/* Index (i32) of the first maximum along one axis. No gradient. */
+clg_tensor *clg_argmax(clg_graph *g, clg_tensor *x, int axis, bool keepdims);
+
+/* ---- Softmax family, numerically stable ---- */
+clg_tensor *clg_softmax(clg_graph *g, clg_tensor *x, int axis);
+clg_tensor *clg_log_softmax(clg_graph *g, clg_tensor *x, int axis);
+clg_tensor *clg_logsumexp(clg_graph *g, clg_tensor *x, int axis, bool keepdims);
+
+/* ---- Matrix products ----
+ * a: [..., M, K] (or [..., K, M] with trans_a), b: [..., K, N] (or [..., N, K] with trans_b);
+ * leading batch dimensions broadcast. 1-D operands are not promoted: use reshape. All GEMMs
+ * go through one dispatch point (CLBlast strided-batched, or clgrad's kernels where measured
+ * faster). */
+clg_tensor *clg_matmul(clg_graph *g, clg_tensor *a, clg_tensor *b, bool trans_a, bool trans_b);
+
+/* ---- Movement ---- */
+/* One entry of shape may be -1 (inferred). Free when the layout allows, else a copy. */
+clg_tensor *clg_reshape(clg_graph *g, clg_tensor *x, int ndim, const int64_t *shape);
+clg_tensor *clg_flatten(clg_graph *g, clg_tensor *x, int start_axis); /* [a,b,c,d] -> [a,b*c*d] */
+clg_tensor *clg_permute(clg_graph *g, clg_tensor *x, const int *perm);
+clg_tensor *clg_transpose(clg_graph *g, clg_tensor *x, int axis0, int axis1);
+clg_tensor *clg_unsqueeze(clg_graph *g, clg_tensor *x, int axis);
+clg_tensor *clg_squeeze(clg_graph *g, clg_tensor *x, int axis);
+/* Elements start, start+step, ... < stop along axis (step >= 1; start/stop clamp like Python,
+ * negative values count from the end). */
+clg_tensor *clg_slice(clg_graph *g, clg_tensor *x, int axis, int64_t start, int64_t stop,
+                      int64_t step);
+clg_tensor *clg_concat(clg_graph *g, int n, clg_tensor *const *xs, int axis);
+clg_tensor *clg_stack(clg_graph *g, int n, clg_tensor *const *xs, int axis);
+/* before[i], after[i]: elements added on each side of axis i, filled with value. */
+clg_tensor *clg_pad(clg_graph *g, clg_tensor *x, const int64_t *before, const int64_t *after,
+                    float value);
+clg_tensor *clg_broadcast_to(clg_graph *g, clg_tensor *x, int ndim, const int64_t *shape);
+/* A contiguous copy (rarely needed: ops copy when they must). */
+clg_tensor *clg_contiguous(clg_graph *g, clg_tensor *x);
+
+/* Gather along axis: out[..., i, ...] = x[..., index[i], ...]; index is a 1-D i32 tensor.
+ * Out-of-range indices read 0. */
+clg_tensor *clg_index_select(clg_graph *g, clg_tensor *x, int axis, clg_tensor *index);
+/* Embedding lookup: table [V, D], index i32 of any shape S -> [S..., D]. */
+clg_tensor *clg_embedding(clg_graph *g, clg_tensor *table, clg_tensor *index);
+/* Gather's adjoint: out has size dim_size along axis, zeros elsewhere, and
+ * out[..., index[i], ...] += src[..., i, ...]. Deterministic (no atomics). */
+clg_tensor *clg_scatter_add(clg_graph *g, clg_tensor *src, int axis, clg_tensor *index,
+                            int64_t dim_size);
+/* f32 one-hot of an i32 tensor: shape [S..., classes]. */
+clg_tensor *clg_one_hot(clg_graph *g, clg_tensor *index, int64_t classes);
+/* 0, 1, ..., n-1 as an f32 or i32 vector. */
+clg_tensor *clg_arange(clg_graph *g, int64_t n, clg_dtype dtype);
+
+/* ---- Random (Philox-4x32-10, counter based): the same uniform numbers on every device.
+ * Each plan run draws fresh numbers: the counter advances per run; seed fixes the stream. */
+clg_tensor *clg_rand_uniform(clg_graph *g, int ndim, const int64_t *shape, float lo, float hi,
+                             uint64_t seed);
+clg_tensor *clg_rand_normal(clg_graph *g, int ndim, const int64_t *shape, float mean,
+                            float std, uint64_t seed);
+/* Normal restricted to [mean - 2 std, mean + 2 std] (by redrawing, as TensorFlow does). */
+clg_tensor *clg_rand_truncated_normal(clg_graph *g, int ndim, const int64_t *shape,
+                                      float mean, float std, uint64_t seed);
+/* Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p).
+ * With training false (or p == 0) it returns x unchanged. */
+clg_tensor *clg_dropout(clg_graph *g, clg_tensor *x, float p, bool training, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

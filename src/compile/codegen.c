@@ -1,0 +1,641 @@
+/* Kernel generation for fused groups. An elementwise group is a materialised node plus the
+ * producers inlined into it; a reduction is a reduce node plus its inlined prologue. Each
+ * becomes one OpenCL kernel over a collapsed iteration space: adjacent dimensions that every
+ * operand walks contiguously are merged, so most kernels index with one or two dimensions.
+ * Everything that varies with sizes or values is a kernel argument. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile/codegen.h"
+#include "compile/compile_internal.h"
+#include "core/kernel_source.h"
+#include "ops/reduce.h"
+
+#define WG_ELEMENTWISE 64
+#define WG_REDUCE_MAX 256
+
+/* ---- growable strings ---- */
+
+typedef struct strbuf {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} strbuf;
+
+static void sb_vprintf(strbuf *b, const char *fmt, va_list ap) {
+    if (b->oom) return;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_list aq;
+        va_copy(aq, ap);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, room, fmt, aq);
+        va_end(aq);
+        if (n < 0) {
+            b->oom = true;
+            return;
+        }
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t nc = (b->cap + (size_t)n + 1) * 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) {
+            b->oom = true;
+            return;
+        }
+        b->s = ns;
+        b->cap = nc;
+    }
+}
+
+static void sb_printf(strbuf *b, const char *fmt, ...) CLG_PRINTF(2, 3);
+static void sb_printf(strbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- generated kernels and their arguments ---- */
+
+typedef enum arg_kind { ARG_MEM, ARG_INT, ARG_UINT, ARG_FLOAT, ARG_COUNTER } arg_kind;
+
+typedef struct gen_arg {
+    arg_kind kind;
+    cl_mem mem;
+    int64_t i;
+    float f;
+} gen_arg;
+
+typedef struct gen_kernel {
+    int step;
+    gen_arg *args;
+    int n_args, cap_args;
+    int counter_arg;
+    size_t global, local;
+    char label[64];
+} gen_kernel;
+
+struct clg_program_gen {
+    strbuf src;
+    gen_kernel *kernels;
+    int n_kernels, cap_kernels;
+    bool uses_random;
+};
+
+clg_program_gen *clg_program_gen_new(void) {
+    return calloc(1, sizeof(clg_program_gen));
+}
+
+void clg_program_gen_free(clg_program_gen *pg) {
+    if (!pg) return;
+    for (int i = 0; i < pg->n_kernels; ++i) free(pg->kernels[i].args);
+    free(pg->kernels);
+    free(pg->src.s);
+    free(pg);
+}
+
+/* ---- per-kernel state seen by emit callbacks ---- */
+
+#define NAME_POOL 2048
+#define NAME_LEN 32
+
+struct clg_codegen {
+    gen_kernel *k;
+    strbuf extra_params; /* parameters added by emit callbacks, after the fixed ones */
+    gen_arg *extra;
+    int n_extra, cap_extra;
+    int counter_extra; /* index into extra of the counter's first arg, or -1 */
+    char names[NAME_POOL][NAME_LEN];
+    int n_names;
+    bool oom;
+    const char *lin; /* expression of the linear index */
+    bool lin_used;
+};
+
+static const char *new_name(clg_codegen *cg, const char *fmt, int v) {
+    if (cg->n_names >= NAME_POOL) {
+        cg->oom = true;
+        return "0";
+    }
+    char *s = cg->names[cg->n_names++];
+    snprintf(s, NAME_LEN, fmt, v);
+    return s;
+}
+
+static void add_extra(clg_codegen *cg, gen_arg a) {
+    if (cg->n_extra == cg->cap_extra) {
+        int nc = cg->cap_extra ? cg->cap_extra * 2 : 16;
+        gen_arg *na = realloc(cg->extra, (size_t)nc * sizeof *na);
+        if (!na) {
+            cg->oom = true;
+            return;
+        }
+        cg->extra = na;
+        cg->cap_extra = nc;
+    }
+    cg->extra[cg->n_extra++] = a;
+}
+
+const char *clg_cg_float_arg(clg_codegen *cg, float value) {
+    const char *n = new_name(cg, "f%d", cg->n_extra);
+    sb_printf(&cg->extra_params, ", const float %s", n);
+    add_extra(cg, (gen_arg){.kind = ARG_FLOAT, .f = value});
+    return n;
+}
+
+const char *clg_cg_uint_arg(clg_codegen *cg, uint32_t value) {
+    const char *n = new_name(cg, "u%d", cg->n_extra);
+    sb_printf(&cg->extra_params, ", const uint %s", n);
+    add_extra(cg, (gen_arg){.kind = ARG_UINT, .i = value});
+    return n;
+}
+
+const char *clg_cg_int_arg(clg_codegen *cg, int64_t value) {
+    const char *n = new_name(cg, "n%d", cg->n_extra);
+    sb_printf(&cg->extra_params, ", const int %s", n);
+    add_extra(cg, (gen_arg){.kind = ARG_INT, .i = value});
+    return n;
+}
+
+const char *clg_cg_linear_index(clg_codegen *cg) {
+    cg->lin_used = true;
+    return cg->lin;
+}
+
+const char *clg_cg_run_counter(clg_codegen *cg) {
+    if (cg->counter_extra < 0) {
+        cg->counter_extra = cg->n_extra;
+        sb_printf(&cg->extra_params, ", const uint rcl, const uint rch");
+        add_extra(cg, (gen_arg){.kind = ARG_COUNTER});
+        add_extra(cg, (gen_arg){.kind = ARG_COUNTER});
+    }
+    return "rcl, rch";
+}
+
+void clg_cg_format(char *out, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, size, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- group analysis ---- */
+
+#define MAX_OPERANDS 64
+
+typedef struct operand_slot {
+    const clg_tensor *node;
+    clg_operand op;
+    int64_t st[CLG_MAX_DIMS]; /* strides over the iteration space (0 = broadcast) */
+} operand_slot;
+
+typedef struct group {
+    const clg_tensor *members[512];
+    int n_members;
+    operand_slot ops[MAX_OPERANDS];
+    int n_ops;
+    int rank; /* iteration space */
+    int64_t dims[CLG_MAX_DIMS];
+    bool reduced[CLG_MAX_DIMS];
+} group;
+
+static const char *type_of(clg_dtype d) {
+    return d == CLG_I32 ? "int" : "float";
+}
+
+static int find_operand(const group *gr, const clg_tensor *x) {
+    for (int i = 0; i < gr->n_ops; ++i)
+        if (gr->ops[i].node == x) return i;
+    return -1;
+}
+
+/* Strides of operand x over an iteration space of rank r and shape dims. */
+static void operand_strides(const clg_operand *o, int r, const int64_t *dims, int64_t *st) {
+    for (int d = 0; d < r; ++d) {
+        int j = d - (r - o->ndim);
+        st[d] = (j < 0 || (o->shape[j] == 1 && dims[d] != 1)) ? 0 : o->strides[j];
+    }
+}
+
+static clg_status collect(clg_compiler *c, const clg_tensor *m, group *gr) {
+    const clg_node_plan *np = c->np;
+    bool is_reduce = m->info->kind == CLG_KIND_REDUCE;
+    gr->n_members = 0;
+    gr->n_ops = 0;
+    for (int id = 0; id <= m->id; ++id) {
+        if (!np[id].reachable || np[id].group != m->id) continue;
+        if (!np[id].inlined && id != m->id) continue;
+        if ((size_t)gr->n_members >= sizeof gr->members / sizeof gr->members[0])
+            return clg_fail(CLG_ERR_UNSUPPORTED, "fused kernel of %s: more than %zu fused ops",
+                            m->info->name, sizeof gr->members / sizeof gr->members[0]);
+        gr->members[gr->n_members++] = c->g->nodes[id];
+    }
+    const clg_tensor *space = is_reduce ? m->in[0] : m;
+    gr->rank = space->ndim;
+    memcpy(gr->dims, space->shape, sizeof gr->dims);
+    for (int d = 0; d < gr->rank; ++d) gr->reduced[d] = is_reduce && (m->ia[0] & (1 << d));
+    for (int i = 0; i < gr->n_members; ++i) {
+        const clg_tensor *t = gr->members[i];
+        for (int k = 0; k < t->n_in; ++k) {
+            const clg_tensor *x = t->in[k];
+            if (np[x->id].inlined && np[x->id].group == m->id) continue;
+            if (find_operand(gr, x) >= 0) continue;
+            if (gr->n_ops >= MAX_OPERANDS)
+                return clg_fail(CLG_ERR_UNSUPPORTED, "fused kernel of %s: more than %d operands",
+                                m->info->name, MAX_OPERANDS);
+            operand_slot *s = &gr->ops[gr->n_ops++];
+            s->node = x;
+            s->op = clg_compiler_operand(c, x);
+            operand_strides(&s->op, gr->rank, gr->dims, s->st);
+        }
+    }
+    return CLG_OK;
+}
+
+/* Merge adjacent dims that every buffer operand (and the contiguous output / linear index)
+ * walks as one; drop size-1 dims. Returns the new rank (at least 1). */
+static int collapse(group *gr, int64_t *dims, bool *reduced, int64_t (*st)[CLG_MAX_DIMS]) {
+    int64_t lin[CLG_MAX_DIMS];
+    clg_contiguous_strides(gr->rank, gr->dims, lin);
+    int64_t lin2[CLG_MAX_DIMS];
+    int r = 0;
+    for (int d = 0; d < gr->rank; ++d) {
+        if (gr->dims[d] == 1) continue;
+        bool merge = r > 0 && reduced[r - 1] == gr->reduced[d] && lin2[r - 1] == lin[d] * gr->dims[d];
+        for (int k = 0; merge && k < gr->n_ops; ++k)
+            if (!gr->ops[k].op.is_scalar && st[k][r - 1] != gr->ops[k].st[d] * gr->dims[d])
+                merge = false;
+        if (merge) {
+            dims[r - 1] *= gr->dims[d];
+            lin2[r - 1] = lin[d];
+            for (int k = 0; k < gr->n_ops; ++k) st[k][r - 1] = gr->ops[k].st[d];
+        } else {
+            dims[r] = gr->dims[d];
+            reduced[r] = gr->reduced[d];
+            lin2[r] = lin[d];
+            for (int k = 0; k < gr->n_ops; ++k) st[k][r] = gr->ops[k].st[d];
+            r++;
+        }
+    }
+    if (r == 0) {
+        dims[0] = 1;
+        reduced[0] = false;
+        for (int k = 0; k < gr->n_ops; ++k) st[k][0] = 0;
+        r = 1;
+    }
+    /* the linear index is carried as stride set n_ops */
+    for (int d = 0; d < r; ++d) st[gr->n_ops][d] = lin2[d];
+    return r;
+}
+
+static gen_kernel *new_kernel(clg_program_gen *pg) {
+    if (pg->n_kernels == pg->cap_kernels) {
+        int nc = pg->cap_kernels ? pg->cap_kernels * 2 : 16;
+        gen_kernel *nk = realloc(pg->kernels, (size_t)nc * sizeof *nk);
+        if (!nk) return NULL;
+        pg->kernels = nk;
+        pg->cap_kernels = nc;
+    }
+    gen_kernel *k = &pg->kernels[pg->n_kernels++];
+    memset(k, 0, sizeof *k);
+    k->counter_arg = -1;
+    return k;
+}
+
+static void add_arg(gen_kernel *k, gen_arg a, bool *oom) {
+    if (k->n_args == k->cap_args) {
+        int nc = k->cap_args ? k->cap_args * 2 : 32;
+        gen_arg *na = realloc(k->args, (size_t)nc * sizeof *na);
+        if (!na) {
+            *oom = true;
+            return;
+        }
+        k->args = na;
+        k->cap_args = nc;
+    }
+    k->args[k->n_args++] = a;
+}
+
+/* Name of x inside the kernel: an operand ("v3", a scalar argument) or a member's
+ * temporary ("t17"). */
+static const char *value_name(const group *gr, const char **op_names, const char **member_names,
+                              const clg_tensor *x) {
+    int oi = find_operand(gr, x);
+    if (oi >= 0) return op_names[oi];
+    for (int i = 0; i < gr->n_members; ++i)
+        if (gr->members[i] == x) return member_names[i];
+    return "0";
+}
+
+/* Emit the members' expressions (all but a reduce root) as typed temporaries into body. */
+static void emit_members(clg_codegen *cg, const group *gr, const clg_tensor *m, bool is_reduce,
+                         const char **op_names, const char **member_names, strbuf *body) {
+    for (int i = 0; i < gr->n_members; ++i) {
+        const clg_tensor *t = gr->members[i];
+        member_names[i] = "0";
+        if (is_reduce && t == m) continue;
+        const char *ops[CLG_NODE_INLINE_INPUTS + 1] = {"0", "0", "0", "0"};
+        for (int k = 0; k < t->n_in && k < CLG_NODE_INLINE_INPUTS; ++k)
+            ops[k] = value_name(gr, op_names, member_names, t->in[k]);
+        char expr[4096];
+        t->info->emit(cg, t, ops, expr, sizeof expr);
+        member_names[i] = new_name(cg, "t%d", t->id);
+        sb_printf(body, "    %s %s = %s;\n", type_of(t->dtype), member_names[i], expr);
+    }
+}
+
+/* Offset expression of operand k at the current coordinates (names "c<d>"). */
+static void offset_expr(strbuf *b, int k, int r, const int64_t (*st)[CLG_MAX_DIMS]) {
+    sb_printf(b, "o%d", k);
+    for (int d = 0; d < r; ++d)
+        if (st[k][d] != 0) sb_printf(b, " + c%d * s%d_%d", d, k, d);
+}
+
+/* const int c<d> = ... for the dims of one class (kept or reduced), from linear index src. */
+static void unravel(strbuf *b, int r, const bool *reduced, bool want_reduced, const char *src,
+                    const char *indent) {
+    int list[CLG_MAX_DIMS], n = 0;
+    for (int d = 0; d < r; ++d)
+        if (reduced[d] == want_reduced) list[n++] = d;
+    if (n == 0) return;
+    if (n == 1) {
+        sb_printf(b, "%sconst int c%d = %s;\n", indent, list[0], src);
+        return;
+    }
+    sb_printf(b, "%sint q%s = %s;\n", indent, want_reduced ? "r" : "k", src);
+    for (int i = n - 1; i > 0; --i)
+        sb_printf(b, "%sconst int c%d = q%s %% d%d; q%s /= d%d;\n", indent, list[i],
+                  want_reduced ? "r" : "k", list[i], want_reduced ? "r" : "k", list[i]);
+    sb_printf(b, "%sconst int c%d = q%s;\n", indent, list[0], want_reduced ? "r" : "k");
+}
+
+static void product_expr(strbuf *b, int r, const bool *reduced, bool want_reduced) {
+    bool any = false;
+    for (int d = 0; d < r; ++d)
+        if (reduced[d] == want_reduced) {
+            sb_printf(b, "%sd%d", any ? " * " : "", d);
+            any = true;
+        }
+    if (!any) sb_printf(b, "1");
+}
+
+static size_t pow2_at_most(size_t x) {
+    size_t p = 1;
+    while (p * 2 <= x) p *= 2;
+    return p;
+}
+
+clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_tensor *m,
+                              int step) {
+    static _Thread_local group gr; /* large; kernels are generated one at a time */
+    clg_status st = collect(c, m, &gr);
+    if (st != CLG_OK) return st;
+    bool is_reduce = m->info->kind == CLG_KIND_REDUCE;
+    clg_reduce_kind rk = is_reduce ? clg_reduce_kind_of(m) : CLG_REDUCE_SUM;
+    int64_t dims[CLG_MAX_DIMS];
+    bool reduced[CLG_MAX_DIMS];
+    static _Thread_local int64_t strides[MAX_OPERANDS + 1][CLG_MAX_DIMS];
+    int r = collapse(&gr, dims, reduced, strides);
+    const int64_t(*cst)[CLG_MAX_DIMS] = (const int64_t(*)[CLG_MAX_DIMS])strides;
+
+    gen_kernel *k = new_kernel(pg);
+    if (!k) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "kernel generation: out of host memory");
+    k->step = step;
+    snprintf(k->label, sizeof k->label, "%s%s", m->info->name,
+             gr.n_members > 1 ? "+fused" : "");
+
+    clg_codegen *cg = calloc(1, sizeof *cg);
+    if (!cg) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "kernel generation: out of host memory");
+    cg->k = k;
+    cg->counter_extra = -1;
+    cg->lin = is_reduce ? "lin" : "i";
+
+    const char *names[MAX_OPERANDS];
+    static _Thread_local const char *member_names[512];
+    for (int i = 0; i < gr.n_ops; ++i) {
+        const clg_operand *o = &gr.ops[i].op;
+        names[i] = o->is_scalar ? clg_cg_float_arg(cg, o->scalar) : new_name(cg, "v%d", i);
+    }
+    strbuf body = {0}, head = {0}, loads = {0};
+    emit_members(cg, &gr, m, is_reduce, names, member_names, &body);
+    const char *root = value_name(&gr, names, member_names, is_reduce ? m->in[0] : m);
+
+    /* fixed parameters: out, operands (buffer, offset, non-zero strides), the linear index's
+     * strides when a reduction's prologue asks for it, dims, scale */
+    bool oom = false;
+    clg_operand out = clg_compiler_operand(c, m);
+    sb_printf(&head, "__kernel void k%d(__global %s *out, const int out_off", step,
+              type_of(m->dtype));
+    add_arg(k, (gen_arg){.kind = ARG_MEM, .mem = out.mem}, &oom);
+    add_arg(k, (gen_arg){.kind = ARG_INT, .i = out.offset}, &oom);
+    for (int i = 0; i < gr.n_ops; ++i) {
+        const clg_operand *o = &gr.ops[i].op;
+        if (o->is_scalar) continue;
+        sb_printf(&head, ", __global const %s *b%d, const int o%d", type_of(o->dtype), i, i);
+        add_arg(k, (gen_arg){.kind = ARG_MEM, .mem = o->mem}, &oom);
+        add_arg(k, (gen_arg){.kind = ARG_INT, .i = o->offset}, &oom);
+        for (int d = 0; d < r; ++d) {
+            if (cst[i][d] == 0) continue;
+            sb_printf(&head, ", const int s%d_%d", i, d);
+            add_arg(k, (gen_arg){.kind = ARG_INT, .i = cst[i][d]}, &oom);
+        }
+    }
+    int lin_k = gr.n_ops;
+    bool lin = is_reduce && cg->lin_used;
+    if (lin) {
+        sb_printf(&head, ", const int o%d", lin_k);
+        add_arg(k, (gen_arg){.kind = ARG_INT, .i = 0}, &oom);
+        for (int d = 0; d < r; ++d) {
+            if (cst[lin_k][d] == 0) continue;
+            sb_printf(&head, ", const int s%d_%d", lin_k, d);
+            add_arg(k, (gen_arg){.kind = ARG_INT, .i = cst[lin_k][d]}, &oom);
+        }
+    }
+    int64_t n_out = 1, n_red = 1;
+    for (int d = 0; d < r; ++d) {
+        if (reduced[d])
+            n_red *= dims[d];
+        else
+            n_out *= dims[d];
+        sb_printf(&head, ", const int d%d", d);
+        add_arg(k, (gen_arg){.kind = ARG_INT, .i = dims[d]}, &oom);
+    }
+    if (is_reduce && rk == CLG_REDUCE_SUM) {
+        sb_printf(&head, ", const float scale");
+        add_arg(k, (gen_arg){.kind = ARG_FLOAT, .f = m->fa[0]}, &oom);
+    }
+    int n_fixed = k->n_args;
+    for (int i = 0; i < cg->n_extra; ++i) add_arg(k, cg->extra[i], &oom);
+    if (cg->counter_extra >= 0) {
+        k->counter_arg = n_fixed + cg->counter_extra;
+        pg->uses_random = true;
+        c->plan->uses_rng = true;
+    }
+
+    const char *ind = is_reduce ? "        " : "    ";
+    for (int i = 0; i < gr.n_ops; ++i) {
+        if (gr.ops[i].op.is_scalar) continue;
+        sb_printf(&loads, "%sconst %s %s = b%d[", ind, type_of(gr.ops[i].op.dtype), names[i], i);
+        offset_expr(&loads, i, r, cst);
+        sb_printf(&loads, "];\n");
+    }
+
+    strbuf *src = &pg->src;
+    sb_printf(src, "%s%s)\n{\n", head.s ? head.s : "", cg->extra_params.s ? cg->extra_params.s : "");
+    if (!is_reduce) {
+        sb_printf(src, "    const int i = get_global_id(0);\n    if (i >= ");
+        product_expr(src, r, reduced, false);
+        sb_printf(src, ") return;\n");
+        unravel(src, r, reduced, false, "i", "    ");
+        sb_printf(src, "%s%s    out[out_off + i] = %s;\n}\n\n", loads.s ? loads.s : "",
+                  body.s ? body.s : "", root);
+        k->global = ((size_t)n_out + WG_ELEMENTWISE - 1) / WG_ELEMENTWISE * WG_ELEMENTWISE;
+        k->local = WG_ELEMENTWISE;
+    } else {
+        const char *ty = rk == CLG_REDUCE_ARGMAX ? "float" : type_of(m->dtype);
+        const char *init = rk == CLG_REDUCE_SUM ? "0.0f" : rk == CLG_REDUCE_MIN ? "INFINITY" : "-INFINITY";
+        sb_printf(src, "    __local %s sh[%d];\n", ty, WG_REDUCE_MAX);
+        if (rk == CLG_REDUCE_ARGMAX) sb_printf(src, "    __local int shi[%d];\n", WG_REDUCE_MAX);
+        sb_printf(src, "    const int lid = get_local_id(0), L = get_local_size(0);\n"
+                       "    const int o = get_group_id(0);\n");
+        unravel(src, r, reduced, false, "o", "    ");
+        sb_printf(src, "    %s acc = %s;\n    int acci = 0;\n    const int nred = ", ty, init);
+        product_expr(src, r, reduced, true);
+        sb_printf(src, ";\n    for (int qq = lid; qq < nred; qq += L) {\n");
+        unravel(src, r, reduced, true, "qq", "        ");
+        if (lin) {
+            sb_printf(src, "        const int lin = ");
+            offset_expr(src, lin_k, r, cst);
+            sb_printf(src, ";\n");
+        }
+        sb_printf(src, "%s%s", loads.s ? loads.s : "", body.s ? body.s : "");
+        switch (rk) {
+        case CLG_REDUCE_SUM:
+            sb_printf(src, "        acc += %s;\n", root);
+            break;
+        case CLG_REDUCE_MAX:
+            sb_printf(src, "        acc = (isnan(%s) || %s > acc) ? %s : acc;\n", root, root, root);
+            break;
+        case CLG_REDUCE_MIN:
+            sb_printf(src, "        acc = (isnan(%s) || %s < acc) ? %s : acc;\n", root, root, root);
+            break;
+        case CLG_REDUCE_ARGMAX:
+            sb_printf(src, "        const float av = (float)(%s);\n"
+                           "        if (qq == lid || av > acc) { acc = av; acci = qq; }\n",
+                      root);
+            break;
+        }
+        sb_printf(src, "    }\n    sh[lid] = acc;\n");
+        if (rk == CLG_REDUCE_ARGMAX) sb_printf(src, "    shi[lid] = acci;\n");
+        sb_printf(src, "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+                       "    for (int s = L / 2; s > 0; s >>= 1) {\n"
+                       "        if (lid < s) {\n");
+        switch (rk) {
+        case CLG_REDUCE_SUM:
+            sb_printf(src, "            sh[lid] += sh[lid + s];\n");
+            break;
+        case CLG_REDUCE_MAX:
+            sb_printf(src, "            const %s b = sh[lid + s];\n"
+                           "            if (isnan(b) || b > sh[lid]) sh[lid] = b;\n", ty);
+            break;
+        case CLG_REDUCE_MIN:
+            sb_printf(src, "            const %s b = sh[lid + s];\n"
+                           "            if (isnan(b) || b < sh[lid]) sh[lid] = b;\n", ty);
+            break;
+        case CLG_REDUCE_ARGMAX:
+            sb_printf(src, "            const float b = sh[lid + s];\n"
+                           "            const int bi = shi[lid + s];\n"
+                           "            if (b > sh[lid] || (b == sh[lid] && bi < shi[lid])) {\n"
+                           "                sh[lid] = b;\n                shi[lid] = bi;\n            }\n");
+            break;
+        }
+        sb_printf(src, "        }\n        barrier(CLK_LOCAL_MEM_FENCE);\n    }\n");
+        if (rk == CLG_REDUCE_SUM)
+            sb_printf(src, "    if (lid == 0) out[out_off + o] = sh[0] * scale;\n}\n\n");
+        else if (rk == CLG_REDUCE_ARGMAX)
+            sb_printf(src, "    if (lid == 0) out[out_off + o] = shi[0];\n}\n\n");
+        else
+            sb_printf(src, "    if (lid == 0) out[out_off + o] = sh[0];\n}\n\n");
+        size_t maxwg = c->ctx->info.max_work_group_size;
+        size_t cap = maxwg < WG_REDUCE_MAX ? maxwg : WG_REDUCE_MAX;
+        size_t want = 1;
+        while (want < (size_t)n_red && want < cap) want *= 2;
+        k->local = pow2_at_most(want < cap ? want : cap);
+        k->global = (size_t)n_out * k->local;
+    }
+    free(head.s);
+    free(body.s);
+    free(loads.s);
+    free(cg->extra_params.s);
+    free(cg->extra);
+    bool failed = cg->oom || oom || pg->src.oom;
+    free(cg);
+    if (failed) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "kernel generation: out of host memory");
+    return CLG_OK;
+}
+
+const char *clg_program_gen_source(const clg_program_gen *pg, size_t *length) {
+    if (pg->n_kernels == 0) return NULL;
+    *length = pg->src.len;
+    return pg->src.s;
+}
+
+clg_status clg_program_gen_finish(clg_program_gen *pg) {
+    if (pg->n_kernels == 0 || !pg->uses_random) return CLG_OK;
+    /* prepend the random functions */
+    char *prelude = NULL;
+    size_t plen = 0;
+    clg_status st = clg_kernel_source("random", &prelude, &plen);
+    if (st != CLG_OK) return st;
+    strbuf nb = {0};
+    sb_printf(&nb, "%s\n%s", prelude, pg->src.s);
+    free(prelude);
+    if (nb.oom) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "kernel generation: out of host memory");
+    free(pg->src.s);
+    pg->src = nb;
+    return CLG_OK;
+}
+
+clg_status clg_codegen_bind(clg_program_gen *pg, clg_compiler *c, cl_program program,
+                            const clg_tensor *m, int step) {
+    gen_kernel *gk = NULL;
+    for (int i = 0; i < pg->n_kernels; ++i)
+        if (pg->kernels[i].step == step) gk = &pg->kernels[i];
+    if (!gk) return clg_fail(CLG_ERR_INTERNAL, "no generated kernel for step %d (%s)", step,
+                             m->info->name);
+    char name[32];
+    snprintf(name, sizeof name, "k%d", step);
+    cl_int err;
+    cl_kernel kern = clCreateKernel(program, name, &err);
+    if (!kern) return clg_fail_cl(err, "creating generated kernel %s (%s)", name, gk->label);
+    clg_args a = clg_args_begin(kern);
+    for (int i = 0; i < gk->n_args; ++i) {
+        const gen_arg *g = &gk->args[i];
+        switch (g->kind) {
+        case ARG_MEM:
+            clg_arg_mem(&a, g->mem);
+            break;
+        case ARG_INT:
+            clg_arg_int(&a, g->i);
+            break;
+        case ARG_UINT:
+        case ARG_COUNTER:
+            clg_arg_uint(&a, (uint32_t)g->i);
+            break;
+        case ARG_FLOAT:
+            clg_arg_float(&a, g->f);
+            break;
+        }
+    }
+    clg_status st = clg_args_done(&a, gk->label);
+    if (st != CLG_OK) {
+        clReleaseKernel(kern);
+        return st;
+    }
+    size_t global = gk->global, local = gk->local;
+    return clg_plan_add_kernel(c->plan, kern, 1, &global, &local, gk->label, gk->counter_arg);
+}

@@ -1,0 +1,439 @@
+/* clg_graph_compile: from a graph to a plan.
+ *   1. reachability from the outputs (and, with an optimizer, the parameters' gradients);
+ *   2. fusion: an elementwise node with one consumer of the same shape (elementwise, or a
+ *      reduction it feeds) is inlined into that consumer's kernel, else it is materialised;
+ *   3. schedule: materialised nodes in creation (topological) order;
+ *   4. liveness and the memory plan (arena offsets, buffer reuse);
+ *   5. code generation for fused groups, one program per plan, then the steps. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile/compile_internal.h"
+#include "core/program.h"
+#include "nn/optim_internal.h"
+
+#define ARENA_ALIGN 256
+#define GUARD_PATTERN 0xA5A5A5A5u
+
+clg_operand clg_compiler_operand(const clg_compiler *c, const clg_tensor *x) {
+    clg_operand o;
+    memset(&o, 0, sizeof o);
+    o.node = x;
+    o.dtype = x->dtype;
+    o.ndim = x->ndim;
+    memcpy(o.shape, x->shape, sizeof o.shape);
+    const clg_storage *s = &c->plan->storage[x->base->id];
+    if (s->scalar) {
+        o.is_scalar = true;
+        o.scalar = s->scalar_value;
+        return o;
+    }
+    o.mem = s->mem;
+    o.offset = s->offset + x->offset;
+    memcpy(o.strides, x->strides, sizeof o.strides);
+    return o;
+}
+
+clg_context *clg_lowering_context(clg_lowering *lw) {
+    return lw->c->ctx;
+}
+
+clg_status clg_lower_kernel(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
+                            const size_t *global, const size_t *local, const char *label) {
+    return clg_plan_add_kernel(lw->c->plan, k, work_dim, global, local, label, -1);
+}
+
+clg_status clg_lower_gemm(clg_lowering *lw, clg_gemm_call *call, const char *label) {
+    clg_status st = clg_gemm_prepare(lw->c->ctx, call);
+    if (st != CLG_OK) return st;
+    return clg_plan_add_gemm(lw->c->plan, call, label);
+}
+
+/* ---- analysis ---- */
+
+static bool has_input(const clg_tensor *t, int upto, const clg_tensor *x) {
+    for (int k = 0; k < upto; ++k)
+        if (t->in[k] == x) return true;
+    return false;
+}
+
+static clg_status find_roots(clg_compiler *c) {
+    clg_graph *g = c->g;
+    bool any = false;
+    for (size_t i = 0; i < c->n; ++i) {
+        clg_tensor *t = g->nodes[i];
+        bool root = t->is_output;
+        if (c->opts.optimizer && t->param && t->param->trainable && t->grad) {
+            c->np[t->grad->id].reachable = true;
+            c->np[t->grad->base->id].forced = true;
+            any = true;
+        }
+        if (root) {
+            c->np[i].reachable = true;
+            c->np[t->base->id].forced = true;
+            any = true;
+        }
+    }
+    if (!any)
+        return clg_fail(CLG_ERR_GRAPH,
+                        "clg_graph_compile: nothing to compute: mark results with "
+                        "clg_graph_output (or pass an optimizer after clg_backward)");
+    return CLG_OK;
+}
+
+static void analyse(clg_compiler *c) {
+    clg_graph *g = c->g;
+    clg_node_plan *np = c->np;
+    for (size_t i = c->n; i-- > 0;) {
+        if (!np[i].reachable) continue;
+        clg_tensor *t = g->nodes[i];
+        for (int k = 0; k < t->n_in; ++k) np[t->in[k]->id].reachable = true;
+        if (t->info->kind == CLG_KIND_VIEW) np[t->base->id].reachable = true;
+    }
+    for (size_t i = 0; i < c->n; ++i) {
+        if (!np[i].reachable) continue;
+        clg_tensor *t = g->nodes[i];
+        clg_kind kind = t->info->kind;
+        if (kind == CLG_KIND_VIEW) np[t->base->id].forced = true;
+        for (int k = 0; k < t->n_in; ++k) {
+            clg_tensor *x = t->in[k];
+            if (has_input(t, k, x)) continue;
+            np[x->id].consumers++;
+            np[x->id].consumer = t;
+            if (kind == CLG_KIND_KERNEL || x->info->kind == CLG_KIND_VIEW)
+                np[x->base->id].forced = true;
+        }
+    }
+    for (size_t i = 0; i < c->n; ++i) {
+        if (!np[i].reachable) continue;
+        clg_tensor *t = g->nodes[i];
+        switch (t->info->kind) {
+        case CLG_KIND_KERNEL:
+        case CLG_KIND_REDUCE:
+            np[i].materialize = true;
+            break;
+        case CLG_KIND_ELEMENTWISE: {
+            const clg_tensor *u = np[i].consumer;
+            bool inl = !np[i].forced && !c->opts.no_fusion && np[i].consumers == 1 && u &&
+                       ((u->info->kind == CLG_KIND_ELEMENTWISE && clg_same_shape(u, t)) ||
+                        u->info->kind == CLG_KIND_REDUCE);
+            np[i].inlined = inl;
+            np[i].materialize = !inl;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+static clg_status schedule(clg_compiler *c) {
+    clg_node_plan *np = c->np;
+    for (size_t i = c->n; i-- > 0;) {
+        if (np[i].materialize) np[i].group = (int)i;
+        else if (np[i].inlined) np[i].group = np[np[i].consumer->id].group;
+        else np[i].group = -1;
+    }
+    c->schedule = malloc((c->n ? c->n : 1) * sizeof *c->schedule);
+    if (!c->schedule) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+    for (size_t i = 0; i < c->n; ++i) {
+        np[i].last_use = -1;
+        if (np[i].materialize) {
+            np[i].step = c->n_sched;
+            c->schedule[c->n_sched++] = (int)i;
+        }
+    }
+    for (size_t i = 0; i < c->n; ++i)
+        if (np[i].inlined) np[i].step = np[np[i].group].step;
+    /* liveness: a buffer lives until the last step that reads it */
+    for (size_t i = 0; i < c->n; ++i) {
+        if (!np[i].materialize && !np[i].inlined) continue;
+        clg_tensor *t = c->g->nodes[i];
+        for (int k = 0; k < t->n_in; ++k) {
+            clg_tensor *x = t->in[k];
+            if (np[x->id].inlined && np[x->id].group == np[i].group) continue;
+            int b = x->base->id;
+            if (np[i].step > np[b].last_use) np[b].last_use = np[i].step;
+        }
+    }
+    for (size_t i = 0; i < c->n; ++i) {
+        clg_tensor *t = c->g->nodes[i];
+        bool root = t->is_output ||
+                    (c->opts.optimizer && t->param && t->param->trainable && t->grad);
+        if (!root) continue;
+        const clg_tensor *r = t->is_output ? t : t->grad;
+        np[r->base->id].last_use = c->n_sched;
+        if (r != t && t->is_output) np[t->base->id].last_use = c->n_sched;
+    }
+    return CLG_OK;
+}
+
+/* ---- storage ---- */
+
+static clg_status leaf_storage(clg_compiler *c) {
+    clg_plan *p = c->plan;
+    size_t n_inputs = 0, n_consts = 0;
+    for (size_t i = 0; i < c->n; ++i) {
+        if (!c->np[i].reachable) continue;
+        const clg_tensor *t = c->g->nodes[i];
+        if (t->info == &clg_op_input) n_inputs++;
+        if (t->info == &clg_op_constant) n_consts++;
+    }
+    p->inputs = calloc(n_inputs ? n_inputs : 1, sizeof *p->inputs);
+    p->owned = calloc(n_consts ? n_consts : 1, sizeof *p->owned);
+    if (!p->inputs || !p->owned) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of memory");
+    for (size_t i = 0; i < c->n; ++i) {
+        if (!c->np[i].reachable) continue;
+        clg_tensor *t = c->g->nodes[i];
+        clg_storage *s = &p->storage[i];
+        size_t bytes = (size_t)clg_tensor_numel(t) * clg_dtype_size(t->dtype);
+        if (t->info == &clg_op_scalar) {
+            s->scalar = true;
+            s->scalar_value = t->fa[0];
+        } else if (t->info == &clg_op_param) {
+            s->mem = t->param->buffer;
+        } else if (t->info == &clg_op_input) {
+            char what[300];
+            snprintf(what, sizeof what, "input '%s'", t->name);
+            clg_plan_input *in = &p->inputs[p->n_inputs];
+            clg_status st = clg_buffer_create(c->ctx, bytes, what, &in->mem);
+            if (st != CLG_OK) return st;
+            p->n_inputs++;
+            in->node = t;
+            in->bytes = bytes;
+            in->staging = malloc(bytes);
+            if (!in->staging) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of memory");
+            p->fixed_bytes += bytes;
+            s->mem = in->mem;
+        } else if (t->info == &clg_op_constant) {
+            cl_mem m;
+            clg_status st = clg_buffer_create(c->ctx, bytes, "a constant", &m);
+            if (st != CLG_OK) return st;
+            p->owned[p->n_owned++] = m;
+            cl_int err = clEnqueueWriteBuffer(c->ctx->queue, m, CL_FALSE, 0, bytes, t->data, 0,
+                                              NULL, NULL);
+            if (err != CL_SUCCESS) return clg_fail_cl(err, "uploading a constant");
+            p->fixed_bytes += bytes;
+            s->mem = m;
+        }
+    }
+    return CLG_OK;
+}
+
+static clg_status arena_storage(clg_compiler *c) {
+    clg_plan *p = c->plan;
+    size_t guard = (c->opts.guard_bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    p->guard_bytes = guard;
+    size_t n = (size_t)c->n_sched;
+    size_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
+    int *start = malloc((n ? n : 1) * sizeof *start), *end = malloc((n ? n : 1) * sizeof *end);
+    int *arena = malloc((n ? n : 1) * sizeof *arena);
+    size_t *offset = malloc((n ? n : 1) * sizeof *offset);
+    clg_status st = CLG_OK;
+    if (!bytes || !start || !end || !arena || !offset) {
+        st = clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+        goto done;
+    }
+    const clg_device_info *dev = &c->ctx->info;
+    for (size_t k = 0; k < n; ++k) {
+        const clg_tensor *t = c->g->nodes[c->schedule[k]];
+        size_t b = (size_t)clg_tensor_numel(t) * clg_dtype_size(t->dtype);
+        if (b > dev->max_alloc_bytes) {
+            char s[200];
+            st = clg_fail(CLG_ERR_OUT_OF_MEMORY,
+                          "clg_graph_compile: the result of %s, %s, needs %zu bytes, above the "
+                          "device's largest single allocation of %llu bytes (%s)",
+                          t->info->name, clg_shape_str(t->ndim, t->shape, s, sizeof s), b,
+                          (unsigned long long)dev->max_alloc_bytes, dev->name);
+            goto done;
+        }
+        bytes[k] = b + 2 * guard;
+        /* With guards every tensor keeps its own bytes, so a guard never overlaps another
+         * tensor's data and any change to it is an out-of-bounds write. */
+        start[k] = guard ? 0 : (int)k;
+        end[k] = guard ? c->n_sched : (c->np[c->schedule[k]].last_use < (int)k
+                                           ? (int)k
+                                           : c->np[c->schedule[k]].last_use);
+    }
+    size_t *arena_bytes = NULL, n_arenas = 0;
+    st = clg_memplan(n, bytes, start, end, dev->max_alloc_bytes, ARENA_ALIGN, arena, offset,
+                     &arena_bytes, &n_arenas);
+    if (st != CLG_OK) goto done;
+    p->arena_bytes = arena_bytes;
+    p->arenas = calloc(n_arenas ? n_arenas : 1, sizeof *p->arenas);
+    if (!p->arenas) {
+        st = clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+        goto done;
+    }
+    size_t total = 0;
+    for (size_t a = 0; a < n_arenas; ++a) total += arena_bytes[a];
+    p->peak_bytes = total;
+    size_t params = 0;
+    for (size_t i = 0; i < c->ctx->n_params; ++i)
+        params += (size_t)c->ctx->params[i]->numel * 4;
+    if ((uint64_t)total + p->fixed_bytes + params > dev->global_mem_bytes) {
+        st = clg_fail(CLG_ERR_OUT_OF_MEMORY,
+                      "clg_graph_compile: the plan needs %zu bytes of intermediates + %zu of "
+                      "inputs and constants + %zu of parameters, more than the %llu bytes of "
+                      "global memory of %s",
+                      total, p->fixed_bytes, params, (unsigned long long)dev->global_mem_bytes,
+                      dev->name);
+        goto done;
+    }
+    p->n_arenas = n_arenas;
+    for (size_t a = 0; a < n_arenas; ++a) {
+        st = clg_buffer_create(c->ctx, arena_bytes[a], "the plan's intermediate tensors",
+                               &p->arenas[a]);
+        if (st != CLG_OK) goto done;
+        if (guard) {
+            cl_uint pattern = GUARD_PATTERN;
+            cl_int err = clEnqueueFillBuffer(c->ctx->queue, p->arenas[a], &pattern,
+                                             sizeof pattern, 0, arena_bytes[a], 0, NULL, NULL);
+            if (err != CL_SUCCESS) {
+                st = clg_fail_cl(err, "filling guard bytes");
+                goto done;
+            }
+        }
+    }
+    for (size_t k = 0; k < n; ++k) {
+        clg_storage *s = &p->storage[c->schedule[k]];
+        s->mem = p->arenas[arena[k]];
+        s->offset = (int64_t)((offset[k] + guard) / 4);
+    }
+done:
+    free(bytes);
+    free(start);
+    free(end);
+    free(arena);
+    free(offset);
+    return st;
+}
+
+/* ---- code ---- */
+
+static clg_status emit_steps(clg_compiler *c) {
+    clg_program_gen *pg = clg_program_gen_new();
+    if (!pg) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+    clg_status st = CLG_OK;
+    for (int k = 0; k < c->n_sched && st == CLG_OK; ++k) {
+        const clg_tensor *m = c->g->nodes[c->schedule[k]];
+        if (m->info->kind == CLG_KIND_ELEMENTWISE || m->info->kind == CLG_KIND_REDUCE)
+            st = clg_codegen_kernel(pg, c, m, k);
+    }
+    if (st == CLG_OK) st = clg_program_gen_finish(pg);
+    cl_program program = NULL;
+    size_t len = 0;
+    const char *src = st == CLG_OK ? clg_program_gen_source(pg, &len) : NULL;
+    if (src) {
+        char name[64];
+        snprintf(name, sizeof name, "fused kernels of a %d-step plan", c->n_sched);
+        st = clg_program_get(c->ctx, name, src, len, NULL, &program);
+        c->plan->program = program;
+    }
+    clg_lowering lw = {c};
+    for (int k = 0; k < c->n_sched && st == CLG_OK; ++k) {
+        clg_tensor *m = c->g->nodes[c->schedule[k]];
+        if (m->info->kind == CLG_KIND_ELEMENTWISE || m->info->kind == CLG_KIND_REDUCE) {
+            st = clg_codegen_bind(pg, c, program, m, k);
+            continue;
+        }
+        clg_operand in[64], out = clg_compiler_operand(c, m);
+        clg_operand *ins = m->n_in <= 64 ? in : malloc((size_t)m->n_in * sizeof *ins);
+        if (!ins) {
+            st = clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+            break;
+        }
+        for (int i = 0; i < m->n_in; ++i) ins[i] = clg_compiler_operand(c, m->in[i]);
+        st = m->info->lower(&lw, m, ins, &out);
+        if (ins != in) free(ins);
+    }
+    clg_program_gen_free(pg);
+    return st;
+}
+
+static clg_status attach_optimizer(clg_compiler *c) {
+    if (!c->opts.optimizer) return CLG_OK;
+    size_t n = 0;
+    for (size_t i = 0; i < c->n; ++i) {
+        clg_tensor *t = c->g->nodes[i];
+        if (t->param && t->param->trainable && t->grad) n++;
+    }
+    clg_param **params = malloc((n ? n : 1) * sizeof *params);
+    clg_operand *grads = malloc((n ? n : 1) * sizeof *grads);
+    if (!params || !grads) {
+        free(params);
+        free(grads);
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+    }
+    n = 0;
+    for (size_t i = 0; i < c->n; ++i) {
+        clg_tensor *t = c->g->nodes[i];
+        if (!(t->param && t->param->trainable && t->grad)) continue;
+        params[n] = t->param;
+        grads[n++] = clg_compiler_operand(c, t->grad);
+    }
+    clg_status st = clg_optimizer_attach(c->opts.optimizer, c->plan, n, params, grads);
+    c->plan->optimizer = c->opts.optimizer;
+    free(params);
+    free(grads);
+    return st;
+}
+
+clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_plan **out) {
+    if (!out) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_graph_compile: plan is NULL");
+    *out = NULL;
+    if (!g) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_graph_compile: graph is NULL");
+    if (g->error) return clg_fail(g->error, "%s", g->error_msg);
+    clg_compiler c = {.g = g, .ctx = g->ctx, .n = g->n_nodes};
+    if (opts) c.opts = *opts;
+    if (c.opts.optimizer && !g->backward_done)
+        return clg_fail(CLG_ERR_GRAPH,
+                        "clg_graph_compile: an optimizer needs gradients: call clg_backward first");
+    c.np = calloc(c.n, sizeof *c.np);
+    clg_plan *p = calloc(1, sizeof *p);
+    if (p) p->storage = calloc(c.n, sizeof *p->storage);
+    if (!c.np || !p || !p->storage) {
+        free(c.np);
+        if (p) free(p->storage);
+        free(p);
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_graph_compile: out of host memory");
+    }
+    p->ctx = g->ctx;
+    p->graph = g;
+    p->n_nodes = c.n;
+    c.plan = p;
+    clg_status st = clg_graph_add_plan(g, p);
+    if (st != CLG_OK) {
+        free(c.np);
+        free(p->storage);
+        free(p);
+        return st;
+    }
+    st = find_roots(&c);
+    if (st == CLG_OK) {
+        analyse(&c);
+        st = schedule(&c);
+    }
+    if (st == CLG_OK) st = leaf_storage(&c);
+    if (st == CLG_OK) st = arena_storage(&c);
+    if (st == CLG_OK) st = emit_steps(&c);
+    if (st == CLG_OK) st = attach_optimizer(&c);
+    if (st == CLG_OK) {
+        cl_int err = clFinish(c.ctx->queue); /* surface upload errors now, not in run 1 */
+        if (err != CL_SUCCESS) st = clg_fail_cl(err, "preparing the plan");
+    }
+    free(c.np);
+    free(c.schedule);
+    if (st != CLG_OK) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", clg_last_error());
+        clg_plan_free(p);
+        clg_fail(st, "%s", msg);
+        return st;
+    }
+    clg_trace("plan: %zu steps, %zu bytes of intermediates in %zu arena(s), %zu fixed bytes",
+            p->n_steps, p->peak_bytes, p->n_arenas, p->fixed_bytes);
+    *out = p;
+    return CLG_OK;
+}

@@ -1,0 +1,62 @@
+/* State shared by the compiler's passes: which nodes a plan computes, which are fused into
+ * which kernel, when each buffer is live, and where it lives. */
+#ifndef CLG_COMPILE_INTERNAL_H
+#define CLG_COMPILE_INTERNAL_H
+
+#include "compile/lowering.h"
+#include "runtime/plan.h"
+
+typedef struct clg_node_plan {
+    bool reachable;
+    bool forced;      /* must have storage: read by a view, a kernel op or the host */
+    bool materialize; /* computed by a step into its own arena storage */
+    bool inlined;     /* computed inside the kernel of node `group` */
+    int consumers;    /* distinct reachable consumers */
+    const clg_tensor *consumer;
+    int group; /* id of the materialised node whose step computes this node */
+    int step;  /* schedule index of that step */
+    int last_use;
+    size_t bytes;
+} clg_node_plan;
+
+typedef struct clg_compiler {
+    clg_graph *g;
+    clg_context *ctx;
+    clg_plan *plan;
+    clg_compile_options opts;
+    clg_node_plan *np; /* indexed by node id */
+    size_t n;
+    int *schedule; /* ids of materialised non-leaf nodes, in order */
+    int n_sched;
+} clg_compiler;
+
+struct clg_lowering {
+    clg_compiler *c;
+};
+
+/* How node x reads in this plan: buffer, offset and strides (or a scalar). */
+clg_operand clg_compiler_operand(const clg_compiler *c, const clg_tensor *x);
+
+/* memplan.c: place n live ranges [start[i], end[i]] of bytes[i] into arenas of at most
+ * max_bytes each; outputs arena[i] and offset[i]; returns the number of arenas and their
+ * sizes in arena_bytes (caller frees). align: byte alignment of every offset. */
+clg_status clg_memplan(size_t n, const size_t *bytes, const int *start, const int *end,
+                       size_t max_bytes, size_t align, int *arena, size_t *offset,
+                       size_t **arena_bytes, size_t *n_arenas);
+
+/* codegen.c: append the kernel for scheduled node m (elementwise group or reduction) named
+ * "k<step>" to the program source; its argument list is kept for clg_codegen_bind. */
+typedef struct clg_program_gen clg_program_gen;
+clg_program_gen *clg_program_gen_new(void);
+void clg_program_gen_free(clg_program_gen *pg);
+clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_tensor *m,
+                              int step);
+/* Prepend the prelude the kernels need (random functions). */
+clg_status clg_program_gen_finish(clg_program_gen *pg);
+/* The whole program's source (prelude + kernels); NULL if no kernel was generated. */
+const char *clg_program_gen_source(const clg_program_gen *pg, size_t *length);
+/* Create the kernel of step from program, set its plan-fixed args, append it to the plan. */
+clg_status clg_codegen_bind(clg_program_gen *pg, clg_compiler *c, cl_program program,
+                            const clg_tensor *m, int step);
+
+#endif

@@ -1,0 +1,166 @@
+/* Context creation: select the device, create the OpenCL context and its one in-order queue,
+ * and own everything made through it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "core/error.h"
+#include "core/program.h"
+#include "gemm/gemm.h"
+#include "graph/graph_internal.h"
+#include "nn/optim_internal.h"
+
+static clg_status pick_device(const char *spec, clg_device_info *chosen) {
+    clg_device_info *list = NULL;
+    size_t count = 0;
+    clg_status st = clg_device_list(&list, &count);
+    if (st != CLG_OK) return st;
+    size_t index = 0;
+    st = clg_device_match(list, count, spec, &index);
+    if (st == CLG_OK) *chosen = list[index];
+    clg_device_list_free(list);
+    return st;
+}
+
+static void CL_CALLBACK context_notify(const char *msg, const void *info, size_t cb, void *user) {
+    (void)info;
+    (void)cb;
+    (void)user;
+    clg_trace("OpenCL: %s", msg);
+}
+
+clg_status clg_context_create(const char *device_spec, clg_context **out) {
+    if (!out) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_context_create: out is NULL");
+    *out = NULL;
+    if (!device_spec) device_spec = getenv("CLGRAD_DEVICE");
+
+    clg_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_context_create: out of host memory");
+    clg_status st = pick_device(device_spec, &ctx->info);
+    if (st != CLG_OK) {
+        free(ctx);
+        return st;
+    }
+    st = clg_device_open(&ctx->info, &ctx->platform, &ctx->device);
+    if (st != CLG_OK) {
+        free(ctx);
+        return st;
+    }
+    cl_int err;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform,
+                                     0};
+    ctx->cl = clCreateContext(props, 1, &ctx->device, context_notify, NULL, &err);
+    if (!ctx->cl) {
+        st = clg_fail_cl(err, "cannot create an OpenCL context on device %d (%s, %s)",
+                         ctx->info.index, ctx->info.name, ctx->info.platform_name);
+        free(ctx);
+        return st;
+    }
+    ctx->profiling = clg_env_flag("CLGRAD_PROFILE");
+    ctx->queue = clCreateCommandQueue(ctx->cl, ctx->device,
+                                      ctx->profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
+    if (!ctx->queue) {
+        st = clg_fail_cl(err, "cannot create a command queue on device %d (%s)", ctx->info.index,
+                         ctx->info.name);
+        clReleaseContext(ctx->cl);
+        free(ctx);
+        return st;
+    }
+    st = clg_program_cache_init(ctx);
+    if (st == CLG_OK) st = clg_gemm_init(ctx);
+    if (st != CLG_OK) {
+        clg_context_free(ctx);
+        return st;
+    }
+    clg_trace("device %d: %s (%s, %s), OpenCL C %s", ctx->info.index, ctx->info.name,
+            ctx->info.platform_name, ctx->info.driver_version, ctx->info.opencl_c_version);
+    *out = ctx;
+    return CLG_OK;
+}
+
+void clg_context_free(clg_context *ctx) {
+    if (!ctx) return;
+    if (ctx->queue) clFinish(ctx->queue);
+    while (ctx->n_graphs) clg_graph_free(ctx->graphs[ctx->n_graphs - 1]);
+    free(ctx->graphs);
+    while (ctx->n_optimizers) clg_optimizer_free(ctx->optimizers[ctx->n_optimizers - 1]);
+    free(ctx->optimizers);
+    for (size_t i = 0; i < ctx->n_params; ++i) clg_param_destroy(ctx->params[i]);
+    free(ctx->params);
+    clg_gemm_free(ctx);
+    clg_program_cache_free(ctx);
+    if (ctx->queue) clReleaseCommandQueue(ctx->queue);
+    if (ctx->cl) clReleaseContext(ctx->cl);
+    free(ctx);
+}
+
+const clg_device_info *clg_context_device(const clg_context *ctx) {
+    return ctx ? &ctx->info : NULL;
+}
+
+clg_status clg_context_finish(clg_context *ctx) {
+    if (!ctx) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_context_finish: ctx is NULL");
+    cl_int err = clFinish(ctx->queue);
+    if (err != CL_SUCCESS) return clg_fail_cl(err, "clFinish on %s", ctx->info.name);
+    return CLG_OK;
+}
+
+clg_status clg_buffer_create(clg_context *ctx, size_t bytes, const char *what, cl_mem *out) {
+    *out = NULL;
+    if (bytes == 0) bytes = 4;
+    if (bytes > ctx->info.max_alloc_bytes)
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY,
+                        "%s needs a buffer of %zu bytes, above this device's largest single "
+                        "allocation (CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes on %s)",
+                        what, bytes, (unsigned long long)ctx->info.max_alloc_bytes,
+                        ctx->info.name);
+    cl_int err;
+    cl_mem m = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (!m) return clg_fail_cl(err, "allocating %zu bytes for %s on %s", bytes, what,
+                               ctx->info.name);
+    *out = m;
+    return CLG_OK;
+}
+
+#define GROW(arr, n, cap)                                                                      \
+    do {                                                                                       \
+        if ((n) == (cap)) {                                                                    \
+            size_t nc = (cap) ? (cap) * 2 : 8;                                                 \
+            void *na = realloc((arr), nc * sizeof *(arr));                                     \
+            if (!na) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "out of host memory");             \
+            (arr) = na;                                                                        \
+            (cap) = nc;                                                                        \
+        }                                                                                      \
+    } while (0)
+
+clg_status clg_context_add_graph(clg_context *ctx, clg_graph *g) {
+    GROW(ctx->graphs, ctx->n_graphs, ctx->cap_graphs);
+    ctx->graphs[ctx->n_graphs++] = g;
+    return CLG_OK;
+}
+
+void clg_context_remove_graph(clg_context *ctx, clg_graph *g) {
+    for (size_t i = 0; i < ctx->n_graphs; ++i)
+        if (ctx->graphs[i] == g) {
+            memmove(ctx->graphs + i, ctx->graphs + i + 1,
+                    (ctx->n_graphs - i - 1) * sizeof *ctx->graphs);
+            ctx->n_graphs--;
+            return;
+        }
+}
+
+clg_status clg_context_add_optimizer(clg_context *ctx, clg_optimizer *opt) {
+    GROW(ctx->optimizers, ctx->n_optimizers, ctx->cap_optimizers);
+    ctx->optimizers[ctx->n_optimizers++] = opt;
+    return CLG_OK;
+}
+
+void clg_context_remove_optimizer(clg_context *ctx, clg_optimizer *opt) {
+    for (size_t i = 0; i < ctx->n_optimizers; ++i)
+        if (ctx->optimizers[i] == opt) {
+            memmove(ctx->optimizers + i, ctx->optimizers + i + 1,
+                    (ctx->n_optimizers - i - 1) * sizeof *ctx->optimizers);
+            ctx->n_optimizers--;
+            return;
+        }
+}

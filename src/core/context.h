@@ -1,0 +1,53 @@
+/* The context's full definition: device handles, queue, program caches, parameters. */
+#ifndef CLG_CORE_CONTEXT_H
+#define CLG_CORE_CONTEXT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <CL/cl.h>
+
+#include "clgrad/context.h"
+#include "clgrad/graph.h"
+
+typedef struct clg_program_cache clg_program_cache;
+typedef struct clg_gemm_state clg_gemm_state;
+
+struct clg_context {
+    clg_device_info info;
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context cl;
+    cl_command_queue queue; /* one in-order queue: every kernel of every plan goes here */
+    bool profiling;         /* CLGRAD_PROFILE: queue records events */
+
+    clg_program_cache *programs; /* in-memory and on-disk program cache (core/program.c) */
+    clg_gemm_state *gemm;        /* GEMM dispatch state (gemm/gemm.c) */
+
+    clg_param **params; /* creation order */
+    size_t n_params, cap_params;
+
+    clg_graph **graphs; /* live graphs, freed with the context */
+    size_t n_graphs, cap_graphs;
+    clg_optimizer **optimizers;
+    size_t n_optimizers, cap_optimizers;
+
+    /* Random streams: every run of a plan with random ops draws from counter values starting
+     * at rng_offset and advances it, so a checkpoint that saves it resumes exactly. */
+    uint64_t rng_offset;
+};
+
+/* Device buffer helpers: errors name what the buffer was for. */
+clg_status clg_buffer_create(clg_context *ctx, size_t bytes, const char *what, cl_mem *out);
+
+/* Track/untrack graphs and optimizers so clg_context_free releases them. */
+clg_status clg_context_add_graph(clg_context *ctx, clg_graph *g);
+void clg_context_remove_graph(clg_context *ctx, clg_graph *g);
+clg_status clg_context_add_optimizer(clg_context *ctx, clg_optimizer *opt);
+void clg_context_remove_optimizer(clg_context *ctx, clg_optimizer *opt);
+
+/* Device-internal helpers implemented in core/device.c. */
+clg_status clg_device_open(const clg_device_info *info, cl_platform_id *platform,
+                           cl_device_id *device);
+
+#endif

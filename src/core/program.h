@@ -1,0 +1,39 @@
+/* Every OpenCL program build goes through here: build options for the device, build logs in
+ * error messages, an in-memory cache per context and an on-disk binary cache
+ * ($XDG_CACHE_HOME/clgrad, CLGRAD_CACHE_DIR overrides, "off" disables). */
+#ifndef CLG_CORE_PROGRAM_H
+#define CLG_CORE_PROGRAM_H
+
+#include <stddef.h>
+
+#include <CL/cl.h>
+
+#include "core/context.h"
+
+/* Set up / tear down ctx->programs. */
+clg_status clg_program_cache_init(clg_context *ctx);
+void clg_program_cache_free(clg_context *ctx);
+
+/* A built program for source (length bytes) with extra build options (may be NULL).
+ * name is for messages and logs ("random", "plan 3"). The program is owned by the context's
+ * cache; do not release it. On a build failure: CLG_ERR_BUILD, message with name and log. */
+clg_status clg_program_get(clg_context *ctx, const char *name, const char *source,
+                           size_t length, const char *options, cl_program *program);
+
+/* The program of kernel family cl/<family>.cl (built on first use). */
+clg_status clg_program_family(clg_context *ctx, const char *family, cl_program *program);
+
+/* A new kernel object from family cl/<family>.cl (caller releases it). */
+clg_status clg_kernel_new(clg_context *ctx, const char *family, const char *kernel,
+                          cl_kernel *out);
+
+/* Statistics for tests and CLGRAD_LOG. */
+typedef struct clg_program_stats {
+    unsigned memory_hits;
+    unsigned disk_hits;
+    unsigned disk_misses; /* built from source (includes corrupt entries) */
+    unsigned disk_writes;
+} clg_program_stats;
+clg_program_stats clg_program_cache_stats(const clg_context *ctx);
+
+#endif

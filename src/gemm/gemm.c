@@ -1,0 +1,94 @@
+/* GEMM dispatch: the only file that includes CLBlast. Maps a clg_gemm_call to CLBlast's
+ * row-major SGEMM (with a scratch buffer owned here rather than allocated per call) or
+ * strided-batched SGEMM, and CLBlast status codes to clgrad's. */
+#include <stdlib.h>
+
+#include <clblast_c.h>
+
+#include "core/context.h"
+#include "core/error.h"
+#include "gemm/gemm.h"
+
+struct clg_gemm_state {
+    cl_mem temp; /* shared scratch for CLBlast's indirect path: runs are serial on one queue */
+    size_t temp_bytes;
+};
+
+clg_status clg_gemm_init(clg_context *ctx) {
+    ctx->gemm = calloc(1, sizeof *ctx->gemm);
+    if (!ctx->gemm) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM state: out of host memory");
+    return CLG_OK;
+}
+
+void clg_gemm_free(clg_context *ctx) {
+    if (!ctx->gemm) return;
+    if (ctx->gemm->temp) clReleaseMemObject(ctx->gemm->temp);
+    free(ctx->gemm);
+    ctx->gemm = NULL;
+}
+
+const char *clg_gemm_backend_name(clg_gemm_backend backend) {
+    switch (backend) {
+    case CLG_GEMM_CLBLAST:
+        return "clblast";
+    default:
+        return "?";
+    }
+}
+
+static clg_status clblast_fail(CLBlastStatusCode code, const char *what, const clg_gemm_call *c) {
+    clg_status st = code == CLBlastTempBufferAllocFailure || code == CLBlastOpenCLOutOfResources
+                        ? CLG_ERR_OUT_OF_MEMORY
+                        : CLG_ERR_OPENCL;
+    if (code == CLBlastOpenCLBuildProgramFailure) st = CLG_ERR_BUILD;
+    return clg_fail(st, "%s (m=%zu n=%zu k=%zu batch=%zu, trans %d/%d): CLBlast status %d", what,
+                    c->m, c->n, c->k, c->batch, c->trans_a, c->trans_b, (int)code);
+}
+
+static CLBlastTranspose tr(bool t) {
+    return t ? CLBlastTransposeYes : CLBlastTransposeNo;
+}
+
+clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
+    call->backend = CLG_GEMM_CLBLAST;
+    call->temp = NULL;
+    if (call->batch != 1) return CLG_OK;
+    size_t bytes = 0;
+    CLBlastStatusCode code = CLBlastSGemmTempBufferSize(
+        CLBlastLayoutRowMajor, tr(call->trans_a), tr(call->trans_b), call->m, call->n, call->k,
+        call->a_off, call->lda, call->b_off, call->ldb, call->c_off, call->ldc, &ctx->queue,
+        &bytes);
+    if (code != CLBlastSuccess) return clblast_fail(code, "sizing the GEMM scratch buffer", call);
+    clg_gemm_state *s = ctx->gemm;
+    if (bytes < 256) bytes = 256; /* CLBlast wraps the handle even when it needs no scratch */
+    if (bytes > s->temp_bytes) {
+        cl_mem m;
+        clg_status st = clg_buffer_create(ctx, bytes, "the GEMM scratch buffer", &m);
+        if (st != CLG_OK) return st;
+        if (s->temp) {
+            clFinish(ctx->queue); /* steps queued earlier may still use the old scratch */
+            clReleaseMemObject(s->temp);
+        }
+        s->temp = m;
+        s->temp_bytes = bytes;
+    }
+    return CLG_OK;
+}
+
+clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *event) {
+    CLBlastStatusCode code;
+    if (c->batch == 1) {
+        /* Scratch is looked up now, not stored in the call: a later prepare may grow it. */
+        code = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, tr(c->trans_a), tr(c->trans_b),
+                                          c->m, c->n, c->k, c->alpha, c->a, c->a_off, c->lda,
+                                          c->b, c->b_off, c->ldb, c->beta, c->c, c->c_off,
+                                          c->ldc, &ctx->queue, event, ctx->gemm->temp);
+    } else {
+        code = CLBlastSgemmStridedBatched(
+            CLBlastLayoutRowMajor, tr(c->trans_a), tr(c->trans_b), c->m, c->n, c->k, c->alpha,
+            c->a, c->a_off, c->lda, c->a_stride, c->b, c->b_off, c->ldb, c->b_stride, c->beta,
+            c->c, c->c_off, c->ldc, c->c_stride, c->batch, &ctx->queue, event);
+    }
+    if (code != CLBlastSuccess) return clblast_fail(code, "GEMM", c);
+    return CLG_OK;
+}

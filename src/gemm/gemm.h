@@ -1,0 +1,45 @@
+/* The one GEMM dispatch point. Every matrix product (plain, batched, convolution lowered to
+ * GEMM) is a clg_gemm_call, prepared once at compile time (backend chosen, scratch sized) and
+ * enqueued at every run. Row-major: C = alpha op(A) op(B) + beta C, batch via strides. */
+#ifndef CLG_GEMM_GEMM_H
+#define CLG_GEMM_GEMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <CL/cl.h>
+
+#include "clgrad/status.h"
+
+typedef struct clg_context clg_context;
+
+typedef enum clg_gemm_backend {
+    CLG_GEMM_CLBLAST,
+    CLG_GEMM_BACKEND_COUNT
+} clg_gemm_backend;
+
+typedef struct clg_gemm_call {
+    bool trans_a, trans_b;
+    size_t m, n, k;
+    float alpha, beta;
+    /* Element offsets, leading dimensions (row strides as stored) and batch strides. */
+    cl_mem a;
+    size_t a_off, lda, a_stride;
+    cl_mem b;
+    size_t b_off, ldb, b_stride;
+    cl_mem c;
+    size_t c_off, ldc, c_stride;
+    size_t batch;
+    clg_gemm_backend backend; /* set by clg_gemm_prepare */
+    cl_mem temp;              /* CLBlast scratch, owned by the context's GEMM state */
+} clg_gemm_call;
+
+clg_status clg_gemm_init(clg_context *ctx);
+void clg_gemm_free(clg_context *ctx);
+/* Choose the backend for this shape and size its scratch memory. */
+clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call);
+/* Queue the product; event (may be NULL) receives the last kernel's event. */
+clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *event);
+const char *clg_gemm_backend_name(clg_gemm_backend backend);
+
+#endif

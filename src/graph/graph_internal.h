@@ -1,0 +1,155 @@
+/* Graph nodes as the compiler sees them. A clg_tensor is a node; its op_info (defined next to
+ * the op's builder in src/ops/<family>.c) says how the node is differentiated, how it is
+ * emitted inside a fused kernel, or how it is lowered to its own kernels. */
+#ifndef CLG_GRAPH_INTERNAL_H
+#define CLG_GRAPH_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clgrad/graph.h"
+#include "clgrad/ops.h"
+#include "core/error.h"
+
+typedef struct clg_codegen clg_codegen;
+typedef struct clg_lowering clg_lowering;
+typedef struct clg_operand clg_operand;
+
+typedef enum clg_kind {
+    CLG_KIND_LEAF,        /* input, parameter, constant: storage exists before the run */
+    CLG_KIND_SCALAR,      /* 0-d value passed as a kernel argument */
+    CLG_KIND_ELEMENTWISE, /* fusable: value at an index depends only on operands there */
+    CLG_KIND_REDUCE,      /* generated reduction kernel with a fused elementwise prologue */
+    CLG_KIND_VIEW,        /* (base, offset, strides) over another node's storage */
+    CLG_KIND_KERNEL,      /* lowered by its family to GEMM calls or hand-written kernels */
+    CLG_KIND_POISON,      /* the graph's error placeholder */
+} clg_kind;
+
+typedef struct clg_op_info {
+    const char *name; /* "add", "sum", ... used in messages and profiles */
+    clg_kind kind;
+    /* Add d(loss)/d(input) contributions with clg_grad_accumulate, given gout = d(loss)/d(node).
+     * NULL: the op has no gradient (comparisons, argmax, ...). */
+    void (*backward)(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+    /* Elementwise: write the OpenCL C expression of node given its operands' expressions. */
+    void (*emit)(clg_codegen *cg, const clg_tensor *node, const char *const *operands,
+                 char *out, size_t size);
+    /* Kernel kind: append the node's kernels to the plan. */
+    clg_status (*lower)(clg_lowering *lw, clg_tensor *node, const clg_operand *inputs,
+                        const clg_operand *output);
+} clg_op_info;
+
+#define CLG_NODE_INLINE_INPUTS 3
+
+struct clg_tensor {
+    int id; /* creation order: inputs always have smaller ids (topological) */
+    clg_graph *graph;
+    const clg_op_info *info;
+    clg_dtype dtype;
+    int ndim;
+    int64_t shape[CLG_MAX_DIMS];
+
+    int n_in;
+    clg_tensor **in; /* points at in_small or a malloc'ed array */
+    clg_tensor *in_small[CLG_NODE_INLINE_INPUTS];
+
+    /* Op attributes; meaning per op. */
+    int64_t ia[2 * CLG_MAX_DIMS];
+    float fa[4];
+    uint64_t seed;
+
+    /* Storage: every node reads as base's buffer at offset + sum(coord[i] * strides[i]).
+     * Non-view nodes are their own contiguous base. */
+    clg_tensor *base;
+    int64_t offset;
+    int64_t strides[CLG_MAX_DIMS];
+
+    clg_param *param; /* CLG_KIND_LEAF parameter */
+    void *data;       /* constant's host copy */
+    char *name;       /* input's name */
+    bool no_grad;     /* detached: gradients stop here */
+    bool requires_grad;
+    bool needs_grad; /* set by clg_backward: a gradient flows through this node */
+    bool is_output;
+    clg_tensor *grad;
+};
+
+struct clg_graph {
+    clg_context *ctx;
+    clg_tensor **nodes;
+    size_t n_nodes, cap_nodes;
+    clg_status error;
+    char error_msg[2048];
+    clg_tensor *poison;
+    bool backward_done;
+    clg_plan **plans;
+    size_t n_plans, cap_plans;
+};
+
+struct clg_param {
+    clg_context *ctx;
+    char *name;
+    clg_dtype dtype;
+    int ndim;
+    int64_t shape[CLG_MAX_DIMS];
+    int64_t numel;
+    bool trainable;
+    cl_mem buffer;
+};
+
+/* ---- building nodes ---- */
+
+/* Validate a builder's inputs: g non-NULL and healthy, every tensor non-NULL, of g, not
+ * poison. On failure records an error naming op and returns false. */
+bool clg_check_inputs(clg_graph *g, const char *op, int n, clg_tensor *const *xs);
+/* Record the first error of g (later ones are ignored) and return the poison tensor. */
+clg_tensor *clg_graph_fail(clg_graph *g, clg_status status, const char *fmt, ...)
+    CLG_PRINTF(3, 4);
+/* Builder entry: NULL graph gives NULL, an errored graph gives its poison. */
+#define CLG_GUARD(g, op, n, ...)                                                               \
+    do {                                                                                       \
+        if (!(g)) return NULL;                                                                 \
+        clg_tensor *const guard_xs_[] = {__VA_ARGS__};                                          \
+        if (!clg_check_inputs((g), (op), (n), guard_xs_)) return (g)->poison;                 \
+    } while (0)
+
+/* A new contiguous node. NULL only on host OOM (then g is poisoned: return g->poison). */
+clg_tensor *clg_node_new(clg_graph *g, const clg_op_info *info, clg_dtype dtype, int ndim,
+                         const int64_t *shape, int n_in, clg_tensor *const *in);
+/* A view node of x with the given shape, offset and strides relative to x's base. */
+clg_tensor *clg_view_new(clg_graph *g, const clg_op_info *info, clg_tensor *x, int ndim,
+                         const int64_t *shape, int64_t offset, const int64_t *strides);
+/* x with gradients stopped. */
+clg_tensor *clg_detach(clg_graph *g, clg_tensor *x);
+
+/* ---- shapes ---- */
+int64_t clg_shape_numel(int ndim, const int64_t *shape);
+void clg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+bool clg_is_contiguous(const clg_tensor *t); /* reads its base as a dense row-major block */
+bool clg_same_shape(const clg_tensor *a, const clg_tensor *b);
+/* "[2, 3]" into buf. */
+const char *clg_shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
+/* Normalise a possibly negative axis; false if out of range. */
+bool clg_norm_axis(int axis, int ndim, int *out);
+/* Broadcast shapes (NumPy rules). false if incompatible. */
+bool clg_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int *nout,
+                         int64_t *out);
+
+/* ---- autograd helpers (graph/autograd.c) ---- */
+/* Does t lead to anything whose gradient was asked for? */
+bool clg_needs_grad(const clg_tensor *t);
+/* t->grad += contribution (contribution's shape must be t's). */
+void clg_grad_accumulate(clg_graph *g, clg_tensor *t, clg_tensor *contribution);
+/* Sum grad over the broadcast dimensions so it takes target's shape. */
+clg_tensor *clg_sum_to_shape(clg_graph *g, clg_tensor *grad, int ndim, const int64_t *shape);
+
+/* ---- lifetime (graph/graph.c, graph/param.c) ---- */
+void clg_param_destroy(clg_param *p);
+void clg_graph_forget_plan(clg_graph *g, clg_plan *plan);
+clg_status clg_graph_add_plan(clg_graph *g, clg_plan *plan);
+
+/* Op infos the compiler needs to recognise. */
+extern const clg_op_info clg_op_input, clg_op_param, clg_op_constant, clg_op_scalar,
+    clg_op_poison;
+
+#endif

@@ -1,0 +1,203 @@
+/* Matrix products: 2-D and batched with broadcast batch dimensions, either operand
+ * transposed. Lowered to one GEMM call (strided-batched when there is a batch), reading
+ * views in place when their layout allows (transposed views become transpose flags). */
+#include <string.h>
+
+#include "compile/lowering.h"
+#include "gemm/gemm.h"
+#include "graph/graph_internal.h"
+
+static void bw_matmul(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out);
+
+/* ia[0]: trans_a, ia[1]: trans_b */
+static const clg_op_info op_matmul = {.name = "matmul", .kind = CLG_KIND_KERNEL,
+                                      .backward = bw_matmul, .lower = lower_matmul};
+
+/* How GEMM reads a stored matrix [rows, cols] with these strides: row-major with leading
+ * dimension ld, or (flip) column-major, i.e. row-major of the transpose. */
+static bool matrix_layout(int64_t rows, int64_t cols, int64_t srow, int64_t scol, bool *flip,
+                          int64_t *ld) {
+    /* Strides of size-1 dimensions are meaningless; pick the ones that make a layout work. */
+    if (cols == 1) scol = 1;
+    if (rows == 1) srow = scol == 1 ? cols : 1;
+    if (scol == 1 && srow >= cols) {
+        *flip = false;
+        *ld = srow;
+        return true;
+    }
+    if (srow == 1 && scol >= rows) {
+        *flip = true;
+        *ld = scol;
+        return true;
+    }
+    return false;
+}
+
+/* Collapse the batch dims of an operand (aligned right with the output's batch dims,
+ * broadcast dims having stride 0) into one stride. */
+static bool batch_stride(int out_nb, const int64_t *out_batch, int nb, const int64_t *shape,
+                         const int64_t *strides, int64_t *stride) {
+    int64_t s[CLG_MAX_DIMS];
+    for (int i = 0; i < out_nb; ++i) {
+        int j = i - (out_nb - nb);
+        s[i] = (j < 0 || shape[j] == 1) ? 0 : strides[j];
+    }
+    int64_t result = -1;
+    for (int i = out_nb - 1; i >= 0; --i) {
+        if (out_batch[i] == 1) continue;
+        if (result < 0) {
+            result = s[i];
+            continue;
+        }
+        /* the next outer dim must step over this whole inner run */
+        int64_t inner = 1;
+        for (int k = i + 1; k < out_nb; ++k) inner *= out_batch[k];
+        if (s[i] != result * inner) return false;
+    }
+    *stride = result < 0 ? 0 : result;
+    return true;
+}
+
+static bool operand_ok(const clg_tensor *x, bool trans, int out_nb, const int64_t *out_batch) {
+    int r = x->ndim;
+    bool flip;
+    int64_t ld, bs;
+    (void)trans;
+    return matrix_layout(x->shape[r - 2], x->shape[r - 1], x->strides[r - 2], x->strides[r - 1],
+                         &flip, &ld) &&
+           batch_stride(out_nb, out_batch, r - 2, x->shape, x->strides, &bs);
+}
+
+clg_tensor *clg_matmul(clg_graph *g, clg_tensor *a, clg_tensor *b, bool trans_a, bool trans_b) {
+    CLG_GUARD(g, "matmul", 2, a, b);
+    char sa[200], sb[200];
+    if (a->ndim < 2 || b->ndim < 2)
+        return clg_graph_fail(g, CLG_ERR_SHAPE,
+                              "matmul: operands need at least 2 dimensions, got %s and %s",
+                              clg_shape_str(a->ndim, a->shape, sa, sizeof sa),
+                              clg_shape_str(b->ndim, b->shape, sb, sizeof sb));
+    int ra = a->ndim, rb = b->ndim;
+    int64_t m = trans_a ? a->shape[ra - 1] : a->shape[ra - 2];
+    int64_t ka = trans_a ? a->shape[ra - 2] : a->shape[ra - 1];
+    int64_t kb = trans_b ? b->shape[rb - 1] : b->shape[rb - 2];
+    int64_t n = trans_b ? b->shape[rb - 2] : b->shape[rb - 1];
+    if (ka != kb)
+        return clg_graph_fail(g, CLG_ERR_SHAPE,
+                              "matmul: inner dimensions differ: %s%s x %s%s (%lld vs %lld)",
+                              clg_shape_str(a->ndim, a->shape, sa, sizeof sa),
+                              trans_a ? "^T" : "",
+                              clg_shape_str(b->ndim, b->shape, sb, sizeof sb),
+                              trans_b ? "^T" : "", (long long)ka, (long long)kb);
+    int nb;
+    int64_t batch[CLG_MAX_DIMS];
+    if (!clg_broadcast_shape(ra - 2, a->shape, rb - 2, b->shape, &nb, batch))
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "matmul: batch dimensions of %s and %s differ",
+                              clg_shape_str(a->ndim, a->shape, sa, sizeof sa),
+                              clg_shape_str(b->ndim, b->shape, sb, sizeof sb));
+    if (a->dtype != CLG_F32) a = clg_cast(g, a, CLG_F32);
+    if (b->dtype != CLG_F32) b = clg_cast(g, b, CLG_F32);
+    /* Views GEMM cannot read in place are copied (a broadcast that does not collapse into
+     * one batch stride is materialised at full size). */
+    clg_tensor *ops[2] = {a, b};
+    for (int i = 0; i < 2; ++i) {
+        clg_tensor *x = ops[i];
+        if (operand_ok(x, i ? trans_b : trans_a, nb, batch)) continue;
+        x = clg_contiguous(g, x);
+        if (!operand_ok(x, false, nb, batch)) {
+            int64_t full[CLG_MAX_DIMS];
+            memcpy(full, batch, (size_t)nb * sizeof *batch);
+            full[nb] = x->shape[x->ndim - 2];
+            full[nb + 1] = x->shape[x->ndim - 1];
+            x = clg_contiguous(g, clg_broadcast_to(g, x, nb + 2, full));
+        }
+        ops[i] = x;
+    }
+    if (g->error) return g->poison;
+    int64_t shape[CLG_MAX_DIMS];
+    memcpy(shape, batch, (size_t)nb * sizeof *batch);
+    shape[nb] = m;
+    shape[nb + 1] = n;
+    clg_tensor *t = clg_node_new(g, &op_matmul, CLG_F32, nb + 2, shape, 2, ops);
+    if (t != g->poison) {
+        t->ia[0] = trans_a;
+        t->ia[1] = trans_b;
+    }
+    return t;
+}
+
+/* Weight gradients of a batched activation times a 2-D weight fold the batch into the rows:
+ * one GEMM instead of a batched product and a sum. */
+static clg_tensor *fold_rows(clg_graph *g, clg_tensor *x) {
+    if (x->ndim <= 2) return x;
+    int64_t s[2] = {-1, x->shape[x->ndim - 1]};
+    return clg_reshape(g, x, 2, s);
+}
+
+static void bw_matmul(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_tensor *a = node->in[0], *b = node->in[1];
+    bool ta = node->ia[0], tb = node->ia[1];
+    if (clg_needs_grad(a)) {
+        clg_tensor *da = ta ? clg_matmul(g, b, gout, tb, true) : clg_matmul(g, gout, b, false, !tb);
+        clg_grad_accumulate(g, a, clg_sum_to_shape(g, da, a->ndim, a->shape));
+    }
+    if (clg_needs_grad(b)) {
+        clg_tensor *db;
+        if (b->ndim == 2 && node->ndim > 2 && !ta && a->ndim == node->ndim) {
+            clg_tensor *a2 = fold_rows(g, a), *g2 = fold_rows(g, gout);
+            db = tb ? clg_matmul(g, g2, a2, true, false) : clg_matmul(g, a2, g2, true, false);
+        } else {
+            db = tb ? clg_matmul(g, gout, a, true, ta) : clg_matmul(g, a, gout, !ta, false);
+        }
+        clg_grad_accumulate(g, b, clg_sum_to_shape(g, db, b->ndim, b->shape));
+    }
+}
+
+static void gemm_operand(const clg_operand *x, bool trans, int out_nb, const int64_t *out_batch,
+                         cl_mem *mem, size_t *off, size_t *ld, size_t *stride, bool *t) {
+    int r = x->ndim;
+    bool flip = false;
+    int64_t l = 1, bs = 0;
+    matrix_layout(x->shape[r - 2], x->shape[r - 1], x->strides[r - 2], x->strides[r - 1], &flip,
+                  &l);
+    batch_stride(out_nb, out_batch, r - 2, x->shape, x->strides, &bs);
+    *mem = x->mem;
+    *off = (size_t)x->offset;
+    *ld = (size_t)l;
+    *stride = (size_t)bs;
+    *t = trans != flip;
+}
+
+clg_status clg_lower_gemm(clg_lowering *lw, clg_gemm_call *call, const char *label);
+
+static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out) {
+    int nb = node->ndim - 2;
+    const int64_t *batch = node->shape;
+    clg_gemm_call c = {0};
+    bool ta, tb;
+    gemm_operand(&in[0], node->ia[0], nb, batch, &c.a, &c.a_off, &c.lda, &c.a_stride, &ta);
+    gemm_operand(&in[1], node->ia[1], nb, batch, &c.b, &c.b_off, &c.ldb, &c.b_stride, &tb);
+    c.trans_a = ta;
+    c.trans_b = tb;
+    c.m = (size_t)node->shape[nb];
+    c.n = (size_t)node->shape[nb + 1];
+    int ra = in[0].ndim;
+    c.k = (size_t)(node->ia[0] ? in[0].shape[ra - 2] : in[0].shape[ra - 1]);
+    c.alpha = 1.0f;
+    c.beta = 0.0f;
+    c.c = out->mem;
+    c.c_off = (size_t)out->offset;
+    c.ldc = c.n;
+    c.c_stride = c.m * c.n;
+    c.batch = (size_t)clg_shape_numel(nb, batch);
+    /* B shared by every batch entry and A's rows contiguous across the batch: one GEMM with
+     * batch * m rows. */
+    if (c.batch > 1 && c.b_stride == 0 && !c.trans_a && c.a_stride == c.m * c.lda) {
+        c.m *= c.batch;
+        c.batch = 1;
+    }
+    if (c.batch == 1) c.a_stride = c.b_stride = c.c_stride = 0;
+    return clg_lower_gemm(lw, &c, "matmul");
+}

@@ -1,0 +1,437 @@
+/* Movement ops. Reshape, permute, slice, squeeze and broadcast are views: new
+ * (offset, strides) over the same storage, no kernel. Concat and pad ("embed": place x inside
+ * a filled tensor, which is also slice's backward) are lowered to strided copies. */
+#include <string.h>
+
+#include "compile/lowering.h"
+#include "graph/graph_internal.h"
+
+static void bw_reshape(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static void bw_permute(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static void bw_slice(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static void bw_broadcast(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static void bw_concat(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static void bw_embed(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static clg_status lower_concat(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out);
+static clg_status lower_embed(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                              const clg_operand *out);
+
+static const clg_op_info op_reshape = {.name = "reshape", .kind = CLG_KIND_VIEW,
+                                       .backward = bw_reshape};
+/* ia[0..ndim): the permutation */
+static const clg_op_info op_permute = {.name = "permute", .kind = CLG_KIND_VIEW,
+                                       .backward = bw_permute};
+/* ia[0] axis, ia[1] start, ia[2] step */
+static const clg_op_info op_slice = {.name = "slice", .kind = CLG_KIND_VIEW,
+                                     .backward = bw_slice};
+static const clg_op_info op_broadcast = {.name = "broadcast_to", .kind = CLG_KIND_VIEW,
+                                         .backward = bw_broadcast};
+static const clg_op_info op_detach = {.name = "detach", .kind = CLG_KIND_VIEW};
+/* ia[0] axis */
+static const clg_op_info op_concat = {.name = "concat", .kind = CLG_KIND_KERNEL,
+                                      .backward = bw_concat, .lower = lower_concat};
+/* ia[0..nd): start per axis, ia[CLG_MAX_DIMS..+nd): step per axis; fa[0]: fill value */
+static const clg_op_info op_embed = {.name = "pad", .kind = CLG_KIND_KERNEL,
+                                     .backward = bw_embed, .lower = lower_embed};
+
+/* ---- views ---- */
+
+/* Strides for viewing x (shape/strides over its base) as the new shape without copying, if
+ * possible: group dimensions of equal products; within an old group the dims must be laid
+ * out contiguously relative to each other. */
+static bool reshape_strides(const clg_tensor *x, int nd, const int64_t *shape, int64_t *out) {
+    int on = 0;
+    int64_t os[CLG_MAX_DIMS], ost[CLG_MAX_DIMS];
+    for (int i = 0; i < x->ndim; ++i)
+        if (x->shape[i] != 1) {
+            os[on] = x->shape[i];
+            ost[on++] = x->strides[i];
+        }
+    int oi = 0, ni = 0;
+    while (ni < nd) {
+        if (shape[ni] == 1) {
+            out[ni++] = 0;
+            continue;
+        }
+        if (oi >= on) return false;
+        int o0 = oi, n0 = ni;
+        int64_t op = os[oi++], np = shape[ni++];
+        while (op != np) {
+            if (op < np) {
+                if (oi >= on) return false;
+                op *= os[oi++];
+            } else {
+                while (ni < nd && shape[ni] == 1) out[ni++] = 0;
+                if (ni >= nd) return false;
+                np *= shape[ni++];
+            }
+        }
+        for (int k = o0; k + 1 < oi; ++k)
+            if (ost[k] != ost[k + 1] * os[k + 1]) return false;
+        int64_t s = ost[oi - 1];
+        for (int k = ni - 1; k >= n0; --k) {
+            if (shape[k] == 1) {
+                out[k] = 0;
+                continue;
+            }
+            out[k] = s;
+            s *= shape[k];
+        }
+    }
+    return oi == on;
+}
+
+clg_tensor *clg_reshape(clg_graph *g, clg_tensor *x, int ndim, const int64_t *shape) {
+    CLG_GUARD(g, "reshape", 1, x);
+    if (ndim < 0 || ndim > CLG_MAX_DIMS || (ndim && !shape))
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "reshape: bad target rank %d", ndim);
+    int64_t s[CLG_MAX_DIMS], known = 1;
+    int infer = -1;
+    for (int i = 0; i < ndim; ++i) {
+        s[i] = shape[i];
+        if (s[i] == -1 && infer < 0) {
+            infer = i;
+        } else if (s[i] < 1) {
+            char b[200];
+            return clg_graph_fail(g, CLG_ERR_SHAPE, "reshape: bad target shape %s",
+                                  clg_shape_str(ndim, shape, b, sizeof b));
+        } else {
+            known *= s[i];
+        }
+    }
+    int64_t numel = clg_tensor_numel(x);
+    if (infer >= 0) {
+        if (numel % known != 0) {
+            char a[200], b[200];
+            return clg_graph_fail(g, CLG_ERR_SHAPE, "reshape: cannot view %s as %s",
+                                  clg_shape_str(x->ndim, x->shape, a, sizeof a),
+                                  clg_shape_str(ndim, shape, b, sizeof b));
+        }
+        s[infer] = numel / known;
+        known *= s[infer];
+    }
+    if (known != numel) {
+        char a[200], b[200];
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "reshape: %s has %lld elements, %s has %lld",
+                              clg_shape_str(x->ndim, x->shape, a, sizeof a), (long long)numel,
+                              clg_shape_str(ndim, s, b, sizeof b), (long long)known);
+    }
+    if (x->ndim == ndim && memcmp(x->shape, s, (size_t)ndim * sizeof *s) == 0) return x;
+    int64_t st[CLG_MAX_DIMS];
+    if (!reshape_strides(x, ndim, s, st)) {
+        x = clg_contiguous(g, x);
+        if (g->error) return g->poison;
+        clg_contiguous_strides(ndim, s, st);
+    }
+    return clg_view_new(g, &op_reshape, x, ndim, s, x->offset, st);
+}
+
+clg_tensor *clg_flatten(clg_graph *g, clg_tensor *x, int start_axis) {
+    CLG_GUARD(g, "flatten", 1, x);
+    int a;
+    if (x->ndim == 0) return clg_reshape(g, x, 1, (int64_t[]){1});
+    if (!clg_norm_axis(start_axis, x->ndim, &a))
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "flatten: axis %d out of range for rank %d",
+                              start_axis, x->ndim);
+    int64_t s[CLG_MAX_DIMS];
+    for (int i = 0; i < a; ++i) s[i] = x->shape[i];
+    s[a] = 1;
+    for (int i = a; i < x->ndim; ++i) s[a] *= x->shape[i];
+    return clg_reshape(g, x, a + 1, s);
+}
+
+clg_tensor *clg_permute(clg_graph *g, clg_tensor *x, const int *perm) {
+    CLG_GUARD(g, "permute", 1, x);
+    if (!perm && x->ndim) return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "permute: perm is NULL");
+    int64_t shape[CLG_MAX_DIMS], strides[CLG_MAX_DIMS];
+    unsigned seen = 0;
+    bool identity = true;
+    for (int i = 0; i < x->ndim; ++i) {
+        int p;
+        if (!clg_norm_axis(perm[i], x->ndim, &p) || (seen & (1u << p)))
+            return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
+                                  "permute: entry %d (%d) is not a permutation of %d axes", i,
+                                  perm[i], x->ndim);
+        seen |= 1u << p;
+        shape[i] = x->shape[p];
+        strides[i] = x->strides[p];
+        identity = identity && p == i;
+    }
+    if (identity) return x;
+    clg_tensor *t = clg_view_new(g, &op_permute, x, x->ndim, shape, x->offset, strides);
+    if (t != g->poison)
+        for (int i = 0; i < x->ndim; ++i) t->ia[i] = perm[i] < 0 ? perm[i] + x->ndim : perm[i];
+    return t;
+}
+
+clg_tensor *clg_transpose(clg_graph *g, clg_tensor *x, int axis0, int axis1) {
+    CLG_GUARD(g, "transpose", 1, x);
+    int a, b;
+    if (!clg_norm_axis(axis0, x->ndim, &a) || !clg_norm_axis(axis1, x->ndim, &b))
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "transpose: axes %d, %d out of range for rank %d",
+                              axis0, axis1, x->ndim);
+    int perm[CLG_MAX_DIMS];
+    for (int i = 0; i < x->ndim; ++i) perm[i] = i;
+    perm[a] = b;
+    perm[b] = a;
+    return clg_permute(g, x, perm);
+}
+
+clg_tensor *clg_unsqueeze(clg_graph *g, clg_tensor *x, int axis) {
+    CLG_GUARD(g, "unsqueeze", 1, x);
+    int a;
+    if (x->ndim >= CLG_MAX_DIMS || !clg_norm_axis(axis, x->ndim + 1, &a))
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "unsqueeze: axis %d out of range for rank %d",
+                              axis, x->ndim);
+    int64_t s[CLG_MAX_DIMS];
+    for (int i = 0, j = 0; i <= x->ndim; ++i) s[i] = i == a ? 1 : x->shape[j++];
+    return clg_reshape(g, x, x->ndim + 1, s);
+}
+
+clg_tensor *clg_squeeze(clg_graph *g, clg_tensor *x, int axis) {
+    CLG_GUARD(g, "squeeze", 1, x);
+    int a;
+    if (!clg_norm_axis(axis, x->ndim, &a) || x->shape[a] != 1) {
+        char b[200];
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "squeeze: axis %d of %s is not of size 1", axis,
+                              clg_shape_str(x->ndim, x->shape, b, sizeof b));
+    }
+    int64_t s[CLG_MAX_DIMS];
+    for (int i = 0, j = 0; i < x->ndim; ++i)
+        if (i != a) s[j++] = x->shape[i];
+    return clg_reshape(g, x, x->ndim - 1, s);
+}
+
+clg_tensor *clg_slice(clg_graph *g, clg_tensor *x, int axis, int64_t start, int64_t stop,
+                      int64_t step) {
+    CLG_GUARD(g, "slice", 1, x);
+    int a;
+    if (!clg_norm_axis(axis, x->ndim, &a))
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "slice: axis %d out of range for rank %d", axis,
+                              x->ndim);
+    if (step < 1)
+        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "slice: step %lld must be >= 1",
+                              (long long)step);
+    int64_t n = x->shape[a];
+    if (start < 0) start += n;
+    if (stop < 0) stop += n;
+    start = start < 0 ? 0 : (start > n ? n : start);
+    stop = stop < 0 ? 0 : (stop > n ? n : stop);
+    int64_t count = stop > start ? (stop - start + step - 1) / step : 0;
+    if (count == 0) {
+        char b[200];
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "slice: axis %d of %s, [%lld:%lld:%lld] is empty",
+                              axis, clg_shape_str(x->ndim, x->shape, b, sizeof b),
+                              (long long)start, (long long)stop, (long long)step);
+    }
+    if (start == 0 && count == n && step == 1) return x;
+    int64_t shape[CLG_MAX_DIMS], strides[CLG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    memcpy(strides, x->strides, sizeof strides);
+    shape[a] = count;
+    strides[a] = x->strides[a] * step;
+    clg_tensor *t = clg_view_new(g, &op_slice, x, x->ndim, shape,
+                                 x->offset + start * x->strides[a], strides);
+    if (t != g->poison) {
+        t->ia[0] = a;
+        t->ia[1] = start;
+        t->ia[2] = step;
+    }
+    return t;
+}
+
+clg_tensor *clg_broadcast_to(clg_graph *g, clg_tensor *x, int ndim, const int64_t *shape) {
+    CLG_GUARD(g, "broadcast_to", 1, x);
+    if (ndim < x->ndim || ndim > CLG_MAX_DIMS || (ndim && !shape)) {
+        char b[200];
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "broadcast_to: cannot broadcast %s to rank %d",
+                              clg_shape_str(x->ndim, x->shape, b, sizeof b), ndim);
+    }
+    int lead = ndim - x->ndim;
+    int64_t strides[CLG_MAX_DIMS];
+    for (int i = 0; i < ndim; ++i) {
+        if (i < lead) {
+            strides[i] = 0;
+            continue;
+        }
+        int64_t d = x->shape[i - lead];
+        if (d == shape[i]) {
+            strides[i] = x->strides[i - lead];
+        } else if (d == 1) {
+            strides[i] = 0;
+        } else {
+            char a[200], b[200];
+            return clg_graph_fail(g, CLG_ERR_SHAPE, "broadcast_to: cannot broadcast %s to %s",
+                                  clg_shape_str(x->ndim, x->shape, a, sizeof a),
+                                  clg_shape_str(ndim, shape, b, sizeof b));
+        }
+    }
+    if (x->ndim == ndim && memcmp(x->shape, shape, (size_t)ndim * sizeof *shape) == 0) return x;
+    return clg_view_new(g, &op_broadcast, x, ndim, shape, x->offset, strides);
+}
+
+clg_tensor *clg_detach(clg_graph *g, clg_tensor *x) {
+    CLG_GUARD(g, "detach", 1, x);
+    clg_tensor *t = clg_view_new(g, &op_detach, x, x->ndim, x->shape, x->offset, x->strides);
+    if (t != g->poison) t->no_grad = true;
+    return t;
+}
+
+static void bw_reshape(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_tensor *x = node->in[0];
+    clg_grad_accumulate(g, x, clg_reshape(g, gout, x->ndim, x->shape));
+}
+
+static void bw_permute(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    int inv[CLG_MAX_DIMS];
+    for (int i = 0; i < node->ndim; ++i) inv[node->ia[i]] = i;
+    clg_grad_accumulate(g, node->in[0], clg_permute(g, gout, inv));
+}
+
+static void bw_broadcast(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_tensor *x = node->in[0];
+    clg_grad_accumulate(g, x, clg_sum_to_shape(g, gout, x->ndim, x->shape));
+}
+
+/* ---- embed (pad, and slice's backward) ---- */
+
+static clg_tensor *embed(clg_graph *g, clg_tensor *x, int ndim, const int64_t *shape,
+                         const int64_t *start, const int64_t *step, float value) {
+    clg_tensor *t = clg_node_new(g, &op_embed, x->dtype, ndim, shape, 1, &x);
+    if (t == g->poison) return t;
+    for (int i = 0; i < ndim; ++i) {
+        t->ia[i] = start[i];
+        t->ia[CLG_MAX_DIMS + i] = step[i];
+    }
+    t->fa[0] = value;
+    return t;
+}
+
+clg_tensor *clg_pad(clg_graph *g, clg_tensor *x, const int64_t *before, const int64_t *after,
+                    float value) {
+    CLG_GUARD(g, "pad", 1, x);
+    if (!before || !after)
+        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "pad: before/after are NULL");
+    int64_t shape[CLG_MAX_DIMS], step[CLG_MAX_DIMS];
+    bool any = false;
+    for (int i = 0; i < x->ndim; ++i) {
+        if (before[i] < 0 || after[i] < 0)
+            return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
+                                  "pad: negative padding on axis %d (%lld, %lld)", i,
+                                  (long long)before[i], (long long)after[i]);
+        shape[i] = x->shape[i] + before[i] + after[i];
+        step[i] = 1;
+        any = any || before[i] || after[i];
+    }
+    if (!any) return x;
+    return embed(g, x, x->ndim, shape, before, step, value);
+}
+
+static void bw_slice(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_tensor *x = node->in[0];
+    int64_t start[CLG_MAX_DIMS] = {0}, step[CLG_MAX_DIMS];
+    for (int i = 0; i < x->ndim; ++i) step[i] = 1;
+    start[node->ia[0]] = node->ia[1];
+    step[node->ia[0]] = node->ia[2];
+    clg_grad_accumulate(g, x, embed(g, gout, x->ndim, x->shape, start, step, 0.0f));
+}
+
+static void bw_embed(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_tensor *x = node->in[0], *r = gout;
+    for (int i = 0; i < x->ndim; ++i) {
+        int64_t st = node->ia[i], sp = node->ia[CLG_MAX_DIMS + i];
+        r = clg_slice(g, r, i, st, st + sp * (x->shape[i] - 1) + 1, sp);
+    }
+    clg_grad_accumulate(g, x, r);
+}
+
+static clg_status lower_embed(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                              const clg_operand *out) {
+    clg_status st = clg_lower_fill(lw, out, node->fa[0]);
+    if (st != CLG_OK) return st;
+    int64_t off = out->offset, strides[CLG_MAX_DIMS];
+    for (int i = 0; i < node->ndim; ++i) {
+        off += node->ia[i] * out->strides[i];
+        strides[i] = out->strides[i] * node->ia[CLG_MAX_DIMS + i];
+    }
+    clg_operand inner = clg_operand_view(out, off, in[0].ndim, in[0].shape, strides);
+    return clg_lower_copy(lw, &inner, &in[0]);
+}
+
+/* ---- concat / stack ---- */
+
+clg_tensor *clg_concat(clg_graph *g, int n, clg_tensor *const *xs, int axis) {
+    if (!g) return NULL;
+    if (g->error) return g->poison;
+    if (n < 1 || !xs)
+        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "concat: needs at least one tensor");
+    if (!clg_check_inputs(g, "concat", n, xs)) return g->poison;
+    int a;
+    if (!clg_norm_axis(axis, xs[0]->ndim, &a))
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "concat: axis %d out of range for rank %d", axis,
+                              xs[0]->ndim);
+    int64_t shape[CLG_MAX_DIMS];
+    memcpy(shape, xs[0]->shape, sizeof shape);
+    shape[a] = 0;
+    for (int i = 0; i < n; ++i) {
+        bool ok = xs[i]->ndim == xs[0]->ndim && xs[i]->dtype == xs[0]->dtype;
+        for (int d = 0; ok && d < xs[0]->ndim; ++d)
+            ok = d == a || xs[i]->shape[d] == xs[0]->shape[d];
+        if (!ok) {
+            char b0[200], b1[200];
+            return clg_graph_fail(g, CLG_ERR_SHAPE,
+                                  "concat: tensor %d is %s %s, tensor 0 is %s %s (axis %d)", i,
+                                  clg_shape_str(xs[i]->ndim, xs[i]->shape, b1, sizeof b1),
+                                  clg_dtype_name(xs[i]->dtype),
+                                  clg_shape_str(xs[0]->ndim, xs[0]->shape, b0, sizeof b0),
+                                  clg_dtype_name(xs[0]->dtype), axis);
+        }
+        shape[a] += xs[i]->shape[a];
+    }
+    if (n == 1) return xs[0];
+    clg_tensor *t = clg_node_new(g, &op_concat, xs[0]->dtype, xs[0]->ndim, shape, n, xs);
+    if (t != g->poison) t->ia[0] = a;
+    return t;
+}
+
+clg_tensor *clg_stack(clg_graph *g, int n, clg_tensor *const *xs, int axis) {
+    if (!g) return NULL;
+    if (g->error) return g->poison;
+    if (n < 1 || !xs)
+        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "stack: needs at least one tensor");
+    if (!clg_check_inputs(g, "stack", n, xs)) return g->poison;
+    clg_tensor *small[16];
+    clg_tensor **us = n <= 16 ? small : malloc((size_t)n * sizeof *us);
+    if (!us) return clg_graph_fail(g, CLG_ERR_OUT_OF_MEMORY, "stack: out of host memory");
+    int a = axis < 0 ? axis + xs[0]->ndim + 1 : axis;
+    for (int i = 0; i < n; ++i) us[i] = clg_unsqueeze(g, xs[i], a);
+    clg_tensor *t = clg_concat(g, n, us, a);
+    if (us != small) free(us);
+    return t;
+}
+
+static void bw_concat(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    int a = (int)node->ia[0];
+    int64_t at = 0;
+    for (int i = 0; i < node->n_in; ++i) {
+        clg_tensor *x = node->in[i];
+        if (clg_needs_grad(x))
+            clg_grad_accumulate(g, x, clg_slice(g, gout, a, at, at + x->shape[a], 1));
+        at += x->shape[a];
+    }
+}
+
+static clg_status lower_concat(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out) {
+    int a = (int)node->ia[0];
+    int64_t at = 0;
+    for (int i = 0; i < node->n_in; ++i) {
+        clg_operand part = clg_operand_view(out, out->offset + at * out->strides[a], out->ndim,
+                                            in[i].shape, out->strides);
+        clg_status st = clg_lower_copy(lw, &part, &in[i]);
+        if (st != CLG_OK) return st;
+        at += in[i].shape[a];
+    }
+    return CLG_OK;
+}

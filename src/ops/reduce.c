@@ -1,0 +1,114 @@
+/* Reductions over any set of axes: sum (and mean, as a scaled sum), max, min, argmax, and
+ * variance composed from them. One generated kernel per reduction, with the elementwise work
+ * that feeds it fused in. */
+#include <string.h>
+
+#include "ops/reduce.h"
+
+static void bw_sum(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static void bw_extreme(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+
+static const clg_reduce_op op_sum = {{.name = "sum", .kind = CLG_KIND_REDUCE, .backward = bw_sum},
+                                     CLG_REDUCE_SUM};
+static const clg_reduce_op op_max = {
+    {.name = "max", .kind = CLG_KIND_REDUCE, .backward = bw_extreme}, CLG_REDUCE_MAX};
+static const clg_reduce_op op_min = {
+    {.name = "min", .kind = CLG_KIND_REDUCE, .backward = bw_extreme}, CLG_REDUCE_MIN};
+static const clg_reduce_op op_argmax = {{.name = "argmax", .kind = CLG_KIND_REDUCE},
+                                        CLG_REDUCE_ARGMAX};
+
+/* Build the keepdims reduce node, then drop reduced dims unless keepdims. */
+static clg_tensor *reduce(clg_graph *g, const clg_reduce_op *op, clg_tensor *x, int naxes,
+                          const int *axes, bool keepdims, float scale_by_count) {
+    CLG_GUARD(g, op->info.name, 1, x);
+    if (naxes < 0 || naxes > x->ndim || (naxes > 0 && !axes))
+        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "%s: bad axis list (%d axes)",
+                              op->info.name, naxes);
+    int64_t mask = 0;
+    if (naxes == 0) {
+        mask = (1 << x->ndim) - 1;
+    } else {
+        for (int i = 0; i < naxes; ++i) {
+            int a;
+            if (!clg_norm_axis(axes[i], x->ndim, &a)) {
+                char b[200];
+                return clg_graph_fail(g, CLG_ERR_SHAPE, "%s: axis %d out of range for shape %s",
+                                      op->info.name, axes[i],
+                                      clg_shape_str(x->ndim, x->shape, b, sizeof b));
+            }
+            if (mask & (1 << a))
+                return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "%s: axis %d given twice",
+                                      op->info.name, axes[i]);
+            mask |= 1 << a;
+        }
+    }
+    if (op->kind != CLG_REDUCE_ARGMAX && x->dtype != CLG_F32) x = clg_cast(g, x, CLG_F32);
+    int64_t kshape[CLG_MAX_DIMS], count = 1;
+    int nd = 0;
+    int64_t dshape[CLG_MAX_DIMS];
+    for (int i = 0; i < x->ndim; ++i) {
+        bool red = mask & (1 << i);
+        kshape[i] = red ? 1 : x->shape[i];
+        if (red) count *= x->shape[i];
+        if (!red) dshape[nd++] = x->shape[i];
+    }
+    clg_dtype dt = op->kind == CLG_REDUCE_ARGMAX ? CLG_I32 : CLG_F32;
+    clg_tensor *t = clg_node_new(g, &op->info, dt, x->ndim, kshape, 1, &x);
+    if (t == g->poison) return t;
+    t->ia[0] = mask;
+    t->fa[0] = scale_by_count != 0.0f ? scale_by_count / (float)count : 1.0f;
+    if (keepdims || nd == x->ndim) return t;
+    return clg_reshape(g, t, nd, dshape);
+}
+
+clg_tensor *clg_sum(clg_graph *g, clg_tensor *x, int naxes, const int *axes, bool keepdims) {
+    return reduce(g, &op_sum, x, naxes, axes, keepdims, 0.0f);
+}
+
+clg_tensor *clg_mean(clg_graph *g, clg_tensor *x, int naxes, const int *axes, bool keepdims) {
+    return reduce(g, &op_sum, x, naxes, axes, keepdims, 1.0f);
+}
+
+clg_tensor *clg_max(clg_graph *g, clg_tensor *x, int naxes, const int *axes, bool keepdims) {
+    return reduce(g, &op_max, x, naxes, axes, keepdims, 0.0f);
+}
+
+clg_tensor *clg_min(clg_graph *g, clg_tensor *x, int naxes, const int *axes, bool keepdims) {
+    return reduce(g, &op_min, x, naxes, axes, keepdims, 0.0f);
+}
+
+clg_tensor *clg_argmax(clg_graph *g, clg_tensor *x, int axis, bool keepdims) {
+    return reduce(g, &op_argmax, x, 1, &axis, keepdims, 0.0f);
+}
+
+clg_tensor *clg_variance(clg_graph *g, clg_tensor *x, int naxes, const int *axes,
+                         bool keepdims, int correction) {
+    CLG_GUARD(g, "variance", 1, x);
+    clg_tensor *mu = clg_mean(g, x, naxes, axes, true);
+    if (g->error) return g->poison;
+    int64_t count = clg_tensor_numel(x) / clg_tensor_numel(mu);
+    if (correction < 0 || count - correction <= 0)
+        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
+                              "variance: correction %d leaves no degrees of freedom (N = %lld)",
+                              correction, (long long)count);
+    clg_tensor *ss = clg_sum(g, clg_square(g, clg_sub(g, x, mu)), naxes, axes, keepdims);
+    return clg_mul_scalar(g, ss, 1.0f / (float)(count - correction));
+}
+
+/* d sum / dx = broadcast of gout (times the mean's scale). */
+static void bw_sum(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_tensor *x = node->in[0];
+    clg_tensor *s = node->fa[0] == 1.0f ? gout : clg_mul_scalar(g, gout, node->fa[0]);
+    clg_grad_accumulate(g, x, clg_broadcast_to(g, s, x->ndim, x->shape));
+}
+
+/* The gradient goes to the elements equal to the extreme, split evenly among ties. */
+static void bw_extreme(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_tensor *x = node->in[0];
+    int axes[CLG_MAX_DIMS], n = 0;
+    for (int i = 0; i < x->ndim; ++i)
+        if (node->ia[0] & (1 << i)) axes[n++] = i;
+    clg_tensor *mask = clg_eq(g, x, node);
+    clg_tensor *ties = clg_sum(g, mask, n, axes, true);
+    clg_grad_accumulate(g, x, clg_mul(g, mask, clg_div(g, gout, ties)));
+}

@@ -1,0 +1,108 @@
+/* A compiled plan: an ordered list of steps (kernel launches, GEMM calls, fills) over buffers
+ * fixed at compile time. A run enqueues every step on the context's one in-order queue and
+ * never waits; reads wait. Optimizers and random ops hook in through per-run callbacks that
+ * update a few kernel arguments (learning rate, step count, random counter). */
+#ifndef CLG_RUNTIME_PLAN_H
+#define CLG_RUNTIME_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <CL/cl.h>
+
+#include "core/context.h"
+#include "gemm/gemm.h"
+#include "graph/graph_internal.h"
+
+typedef enum clg_step_kind {
+    CLG_STEP_KERNEL,
+    CLG_STEP_GEMM,
+    CLG_STEP_FILL,
+} clg_step_kind;
+
+typedef struct clg_step {
+    clg_step_kind kind;
+    char label[64]; /* op names, for profiles and errors */
+    /* kernel */
+    cl_kernel kernel;
+    cl_uint work_dim;
+    size_t global[3];
+    size_t local[3];
+    bool has_local;
+    int counter_arg; /* index of the two per-run random counter args, or -1 */
+    /* gemm */
+    clg_gemm_call gemm;
+    /* fill */
+    cl_mem fill_mem;
+    size_t fill_offset, fill_bytes;
+    uint32_t fill_pattern;
+} clg_step;
+
+/* Where a node's values live during a run. */
+typedef struct clg_storage {
+    cl_mem mem;     /* NULL: no storage (scalar, or not in the plan) */
+    int64_t offset; /* elements */
+    bool scalar;
+    float scalar_value;
+} clg_storage;
+
+typedef struct clg_plan_input {
+    const clg_tensor *node;
+    cl_mem mem;
+    void *staging; /* host copy the queued write reads from */
+    size_t bytes;
+    cl_event pending; /* the last queued write from staging */
+} clg_plan_input;
+
+/* Per-run callback: called at the start of every clg_plan_run, before steps are queued. */
+typedef clg_status (*clg_run_hook)(clg_plan *plan, void *user);
+
+struct clg_plan {
+    clg_context *ctx;
+    clg_graph *graph;
+    size_t n_nodes; /* graph size at compile time: later nodes are not in the plan */
+
+    clg_step *steps;
+    size_t n_steps, cap_steps;
+
+    clg_storage *storage; /* indexed by node id */
+    cl_mem *arenas;
+    size_t *arena_bytes;
+    size_t n_arenas;
+    cl_mem *owned; /* constants' buffers */
+    size_t n_owned;
+    clg_plan_input *inputs;
+    size_t n_inputs;
+
+    size_t peak_bytes, fixed_bytes;
+    size_t guard_bytes; /* 0: no guards */
+    cl_program program; /* generated kernels; owned by the context's program cache */
+
+    bool uses_rng;
+    clg_run_hook *hooks;
+    void **hook_users;
+    size_t n_hooks;
+
+    clg_optimizer *optimizer;
+    uint64_t runs;
+
+    /* CLGRAD_PROFILE */
+    cl_event *events;
+    double *kernel_ms; /* summed per step over all profiled runs */
+    uint64_t profiled_runs;
+    bool events_pending;
+};
+
+/* Append steps. The plan owns kernels passed in (released also when this fails). */
+clg_status clg_plan_add_kernel(clg_plan *plan, cl_kernel kernel, cl_uint work_dim,
+                               const size_t *global, const size_t *local, const char *label,
+                               int counter_arg);
+clg_status clg_plan_add_gemm(clg_plan *plan, const clg_gemm_call *call, const char *label);
+clg_status clg_plan_add_fill(clg_plan *plan, cl_mem mem, size_t offset_bytes, size_t bytes,
+                             uint32_t pattern, const char *label);
+clg_status clg_plan_add_hook(clg_plan *plan, clg_run_hook hook, void *user);
+
+/* Storage of a node in this plan (NULL mem if it has none). */
+const clg_storage *clg_plan_storage(const clg_plan *plan, const clg_tensor *t);
+
+#endif
