@@ -12,5 +12,6 @@
 #include "ops.h"
 #include "optim.h"
 #include "data.h"
+#include "checkpoint.h"
 
 #endif

@@ -1,0 +1,307 @@
+/* Checkpoints (clgrad/checkpoint.h): parameters and optimizer state read back from the device
+ * into one safetensors file, and a loader that checks the whole file against the model
+ * before it writes a single byte to the device. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clgrad/checkpoint.h"
+#include "core/context.h"
+#include "core/error.h"
+#include "graph/graph_internal.h"
+#include "io/safetensors.h"
+
+#define FORMAT_KEY "clgrad.format"
+#define FORMAT_V1 "clgrad checkpoint v1"
+#define RNG_KEY "clgrad.rng_offset"
+#define OPT_KEY "clgrad.optimizer"
+#define STEPS_KEY "clgrad.optimizer_steps"
+
+static const char *const kind_names[CLG_OPT_KIND_COUNT] = {
+    [CLG_OPT_SGD] = "sgd",
+    [CLG_OPT_ADAM] = "adam",
+    [CLG_OPT_ADAMW] = "adamw",
+    [CLG_OPT_RMSPROP] = "rmsprop",
+};
+
+/* PyTorch's per-parameter state keys: a file tensor "<tensor>.<key>" whose <tensor> is also
+ * in the file is optimizer state, which a load without an optimizer skips. */
+static const char *const state_keys[] = {"exp_avg", "exp_avg_sq", "momentum_buffer", "square_avg"};
+
+/* The optimizer's state (created now where missing) must belong to ctx's parameters. */
+static clg_status prepare_optimizer(clg_context *ctx, clg_optimizer *opt, const char *what) {
+    if (!opt) return CLG_OK;
+    clg_status st = clg_optimizer_init_state(opt);
+    for (size_t i = 0; st == CLG_OK && i < clg_optimizer_state_count(opt); ++i)
+        if (clg_optimizer_state_param(opt, i)->ctx != ctx)
+            st = clg_fail(CLG_ERR_INVALID_ARGUMENT, "%s: the optimizer belongs to another context",
+                          what);
+    return st;
+}
+
+/* ---- Saving ---- */
+
+clg_status clg_checkpoint_save(clg_context *ctx, const char *path, clg_optimizer *opt) {
+    if (!ctx || !path || !*path)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_checkpoint_save: ctx and path are required");
+    clg_status pst = prepare_optimizer(ctx, opt, "clg_checkpoint_save");
+    if (pst != CLG_OK) return pst;
+    size_t n_params = ctx->n_params, n_states = opt ? clg_optimizer_state_count(opt) : 0;
+    size_t n = n_params + n_states;
+    clg_st_tensor *ts = calloc(n ? n : 1, sizeof *ts);
+    void **bufs = calloc(n ? n : 1, sizeof *bufs);
+    clg_status st =
+        ts && bufs ? CLG_OK : clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+    for (size_t i = 0; st == CLG_OK && i < n; ++i) {
+        const clg_param *p =
+            i < n_params ? ctx->params[i] : clg_optimizer_state_param(opt, i - n_params);
+        clg_dtype dt = i < n_params ? p->dtype : CLG_F32;
+        size_t bytes = (size_t)p->numel * clg_dtype_size(dt);
+        bufs[i] = malloc(bytes ? bytes : 1);
+        if (!bufs[i]) {
+            st = clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+            break;
+        }
+        // Blocking reads on the in-order queue: they also wait for every queued plan run.
+        if (i < n_params) {
+            st = clg_param_read(ctx->params[i], bufs[i], bytes);
+        } else {
+            st = clg_optimizer_state_read(opt, i - n_params, bufs[i], bytes);
+        }
+        ts[i] = (clg_st_tensor){
+            .name = i < n_params ? p->name : clg_optimizer_state_name(opt, i - n_params),
+            .dtype = clg_st_dtype_of(dt),
+            .ndim = p->ndim,
+            .shape = p->shape,
+            .data = bufs[i],
+        };
+    }
+    if (st == CLG_OK) {
+        char rng[32], steps[32];
+        snprintf(rng, sizeof rng, "%" PRIu64, ctx->rng_offset);
+        clg_st_meta meta[5] = {
+            {"format", "pt"}, /* what PyTorch-side loaders (transformers) look for */
+            {FORMAT_KEY, FORMAT_V1},
+            {RNG_KEY, rng},
+        };
+        size_t n_meta = 3;
+        if (opt) {
+            const clg_optimizer_config *c = clg_optimizer_get_config(opt);
+            snprintf(steps, sizeof steps, "%" PRId64, clg_optimizer_steps(opt));
+            meta[n_meta++] = (clg_st_meta){OPT_KEY, kind_names[c->kind]};
+            meta[n_meta++] = (clg_st_meta){STEPS_KEY, steps};
+        }
+        st = clg_safetensors_save(path, ts, n, meta, n_meta);
+    }
+    for (size_t i = 0; bufs && i < n; ++i)
+        free(bufs[i]);
+    free(bufs);
+    free(ts);
+    return st;
+}
+
+/* ---- Loading: validation ---- */
+
+typedef struct mismatches {
+    char **lines;
+    size_t n, cap;
+    bool oom;
+} mismatches;
+
+static void add_mismatch(mismatches *m, const char *fmt, ...) CLG_PRINTF(2, 3);
+static void add_mismatch(mismatches *m, const char *fmt, ...) {
+    if (m->n == m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 16;
+        char **nl = realloc(m->lines, nc * sizeof *nl);
+        if (!nl) {
+            m->oom = true;
+            return;
+        }
+        m->lines = nl;
+        m->cap = nc;
+    }
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    char *copy = malloc(strlen(line) + 1);
+    if (!copy) {
+        m->oom = true;
+        return;
+    }
+    strcpy(copy, line);
+    m->lines[m->n++] = copy;
+}
+
+static void free_mismatches(mismatches *m) {
+    for (size_t i = 0; i < m->n; ++i)
+        free(m->lines[i]);
+    free(m->lines);
+}
+
+/* Compare a model tensor (dtype, shape) with the file's; one line per difference. */
+static void check_tensor(mismatches *m, const char *name, clg_dtype dtype, int ndim,
+                         const int64_t *shape, const clg_st_view *v) {
+    if (!v) {
+        add_mismatch(m, "%s: missing from file", name);
+        return;
+    }
+    clg_st_dtype want = clg_st_dtype_of(dtype);
+    bool same_shape = v->ndim == ndim;
+    for (int d = 0; same_shape && d < ndim; ++d)
+        same_shape = v->shape[d] == shape[d];
+    if (v->dtype != want && !same_shape) {
+        char a[200], b[200];
+        add_mismatch(m, "%s: dtype %s in model, %s in file; shape %s in model, %s in file", name,
+                     clg_st_dtype_name(want), clg_st_dtype_name(v->dtype),
+                     clg_shape_str(ndim, shape, a, sizeof a),
+                     clg_shape_str(v->ndim, v->shape, b, sizeof b));
+    } else if (v->dtype != want) {
+        add_mismatch(m, "%s: dtype %s in model, %s in file", name, clg_st_dtype_name(want),
+                     clg_st_dtype_name(v->dtype));
+    } else if (!same_shape) {
+        char a[200], b[200];
+        add_mismatch(m, "%s: shape %s in model, %s in file", name,
+                     clg_shape_str(ndim, shape, a, sizeof a),
+                     clg_shape_str(v->ndim, v->shape, b, sizeof b));
+    }
+}
+
+/* "<tensor of the file>.<PyTorch state key>" */
+static bool is_state_name(const clg_safetensors *st, const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot || dot == name) return false;
+    bool key = false;
+    for (size_t i = 0; i < sizeof state_keys / sizeof *state_keys; ++i)
+        key = key || strcmp(dot + 1, state_keys[i]) == 0;
+    if (!key) return false;
+    size_t len = (size_t)(dot - name);
+    char *base = malloc(len + 1);
+    if (!base) return false;
+    memcpy(base, name, len);
+    base[len] = '\0';
+    bool found = clg_safetensors_find(st, base) != NULL;
+    free(base);
+    return found;
+}
+
+static bool parse_u64(const char *s, uint64_t *out) {
+    if (!s || *s < '0' || *s > '9') return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+/* What the loader will write once everything checked out. */
+typedef struct load_plan {
+    const clg_st_view **params; /* per context parameter */
+    const clg_st_view **states; /* per optimizer state index */
+    bool has_rng;
+    uint64_t rng, steps;
+} load_plan;
+
+static clg_status validate(clg_context *ctx, const char *path, clg_optimizer *opt,
+                           const clg_safetensors *st, load_plan *lp) {
+    // Metadata first: a malformed or newer file is a format error, not a list of mismatches.
+    const char *format = clg_safetensors_meta_get(st, FORMAT_KEY);
+    if (format && strcmp(format, FORMAT_V1) != 0)
+        return clg_fail(CLG_ERR_FORMAT,
+                        "%s: unsupported checkpoint format \"%s\" (this clgrad "
+                        "reads \"" FORMAT_V1 "\")",
+                        path, format);
+    const char *rng = clg_safetensors_meta_get(st, RNG_KEY);
+    if (rng && !parse_u64(rng, &lp->rng))
+        return clg_fail(CLG_ERR_FORMAT, "%s: metadata " RNG_KEY " = \"%s\" is not a counter", path,
+                        rng);
+    lp->has_rng = rng != NULL;
+    const char *file_kind = clg_safetensors_meta_get(st, OPT_KEY);
+    const char *steps = clg_safetensors_meta_get(st, STEPS_KEY);
+    if (steps && (!parse_u64(steps, &lp->steps) || lp->steps > INT64_MAX))
+        return clg_fail(CLG_ERR_FORMAT, "%s: metadata " STEPS_KEY " = \"%s\" is not a step count",
+                        path, steps);
+
+    mismatches m = {0};
+    for (size_t i = 0; i < ctx->n_params; ++i) {
+        const clg_param *p = ctx->params[i];
+        lp->params[i] = clg_safetensors_find(st, p->name);
+        check_tensor(&m, p->name, p->dtype, p->ndim, p->shape, lp->params[i]);
+    }
+    size_t n_states = opt ? clg_optimizer_state_count(opt) : 0;
+    if (opt) {
+        const char *kind = kind_names[clg_optimizer_get_config(opt)->kind];
+        if (!file_kind) {
+            add_mismatch(&m, "optimizer state: missing from file (it was saved without an "
+                             "optimizer; load it without one to start the optimizer afresh)");
+        } else if (strcmp(file_kind, kind) != 0) {
+            add_mismatch(&m, "optimizer: %s in model, %s in file", kind, file_kind);
+        } else if (!steps) {
+            add_mismatch(&m, "optimizer step count: missing from file (" STEPS_KEY ")");
+        }
+        for (size_t i = 0; i < n_states; ++i) {
+            const clg_param *p = clg_optimizer_state_param(opt, i);
+            const char *name = clg_optimizer_state_name(opt, i);
+            lp->states[i] = clg_safetensors_find(st, name);
+            check_tensor(&m, name, CLG_F32, p->ndim, p->shape, lp->states[i]);
+        }
+    }
+    for (size_t i = 0; i < clg_safetensors_count(st); ++i) {
+        const char *name = clg_safetensors_at(st, i)->name;
+        bool known = clg_param_find(ctx, name) != NULL;
+        for (size_t k = 0; !known && k < n_states; ++k)
+            known = strcmp(clg_optimizer_state_name(opt, k), name) == 0;
+        if (!known && !opt && is_state_name(st, name)) known = true; /* skipped */
+        if (!known) add_mismatch(&m, "%s: not in model", name);
+    }
+    clg_status status = CLG_OK;
+    if (m.oom) {
+        status = clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+    } else if (m.n) {
+        status = clg_fail(CLG_ERR_MISMATCH,
+                          "%s: the checkpoint does not fit the model "
+                          "(%zu mismatch%s; nothing was loaded):",
+                          path, m.n, m.n == 1 ? "" : "es");
+        for (size_t i = 0; i < m.n; ++i)
+            clg_error_append("  %s", m.lines[i]);
+    }
+    free_mismatches(&m);
+    return status;
+}
+
+/* ---- Loading ---- */
+
+clg_status clg_checkpoint_load(clg_context *ctx, const char *path, clg_optimizer *opt) {
+    if (!ctx || !path || !*path)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_checkpoint_load: ctx and path are required");
+    clg_safetensors *st = NULL;
+    clg_status status = clg_safetensors_load(path, &st);
+    if (status != CLG_OK) return status;
+    // The optimizer's zero state (what compiling a plan creates) gives the names to expect.
+    status = prepare_optimizer(ctx, opt, "clg_checkpoint_load");
+    size_t n_states = opt ? clg_optimizer_state_count(opt) : 0;
+    load_plan lp = {
+        .params = calloc(ctx->n_params ? ctx->n_params : 1, sizeof *lp.params),
+        .states = calloc(n_states ? n_states : 1, sizeof *lp.states),
+    };
+    if (status == CLG_OK && (!lp.params || !lp.states))
+        status = clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+    if (status == CLG_OK) status = validate(ctx, path, opt, st, &lp);
+
+    for (size_t i = 0; status == CLG_OK && i < ctx->n_params; ++i)
+        status = clg_param_write(ctx->params[i], lp.params[i]->data, lp.params[i]->nbytes);
+    for (size_t i = 0; status == CLG_OK && i < n_states; ++i)
+        status = clg_optimizer_state_write(opt, i, lp.states[i]->data, lp.states[i]->nbytes);
+    if (status == CLG_OK && opt) status = clg_optimizer_set_steps(opt, (int64_t)lp.steps);
+    if (status == CLG_OK && lp.has_rng) ctx->rng_offset = lp.rng;
+
+    free(lp.params);
+    free(lp.states);
+    clg_safetensors_free(st);
+    return status;
+}
