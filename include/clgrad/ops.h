@@ -127,6 +127,13 @@ clg_tensor *clg_rand_truncated_normal(clg_graph *g, int ndim, const int64_t *sha
  * With training false (or p == 0) it returns x unchanged. */
 clg_tensor *clg_dropout(clg_graph *g, clg_tensor *x, float p, bool training, uint64_t seed);
 
+/* ---- Side effects ---- */
+/* Every run of every plan of g writes value into target (same shape and dtype), e.g.
+ * batch norm's running statistics or a target network's soft update. The write happens at
+ * this op's place in the graph's order: ops built before it read the old value, ops built
+ * after it the new one. */
+clg_status clg_assign(clg_graph *g, clg_param *target, clg_tensor *value);
+
 #ifdef __cplusplus
 }
 #endif

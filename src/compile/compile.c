@@ -63,7 +63,7 @@ static clg_status find_roots(clg_compiler *c) {
     bool any = false;
     for (size_t i = 0; i < c->n; ++i) {
         clg_tensor *t = g->nodes[i];
-        bool root = t->is_output;
+        bool root = t->is_output || t->is_effect;
         if (c->opts.optimizer && t->param && t->param->trainable && t->grad) {
             c->np[t->grad->id].reachable = true;
             c->np[t->grad->base->id].forced = true;

@@ -71,6 +71,7 @@ struct clg_tensor {
     bool requires_grad;
     bool needs_grad; /* set by clg_backward: a gradient flows through this node */
     bool is_output;
+    bool is_effect; /* a side effect (clg_assign): computed by every plan of the graph */
     clg_tensor *grad;
 };
 
