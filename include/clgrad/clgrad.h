@@ -10,6 +10,7 @@
 #include "context.h"
 #include "graph.h"
 #include "ops.h"
+#include "nn.h"
 #include "optim.h"
 #include "data.h"
 #include "checkpoint.h"

@@ -299,7 +299,7 @@ static opt_binding *find_binding(clg_optimizer *o, const clg_plan *plan) {
 }
 
 /* Argument index of the learning rate (and of Adam's bias corrections) per kernel. */
-enum { SGD_LR = 5, ADAM_LR = 6, ADAM_BC1 = 12, ADAM_BC2 = 13, RMS_LR = 7 };
+enum { SGD_LR = 5, ADAM_LR = 6, ADAM_BC1 = 12, ADAM_BC2 = 13, RMS_LR = 6 };
 
 static clg_status before_run(clg_plan *plan, void *user) {
     clg_optimizer *o = user;

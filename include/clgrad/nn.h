@@ -1,0 +1,148 @@
+/* Neural-network helpers on top of the graph engine: parameter initialisers (on the device,
+ * seeded, PyTorch's torch.nn.init semantics), the linear layer, losses and metrics.
+ * Ownership: layers hold parameters owned by their context; a confusion matrix is owned by
+ * the caller (clg_confusion_free). Loss and metric builders follow ops.h: a user error
+ * poisons the graph with a message naming the op and the shapes. */
+#ifndef CLGRAD_NN_H
+#define CLGRAD_NN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Initialisers ----
+ * Each fills a parameter in place with a kernel queued on the context's device (it does not
+ * wait). Random ones draw from Philox keyed by seed: the same seed gives the same values on
+ * every device; use different seeds for different parameters. They need an f32 parameter
+ * (clg_init_zeros also takes i32). Fans follow PyTorch: for a weight [out, in, k...],
+ * fan_in = in * prod(k), fan_out = out * prod(k); fewer than 2 dimensions is an error. */
+
+typedef enum clg_fan_mode {
+    CLG_FAN_MODE_IN,  /* preserve the variance of the forward pass */
+    CLG_FAN_MODE_OUT, /* preserve the variance of the backward pass */
+    CLG_FAN_MODE_COUNT
+} clg_fan_mode;
+
+typedef enum clg_nonlinearity {
+    CLG_NONLINEARITY_LINEAR,     /* gain 1 (also for convolutions and the identity) */
+    CLG_NONLINEARITY_SIGMOID,    /* gain 1 */
+    CLG_NONLINEARITY_TANH,       /* gain 5/3 */
+    CLG_NONLINEARITY_RELU,       /* gain sqrt(2) */
+    CLG_NONLINEARITY_LEAKY_RELU, /* gain sqrt(2 / (1 + a^2)), a = negative slope */
+    CLG_NONLINEARITY_COUNT
+} clg_nonlinearity;
+
+/* PyTorch's calculate_gain: the gain of nonlinearity (param: leaky ReLU's slope). */
+float clg_init_gain(clg_nonlinearity nonlinearity, float param);
+/* fan_in and fan_out of p (see above); CLG_ERR_SHAPE for a parameter of rank < 2. */
+clg_status clg_init_fans(const clg_param *p, int64_t *fan_in, int64_t *fan_out);
+
+clg_status clg_init_zeros(clg_param *p);
+clg_status clg_init_constant(clg_param *p, float value);
+/* U[lo, hi) */
+clg_status clg_init_uniform(clg_param *p, float lo, float hi, uint64_t seed);
+/* N(mean, std^2) */
+clg_status clg_init_normal(clg_param *p, float mean, float std, uint64_t seed);
+/* N(mean, std^2) restricted to [mean - 2 std, mean + 2 std] by redrawing (TensorFlow's
+ * truncated_normal; the result's standard deviation is about 0.88 std). */
+clg_status clg_init_truncated_normal(clg_param *p, float mean, float std, uint64_t seed);
+/* Glorot: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)). */
+clg_status clg_init_xavier_uniform(clg_param *p, float gain, uint64_t seed);
+/* Glorot: N(0, s^2), s = gain * sqrt(2 / (fan_in + fan_out)). */
+clg_status clg_init_xavier_normal(clg_param *p, float gain, uint64_t seed);
+/* He: U(-b, b), b = gain * sqrt(3 / fan), gain = clg_init_gain(nonlinearity, a). PyTorch's
+ * default is a = 0, CLG_FAN_MODE_IN, CLG_NONLINEARITY_LEAKY_RELU (that is, gain sqrt(2)). */
+clg_status clg_init_kaiming_uniform(clg_param *p, float a, clg_fan_mode mode,
+                                    clg_nonlinearity nonlinearity, uint64_t seed);
+/* He: N(0, s^2), s = gain / sqrt(fan). */
+clg_status clg_init_kaiming_normal(clg_param *p, float a, clg_fan_mode mode,
+                                   clg_nonlinearity nonlinearity, uint64_t seed);
+
+/* ---- Layers ---- */
+
+/* y = x W^T + b, W [out_features, in_features], b [out_features] (NULL without bias). */
+typedef struct clg_linear {
+    clg_param *weight, *bias;
+    int64_t in_features, out_features;
+} clg_linear;
+
+/* Create "<name>.weight" [out, in] and "<name>.bias" [out] (PyTorch's state-dict keys) in
+ * ctx, initialised like torch.nn.Linear: both U(-1/sqrt(in), 1/sqrt(in)) (the weight through
+ * kaiming_uniform with a = sqrt(5)), weight from seed and bias from a seed derived from it.
+ * Fails (nothing created) on a duplicate name or bad sizes. */
+clg_status clg_linear_init(clg_context *ctx, clg_linear *layer, const char *name,
+                           int64_t in_features, int64_t out_features, bool bias, uint64_t seed);
+/* x [..., in_features] -> [..., out_features]; one GEMM reading W transposed in place.
+ * (C forbids a function named like the clg_linear type, hence _forward.) */
+clg_tensor *clg_linear_forward(clg_graph *g, const clg_linear *layer, clg_tensor *x);
+
+/* ---- Losses ---- */
+
+typedef enum clg_reduction {
+    CLG_REDUCTION_MEAN, /* a 0-d mean over every element (every row for cross-entropy) */
+    CLG_REDUCTION_SUM,  /* a 0-d sum */
+    CLG_REDUCTION_NONE, /* the per-element (per-row) losses */
+    CLG_REDUCTION_COUNT
+} clg_reduction;
+
+/* Softmax cross-entropy with integer labels: per row, logsumexp(logits) - logits[label].
+ * logits [..., C] f32, labels [...] i32 (the same leading shape; [N, C] and [N] usually).
+ * One fused, numerically stable kernel for the rows and one for their gradient
+ * (softmax - onehot). A label outside [0, C) makes its row's loss and gradient NaN, so the
+ * mistake cannot go unnoticed. */
+clg_tensor *clg_cross_entropy(clg_graph *g, clg_tensor *logits, clg_tensor *labels,
+                              clg_reduction reduction);
+/* Binary cross-entropy on logits, targets in [0, 1] of the same shape:
+ * max(x, 0) - x t + log(1 + exp(-|x|)), stable for any x. */
+clg_tensor *clg_bce_with_logits(clg_graph *g, clg_tensor *logits, clg_tensor *targets,
+                                clg_reduction reduction);
+/* (pred - target)^2; pred and target of the same shape. */
+clg_tensor *clg_mse_loss(clg_graph *g, clg_tensor *pred, clg_tensor *target,
+                         clg_reduction reduction);
+/* PyTorch's HuberLoss: d = |pred - target|; 0.5 d^2 if d < delta, else delta (d - delta/2).
+ * delta > 0. */
+clg_tensor *clg_huber_loss(clg_graph *g, clg_tensor *pred, clg_tensor *target, float delta,
+                           clg_reduction reduction);
+
+/* ---- Metrics ---- */
+
+/* Number of rows of logits [..., C] whose first maximum is at labels [...] (i32), as a 0-d
+ * f32 tensor. No gradient. */
+clg_tensor *clg_accuracy_count(clg_graph *g, clg_tensor *logits, clg_tensor *labels);
+
+/* Confusion matrix on the host: counts[label][predicted]. Feed it predicted labels read back
+ * from clg_argmax. Owned by the caller. */
+typedef struct clg_confusion clg_confusion;
+
+/* A zeroed matrix for classes >= 1 classes (at most 65536). */
+clg_status clg_confusion_new(int classes, clg_confusion **out);
+void clg_confusion_free(clg_confusion *c); /* NULL: no-op */
+/* Count n (label, predicted) pairs. A value outside [0, classes) is an error and nothing of
+ * this call is counted. */
+clg_status clg_confusion_add(clg_confusion *c, const int32_t *predicted, const int32_t *labels,
+                             int64_t n);
+/* Forget every count. */
+void clg_confusion_reset(clg_confusion *c);
+int clg_confusion_classes(const clg_confusion *c);
+/* Pairs counted so far, and those with the given label and prediction. */
+int64_t clg_confusion_total(const clg_confusion *c);
+int64_t clg_confusion_count(const clg_confusion *c, int label, int predicted);
+/* Fraction of pairs on the diagonal (0 when nothing was counted). */
+double clg_confusion_accuracy(const clg_confusion *c);
+/* Recall of one class: correct / pairs with that label (0 when it has none). */
+double clg_confusion_recall(const clg_confusion *c, int label);
+/* A table: one row per true label, one column per prediction, with headers and per-row
+ * recall. */
+clg_status clg_confusion_print(const clg_confusion *c, FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
