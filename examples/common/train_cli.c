@@ -1,0 +1,177 @@
+/* Flags, progress bar, epoch log and timing for the training examples (train_cli.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "train_cli.h"
+
+double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void train_flags_usage(const train_cli *cli, FILE *out) {
+    fprintf(out,
+            "usage: %s [--data DIR] [--epochs N] [--batch N] [--lr X]\n"
+            "       [--optimizer sgd|adam|adamw|rmsprop] [--loss ce|mse] [--seed N]\n"
+            "       [--save FILE] [--load FILE] [--device SPEC] [--log FILE]\n"
+            "       [--train-limit N] %s[--help]\n",
+            cli->program, cli->extra_usage ? cli->extra_usage : "");
+}
+
+static int usage_error(const train_cli *cli, const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, "%s: ", cli->program);
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    train_flags_usage(cli, stderr);
+    return 2;
+}
+
+static bool parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool one_of(const char *s, const char *const *allowed) {
+    for (; *allowed; ++allowed)
+        if (strcmp(s, *allowed) == 0) return true;
+    return false;
+}
+
+int train_flags_parse(const train_cli *cli, train_flags *f, int argc, char **argv) {
+    static const char *const optimizers[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
+    static const char *const losses[] = {"ce", "mse", NULL};
+    for (int i = 1; i < argc; ++i) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            train_flags_usage(cli, stdout);
+            return -1;
+        }
+        bool known = strcmp(a, "--data") == 0 || strcmp(a, "--epochs") == 0 ||
+                     strcmp(a, "--batch") == 0 || strcmp(a, "--lr") == 0 ||
+                     strcmp(a, "--optimizer") == 0 || strcmp(a, "--loss") == 0 ||
+                     strcmp(a, "--seed") == 0 || strcmp(a, "--save") == 0 ||
+                     strcmp(a, "--load") == 0 || strcmp(a, "--device") == 0 ||
+                     strcmp(a, "--log") == 0 || strcmp(a, "--train-limit") == 0 ||
+                     (cli->has_arch && strcmp(a, "--arch") == 0) ||
+                     (cli->has_saliency && strcmp(a, "--saliency") == 0);
+        if (!known) return usage_error(cli, "unknown flag '%s'%s", a, "");
+        if (i + 1 >= argc) return usage_error(cli, "%s needs a value%s", a, "");
+        const char *v = argv[++i];
+        long n;
+        if (strcmp(a, "--data") == 0) {
+            f->data = v;
+        } else if (strcmp(a, "--epochs") == 0) {
+            if (!parse_long(v, 1, 100000, &n))
+                return usage_error(cli, "--epochs: '%s' is not a whole number from 1%s", v, "");
+            f->epochs = (int)n;
+        } else if (strcmp(a, "--batch") == 0) {
+            if (!parse_long(v, 1, 65536, &n))
+                return usage_error(cli, "--batch: '%s' is not a whole number from 1 to 65536%s",
+                                   v, "");
+            f->batch = (int)n;
+        } else if (strcmp(a, "--lr") == 0) {
+            char *end;
+            errno = 0;
+            double x = strtod(v, &end);
+            if (errno || end == v || *end || !(x > 0.0) || x > 100.0)
+                return usage_error(cli, "--lr: '%s' is not a number in (0, 100]%s", v, "");
+            f->lr = (float)x;
+        } else if (strcmp(a, "--optimizer") == 0) {
+            if (!one_of(v, optimizers))
+                return usage_error(cli, "--optimizer: '%s' is not one of %s", v,
+                                   "sgd, adam, adamw, rmsprop");
+            f->optimizer = v;
+        } else if (strcmp(a, "--loss") == 0) {
+            if (!one_of(v, losses)) return usage_error(cli, "--loss: '%s' is not one of %s", v, "ce, mse");
+            f->loss = v;
+        } else if (strcmp(a, "--seed") == 0) {
+            if (!parse_long(v, 0, 0x7FFFFFFFL, &n))
+                return usage_error(cli, "--seed: '%s' is not a whole number from 0%s", v, "");
+            f->seed = (uint64_t)n;
+        } else if (strcmp(a, "--save") == 0) {
+            f->save = v;
+        } else if (strcmp(a, "--load") == 0) {
+            f->load = v;
+        } else if (strcmp(a, "--device") == 0) {
+            f->device = v;
+        } else if (strcmp(a, "--log") == 0) {
+            f->log = v;
+        } else if (strcmp(a, "--train-limit") == 0) {
+            if (!parse_long(v, 1, 0x7FFFFFFFL, &n))
+                return usage_error(cli, "--train-limit: '%s' is not a whole number from 1%s", v, "");
+            f->train_limit = n;
+        } else if (strcmp(a, "--arch") == 0) {
+            if (!one_of(v, cli->archs))
+                return usage_error(cli, "--arch: '%s' is not a known architecture%s", v, "");
+            f->arch = v;
+        } else if (strcmp(a, "--saliency") == 0) {
+            f->saliency = v;
+        }
+    }
+    return 0;
+}
+
+/* ---- progress ---- */
+
+void progress_start(progress *p, int epoch, int epochs, int64_t total) {
+    p->tty = isatty(fileno(stdout)) != 0;
+    p->epoch = epoch;
+    p->epochs = epochs;
+    p->total = total;
+    p->last_decile = -1;
+    p->start = now_seconds();
+}
+
+void progress_update(progress *p, int64_t done, double loss, double acc, double samples_per_s) {
+    int decile = p->total ? (int)(done * 10 / p->total) : 10;
+    if (!p->tty && decile == p->last_decile && done != p->total) return;
+    p->last_decile = decile;
+    double elapsed = now_seconds() - p->start;
+    double eta = done ? elapsed * (double)(p->total - done) / (double)done : 0.0;
+    char bar[21];
+    int filled = p->total ? (int)(done * 20 / p->total) : 20;
+    for (int i = 0; i < 20; ++i) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
+    bar[20] = '\0';
+    printf("%sepoch %d/%d [%s] %lld/%lld  loss %.4f  acc %5.2f%%  %.0f samples/s  ETA %.0fs%s",
+           p->tty ? "\r" : "", p->epoch, p->epochs, bar, (long long)done, (long long)p->total,
+           loss, 100.0 * acc, samples_per_s, eta, p->tty ? "\033[K" : "\n");
+    fflush(stdout);
+}
+
+void progress_end(progress *p) {
+    if (p->tty) putchar('\n');
+    fflush(stdout);
+}
+
+/* ---- log ---- */
+
+bool epoch_log_open(epoch_log *log, const char *path) {
+    log->f = NULL;
+    if (!path) return true;
+    log->f = fopen(path, "w");
+    if (!log->f) return false;
+    fprintf(log->f, "epoch,step,loss,train_accuracy,test_accuracy,samples_per_s,lr,seconds\n");
+    fflush(log->f);
+    return true;
+}
+
+void epoch_log_write(epoch_log *log, int epoch, int64_t step, double loss, double train_acc,
+                     double test_acc, double samples_per_s, double lr, double seconds) {
+    if (!log->f) return;
+    fprintf(log->f, "%d,%lld,%.6f,%.6f,%.6f,%.1f,%.8g,%.3f\n", epoch, (long long)step, loss,
+            train_acc, test_acc, samples_per_s, lr, seconds);
+    fflush(log->f);
+}
+
+void epoch_log_close(epoch_log *log) {
+    if (log->f) fclose(log->f);
+    log->f = NULL;
+}
