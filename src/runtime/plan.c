@@ -201,6 +201,12 @@ static clg_plan_input *find_input(clg_plan *p, const clg_tensor *t) {
     return NULL;
 }
 
+static void CL_CALLBACK free_staging(cl_event event, cl_int status, void *staging) {
+    (void)event;
+    (void)status;
+    free(staging);
+}
+
 clg_status clg_plan_write(clg_plan *p, const clg_tensor *input, const void *host, size_t bytes) {
     if (!p || !input || !host)
         return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_plan_write: NULL argument");
@@ -219,8 +225,23 @@ clg_status clg_plan_write(clg_plan *p, const clg_tensor *input, const void *host
                         bytes);
     }
     if (in->pending) {
-        /* the previous write of this input must be done with the staging copy */
-        cl_int err = clWaitForEvents(1, &in->pending);
+        /* The previous write of this input may still be reading the staging copy. Rather than
+         * wait (a host sync per batch in a training loop), hand that copy to the write's event
+         * to free when it completes and stage into a fresh one. */
+        cl_int status = CL_COMPLETE;
+        cl_int err = clGetEventInfo(in->pending, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status,
+                                    &status, NULL);
+        if (err == CL_SUCCESS && status < 0) err = status;
+        if (err == CL_SUCCESS && status != CL_COMPLETE) {
+            void *fresh = malloc(in->bytes);
+            if (fresh && clSetEventCallback(in->pending, CL_COMPLETE, free_staging, in->staging) ==
+                             CL_SUCCESS) {
+                in->staging = fresh;
+            } else {
+                free(fresh);
+                err = clWaitForEvents(1, &in->pending);
+            }
+        }
         clReleaseEvent(in->pending);
         in->pending = NULL;
         if (err != CL_SUCCESS) return clg_fail_cl(err, "writing input '%s'", in->node->name);
