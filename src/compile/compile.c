@@ -105,6 +105,19 @@ static void analyse(clg_compiler *c) {
                 np[x->base->id].forced = true;
         }
     }
+    /* A node that reads a parameter before a clg_assign to it must be computed at its own
+     * place in the schedule: inlined into a consumer built after the assign, it would read
+     * the new value. */
+    for (size_t e = 0; e < c->n; ++e) {
+        clg_tensor *eff = g->nodes[e];
+        if (!np[e].reachable || !eff->is_effect) continue;
+        const clg_tensor *target = eff->in[0]->base;
+        for (size_t i = 0; i < e; ++i) {
+            clg_tensor *t = g->nodes[i];
+            for (int k = 0; np[i].reachable && k < t->n_in; ++k)
+                if (t->in[k]->base == target) np[i].forced = true;
+        }
+    }
     for (size_t i = 0; i < c->n; ++i) {
         if (!np[i].reachable) continue;
         clg_tensor *t = g->nodes[i];
@@ -239,13 +252,18 @@ static clg_status arena_storage(clg_compiler *c) {
     for (size_t k = 0; k < n; ++k) {
         const clg_tensor *t = c->g->nodes[c->schedule[k]];
         size_t b = (size_t)clg_tensor_numel(t) * clg_dtype_size(t->dtype);
-        if (b > dev->max_alloc_bytes) {
+        if (b > dev->max_alloc_bytes || b + 2 * guard > ((size_t)1 << 31)) {
             char s[200];
             st = clg_fail(CLG_ERR_OUT_OF_MEMORY,
-                          "clg_graph_compile: the result of %s, %s, needs %zu bytes, above the "
-                          "device's largest single allocation of %llu bytes (%s)",
+                          "clg_graph_compile: the result of %s, %s, needs %zu bytes, above %s "
+                          "(%llu bytes on %s)",
                           t->info->name, clg_shape_str(t->ndim, t->shape, s, sizeof s), b,
-                          (unsigned long long)dev->max_alloc_bytes, dev->name);
+                          b > dev->max_alloc_bytes
+                              ? "the device's largest single allocation"
+                              : "the 2 GiB that 32-bit kernel indexing can address",
+                          b > dev->max_alloc_bytes ? (unsigned long long)dev->max_alloc_bytes
+                                                   : 1ull << 31,
+                          dev->name);
             goto done;
         }
         bytes[k] = b + 2 * guard;
@@ -257,8 +275,11 @@ static clg_status arena_storage(clg_compiler *c) {
                                            : c->np[c->schedule[k]].last_use);
     }
     size_t *arena_bytes = NULL, n_arenas = 0;
-    st = clg_memplan(n, bytes, start, end, dev->max_alloc_bytes, ARENA_ALIGN, arena, offset,
-                     &arena_bytes, &n_arenas);
+    /* Kernels index with 32-bit ints: keep every arena below 2^31 bytes. */
+    size_t arena_cap = dev->max_alloc_bytes < ((size_t)1 << 31) ? (size_t)dev->max_alloc_bytes
+                                                                : ((size_t)1 << 31);
+    st = clg_memplan(n, bytes, start, end, arena_cap, ARENA_ALIGN, arena, offset, &arena_bytes,
+                     &n_arenas);
     if (st != CLG_OK) goto done;
     p->arena_bytes = arena_bytes;
     p->arenas = calloc(n_arenas ? n_arenas : 1, sizeof *p->arenas);
