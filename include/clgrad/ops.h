@@ -134,6 +134,65 @@ clg_tensor *clg_dropout(clg_graph *g, clg_tensor *x, float p, bool training, uin
  * after it the new one. */
 clg_status clg_assign(clg_graph *g, clg_param *target, clg_tensor *value);
 
+/* ---- Convolution, pooling, normalisation (NCHW: [batch, channels, height, width]) ---- */
+
+typedef enum clg_padding {
+    CLG_PADDING_EXPLICIT, /* pad_top, pad_bottom, pad_left, pad_right as given */
+    CLG_PADDING_SAME,     /* output size ceil(in / stride); the total padding is split with the
+                             odd element at the bottom/right (TensorFlow; PyTorch at stride 1) */
+    CLG_PADDING_VALID,    /* no padding */
+    CLG_PADDING_COUNT
+} clg_padding;
+
+/* Zero-initialised it means stride 1, no padding, dilation 1, one group. */
+typedef struct clg_conv2d_params {
+    int stride_h, stride_w; /* 0 means 1 */
+    clg_padding padding;
+    int pad_top, pad_bottom, pad_left, pad_right; /* CLG_PADDING_EXPLICIT only, >= 0 */
+    int dilation_h, dilation_w; /* 0 means 1 */
+    int groups;                 /* 0 means 1; channels and filters must divide by it */
+} clg_conv2d_params;
+
+/* 2-D cross-correlation (PyTorch's conv2d): x [N, C, H, W], w [O, C / groups, KH, KW],
+ * bias [O] or NULL -> [N, O, OH, OW], OH = (H + pad_top + pad_bottom - dilation_h (KH - 1)
+ * - 1) / stride_h + 1 (likewise OW). Padded taps read zero. p may be NULL (defaults). Lowered
+ * to im2col and one GEMM; gradients for x, w and bias. */
+clg_tensor *clg_conv2d(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_tensor *bias,
+                       const clg_conv2d_params *p);
+
+/* Pooling windows: symmetric padding of at most half the kernel (as PyTorch requires). */
+typedef struct clg_pool2d_params {
+    int kernel_h, kernel_w; /* >= 1 */
+    int stride_h, stride_w; /* 0 means the kernel size (PyTorch's default) */
+    int pad_h, pad_w;       /* >= 0, pad_h <= kernel_h / 2, pad_w <= kernel_w / 2 */
+} clg_pool2d_params;
+
+/* x [N, C, H, W] -> [N, C, OH, OW], OH = (H + 2 pad_h - kernel_h) / stride_h + 1. Padding
+ * never wins the max. The gradient goes to the first maximum of each window (row-major), as in
+ * PyTorch; NaN counts as a maximum. */
+clg_tensor *clg_max_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params *p);
+/* Window means that count padded taps as zeros and always divide by kernel_h * kernel_w
+ * (PyTorch's default, count_include_pad=True). */
+clg_tensor *clg_avg_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params *p);
+/* The mean over H and W: [N, C, H, W] -> [N, C, 1, 1] (PyTorch's AdaptiveAvgPool2d(1)). */
+clg_tensor *clg_global_avg_pool2d(clg_graph *g, clg_tensor *x);
+
+/* Batch normalisation over every axis but the channel axis 1, for x [N, C, H, W]:
+ * y = (x - mean) / sqrt(var + eps) * weight + bias, weight and bias [C] tensors (NULL: 1 and
+ * 0). Training uses the batch's mean and biased variance and, when running_mean and
+ * running_var (f32 parameters of shape [C]) are given, adds clg_assign effects that update
+ * them on every run as PyTorch does: r = (1 - momentum) r + momentum s, with the unbiased
+ * batch variance for running_var (PyTorch's momentum is 0.1, eps 1e-5). Evaluation
+ * (training false) normalises with the running statistics (with the batch's when they are
+ * NULL). Training needs more than one value per channel. */
+clg_tensor *clg_batch_norm2d(clg_graph *g, clg_tensor *x, clg_tensor *weight, clg_tensor *bias,
+                             clg_param *running_mean, clg_param *running_var, float momentum,
+                             float eps, bool training);
+/* The same for x [N, C] or [N, C, L] (PyTorch's BatchNorm1d). */
+clg_tensor *clg_batch_norm1d(clg_graph *g, clg_tensor *x, clg_tensor *weight, clg_tensor *bias,
+                             clg_param *running_mean, clg_param *running_var, float momentum,
+                             float eps, bool training);
+
 #ifdef __cplusplus
 }
 #endif

@@ -92,3 +92,17 @@ clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *
     if (code != CLBlastSuccess) return clblast_fail(code, "GEMM", c);
     return CLG_OK;
 }
+
+clg_status clg_gemm_convgemm(clg_context *ctx, const clg_convgemm_call *c, cl_event *event) {
+    CLBlastStatusCode code = CLBlastSconvgemm(
+        CLBlastKernelModeCrossCorrelation, c->channels, c->height, c->width, c->kernel_h,
+        c->kernel_w, c->pad_h, c->pad_w, c->stride_h, c->stride_w, c->dilation_h, c->dilation_w,
+        c->num_kernels, c->batch, c->im, c->im_off, c->kernel, c->kernel_off, c->result,
+        c->result_off, &ctx->queue, event);
+    if (code == CLBlastSuccess) return CLG_OK;
+    return clg_fail(code == CLBlastOpenCLBuildProgramFailure ? CLG_ERR_BUILD : CLG_ERR_OPENCL,
+                    "convgemm (batch %zu, %zu -> %zu channels, %zux%zu image, %zux%zu kernel): "
+                    "CLBlast status %d",
+                    c->batch, c->channels, c->num_kernels, c->height, c->width, c->kernel_h,
+                    c->kernel_w, (int)code);
+}

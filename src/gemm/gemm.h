@@ -42,4 +42,16 @@ clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call);
 clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *event);
 const char *clg_gemm_backend_name(clg_gemm_backend backend);
 
+/* CLBlast's convolution routine (cross-correlation through its own im2col and batched GEMM),
+ * kept for measuring against clgrad's lowering (tools/bench-conv.c). Dense NCHW image
+ * [batch, channels, height, width], kernel [num_kernels, channels, kernel_h, kernel_w] and
+ * result [batch, num_kernels, OH, OW] at element offsets; symmetric padding, no groups. */
+typedef struct clg_convgemm_call {
+    size_t channels, height, width, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w,
+        dilation_h, dilation_w, num_kernels, batch;
+    cl_mem im, kernel, result;
+    size_t im_off, kernel_off, result_off;
+} clg_convgemm_call;
+clg_status clg_gemm_convgemm(clg_context *ctx, const clg_convgemm_call *call, cl_event *event);
+
 #endif

@@ -1,0 +1,73 @@
+/* Max pooling: the forward value, the window's argmax (the same scan, for the backward pass),
+ * and the backward pass, which gathers: each input pixel sums the gradients of the windows
+ * whose argmax it is, in a fixed order, with no atomics (bit-identical run to run).
+ * The image is read through (n, c, y, x) strides; outputs are dense. */
+
+/* win: kh, kw, stride_h, stride_w, pad_h, pad_w */
+
+/* First maximum of the window of output (oy, ox) in row-major order, NaN counting as a maximum
+ * (as in PyTorch); its offset y * W + x within the plane, or -1 for an empty window. */
+int window_argmax(__global const float *x, int base, int4 x_st, int H, int W, int oy, int ox,
+                  int8 win, float *best) {
+    int y0 = oy * win.s2 - win.s4, x0 = ox * win.s3 - win.s5;
+    int arg = -1;
+    float m = -INFINITY;
+    for (int i = 0; i < win.s0; ++i) {
+        int y = y0 + i;
+        if (y < 0 || y >= H) continue;
+        for (int j = 0; j < win.s1; ++j) {
+            int xx = x0 + j;
+            if (xx < 0 || xx >= W) continue;
+            float v = x[base + y * x_st.s2 + xx * x_st.s3];
+            if (arg < 0 || v > m || (isnan(v) && !isnan(m))) {
+                m = v;
+                arg = y * W + xx;
+            }
+        }
+    }
+    *best = m;
+    return arg;
+}
+
+/* Work-items: (oy * OW + ox, c, n). */
+__kernel void max_pool2d(__global float *out, int out_off, __global const float *x, int x_off,
+                         int4 x_st, int H, int W, int OW, int8 win) {
+    int p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    int C = get_global_size(1), L = get_global_size(0);
+    int oy = p / OW, ox = p - oy * OW;
+    float m;
+    window_argmax(x, x_off + n * x_st.s0 + c * x_st.s1, x_st, H, W, oy, ox, win, &m);
+    out[out_off + (n * C + c) * L + p] = m;
+}
+
+__kernel void max_pool2d_argmax(__global int *out, int out_off, __global const float *x,
+                                int x_off, int4 x_st, int H, int W, int OW, int8 win) {
+    int p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    int C = get_global_size(1), L = get_global_size(0);
+    int oy = p / OW, ox = p - oy * OW;
+    float m;
+    out[out_off + (n * C + c) * L + p] =
+        window_argmax(x, x_off + n * x_st.s0 + c * x_st.s1, x_st, H, W, oy, ox, win, &m);
+}
+
+/* Work-items: (y * W + x, c, n). gout is read through (n, c, oy, ox) strides, arg is a dense
+ * [N, C, OH, OW]. */
+__kernel void max_pool2d_backward(__global float *dx, int dx_off, __global const float *gout,
+                                  int g_off, int4 g_st, __global const int *arg, int arg_off,
+                                  int W, int OH, int OW, int8 win) {
+    int p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    int C = get_global_size(1), HW = get_global_size(0);
+    int y = p / W, xx = p - y * W;
+    int kh = win.s0, kw = win.s1, sh = win.s2, sw = win.s3;
+    /* windows oy with oy * sh - pad_h <= y < oy * sh - pad_h + kh */
+    int ty = y + win.s4, tx = xx + win.s5;
+    int oy0 = ty - kh + 1 > 0 ? (ty - kh + sh) / sh : 0, oy1 = min(ty / sh, OH - 1);
+    int ox0 = tx - kw + 1 > 0 ? (tx - kw + sw) / sw : 0, ox1 = min(tx / sw, OW - 1);
+    int abase = arg_off + (n * C + c) * OH * OW;
+    int gbase = g_off + n * g_st.s0 + c * g_st.s1;
+    float acc = 0.0f;
+    for (int oy = oy0; oy <= oy1; ++oy)
+        for (int ox = ox0; ox <= ox1; ++ox)
+            if (arg[abase + oy * OW + ox] == p) acc += gout[gbase + oy * g_st.s2 + ox * g_st.s3];
+    dx[dx_off + (n * C + c) * HW + p] = acc;
+}

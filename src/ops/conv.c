@@ -1,0 +1,318 @@
+/* 2-D convolution as a composite: im2col (a hand-written kernel) -> clg_matmul (the one GEMM
+ * dispatch point) -> bias add, so autograd and GEMM selection come from the parts. im2col's
+ * adjoint is col2im, whose adjoint is im2col again; both kernels are in cl/conv.cl. */
+#include <string.h>
+
+#include "compile/lowering.h"
+#include "core/program.h"
+#include "ops/conv.h"
+
+static void bw_im2col(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static void bw_col2im(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out);
+static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out);
+
+/* Both: ia[0..15] the packed geometry and layout (pack_geo); im2col: fa[0] the pad value. */
+static const clg_op_info op_im2col = {
+    .name = "im2col", .kind = CLG_KIND_KERNEL, .backward = bw_im2col, .lower = lower_im2col};
+static const clg_op_info op_col2im = {
+    .name = "col2im", .kind = CLG_KIND_KERNEL, .backward = bw_col2im, .lower = lower_col2im};
+
+static void pack_geo(clg_tensor *t, const clg_conv_geo *geo, clg_conv_layout layout) {
+    const int64_t v[16] = {geo->kh,      geo->kw,       geo->stride_h,   geo->stride_w,
+                           geo->pad_top, geo->pad_left, geo->dilation_h, geo->dilation_w,
+                           geo->groups,  geo->n,        geo->c,          geo->h,
+                           geo->w,       geo->oh,       geo->ow,         layout};
+    memcpy(t->ia, v, sizeof v);
+}
+
+static clg_conv_layout unpack_geo(const clg_tensor *t, clg_conv_geo *geo) {
+    const int64_t *v = t->ia;
+    *geo = (clg_conv_geo){.kh = v[0],
+                          .kw = v[1],
+                          .stride_h = v[2],
+                          .stride_w = v[3],
+                          .pad_top = v[4],
+                          .pad_left = v[5],
+                          .dilation_h = v[6],
+                          .dilation_w = v[7],
+                          .groups = v[8],
+                          .n = v[9],
+                          .c = v[10],
+                          .h = v[11],
+                          .w = v[12],
+                          .oh = v[13],
+                          .ow = v[14]};
+    return (clg_conv_layout)v[15];
+}
+
+/* Column shape for a layout; K = C / G * KH * KW, L = OH * OW. */
+static void cols_shape(const clg_conv_geo *geo, clg_conv_layout layout, int64_t *shape) {
+    int64_t G = geo->groups, K = geo->c / G * geo->kh * geo->kw, L = geo->oh * geo->ow;
+    if (layout == CLG_CONV_LAYOUT_FOLDED) {
+        const int64_t s[4] = {G, K, geo->n, L};
+        memcpy(shape, s, sizeof s);
+    } else {
+        const int64_t s[4] = {geo->n, G, K, L};
+        memcpy(shape, s, sizeof s);
+    }
+}
+
+clg_tensor *clg_im2col(clg_graph *g, clg_tensor *x, const clg_conv_geo *geo, clg_conv_layout layout,
+                       float pad) {
+    CLG_GUARD(g, "im2col", 1, x);
+    if (layout == CLG_CONV_LAYOUT_AUTO) layout = CLG_CONV_LAYOUT_BATCHED;
+    int64_t shape[4];
+    cols_shape(geo, layout, shape);
+    x = clg_conv_operand(g, x);
+    clg_tensor *t = clg_node_new(g, &op_im2col, CLG_F32, 4, shape, 1, &x);
+    if (t == g->poison) return t;
+    pack_geo(t, geo, layout);
+    t->fa[0] = pad;
+    return t;
+}
+
+static clg_tensor *col2im(clg_graph *g, clg_tensor *cols, const clg_conv_geo *geo,
+                          clg_conv_layout layout) {
+    const int64_t shape[4] = {geo->n, geo->c, geo->h, geo->w};
+    cols = clg_conv_operand(g, cols);
+    clg_tensor *t = clg_node_new(g, &op_col2im, CLG_F32, 4, shape, 1, &cols);
+    if (t != g->poison) pack_geo(t, geo, layout);
+    return t;
+}
+
+static void bw_im2col(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_conv_geo geo;
+    clg_conv_layout layout = unpack_geo(node, &geo);
+    clg_grad_accumulate(g, node->in[0], col2im(g, gout, &geo, layout));
+}
+
+static void bw_col2im(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_conv_geo geo;
+    clg_conv_layout layout = unpack_geo(node, &geo);
+    clg_grad_accumulate(g, node->in[0], clg_im2col(g, gout, &geo, layout, 0.0f));
+}
+
+/* Strides of a column operand in (n, g, k, l) order. */
+static cl_int4 col_strides(const clg_operand *o, clg_conv_layout layout) {
+    const int64_t *s = o->strides;
+    cl_int4 r;
+    if (layout == CLG_CONV_LAYOUT_FOLDED) {
+        r.s[0] = (cl_int)s[2];
+        r.s[1] = (cl_int)s[0];
+        r.s[2] = (cl_int)s[1];
+    } else {
+        r.s[0] = (cl_int)s[0];
+        r.s[1] = (cl_int)s[1];
+        r.s[2] = (cl_int)s[2];
+    }
+    r.s[3] = (cl_int)s[3];
+    return r;
+}
+
+static cl_int8 geo_arg(const clg_conv_geo *geo) {
+    cl_int8 v;
+    const int64_t a[8] = {geo->kh,      geo->kw,       geo->stride_h,   geo->stride_w,
+                          geo->pad_top, geo->pad_left, geo->dilation_h, geo->dilation_w};
+    for (int i = 0; i < 8; ++i)
+        v.s[i] = (cl_int)a[i];
+    return v;
+}
+
+static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out) {
+    clg_conv_geo geo;
+    clg_conv_layout layout = unpack_geo(node, &geo);
+    int64_t G = geo.groups, K = geo.c / G * geo.kh * geo.kw;
+    cl_int4 cst = col_strides(out, layout), xst;
+    for (int i = 0; i < 4; ++i)
+        xst.s[i] = (cl_int)in[0].strides[i];
+    cl_int8 ga = geo_arg(&geo);
+    cl_kernel k;
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "conv", "im2col", &k);
+    if (st != CLG_OK) return st;
+    clg_args a = clg_args_begin(k);
+    clg_arg_mem(&a, out->mem);
+    clg_arg_int(&a, out->offset);
+    clg_arg_raw(&a, sizeof cst, &cst);
+    clg_arg_mem(&a, in[0].mem);
+    clg_arg_int(&a, in[0].offset);
+    clg_arg_raw(&a, sizeof xst, &xst);
+    clg_arg_int(&a, geo.c / G);
+    clg_arg_int(&a, G);
+    clg_arg_int(&a, geo.h);
+    clg_arg_int(&a, geo.w);
+    clg_arg_int(&a, geo.ow);
+    clg_arg_raw(&a, sizeof ga, &ga);
+    clg_arg_float(&a, node->fa[0]);
+    st = clg_args_done(&a, "im2col");
+    if (st != CLG_OK) {
+        clReleaseKernel(k);
+        return st;
+    }
+    size_t global[3] = {(size_t)(geo.oh * geo.ow), (size_t)K, (size_t)(geo.n * G)};
+    return clg_lower_kernel(lw, k, 3, global, NULL, "im2col");
+}
+
+static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out) {
+    clg_conv_geo geo;
+    clg_conv_layout layout = unpack_geo(node, &geo);
+    cl_int4 cst = col_strides(&in[0], layout);
+    cl_int8 ga = geo_arg(&geo);
+    cl_kernel k;
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "conv", "col2im", &k);
+    if (st != CLG_OK) return st;
+    clg_args a = clg_args_begin(k);
+    clg_arg_mem(&a, out->mem);
+    clg_arg_int(&a, out->offset);
+    clg_arg_mem(&a, in[0].mem);
+    clg_arg_int(&a, in[0].offset);
+    clg_arg_raw(&a, sizeof cst, &cst);
+    clg_arg_int(&a, geo.c / geo.groups);
+    clg_arg_int(&a, geo.h);
+    clg_arg_int(&a, geo.w);
+    clg_arg_int(&a, geo.oh);
+    clg_arg_int(&a, geo.ow);
+    clg_arg_raw(&a, sizeof ga, &ga);
+    st = clg_args_done(&a, "col2im");
+    if (st != CLG_OK) {
+        clReleaseKernel(k);
+        return st;
+    }
+    size_t global[3] = {(size_t)(geo.h * geo.w), (size_t)geo.c, (size_t)geo.n};
+    return clg_lower_kernel(lw, k, 3, global, NULL, "col2im");
+}
+
+/* ---- conv2d ---- */
+
+/* One spatial axis: stride, dilation and padding resolved; false if no output fits. */
+static bool resolve_axis(clg_padding mode, int64_t in, int64_t k, int64_t stride, int64_t dilation,
+                         int64_t pad_lo, int64_t pad_hi, int64_t *lo, int64_t *out) {
+    int64_t span = dilation * (k - 1) + 1;
+    if (mode == CLG_PADDING_SAME) {
+        int64_t o = (in + stride - 1) / stride;
+        int64_t total = (o - 1) * stride + span - in;
+        if (total < 0) total = 0;
+        pad_lo = total / 2;
+        pad_hi = total - pad_lo;
+    } else if (mode == CLG_PADDING_VALID) {
+        pad_lo = pad_hi = 0;
+    }
+    *lo = pad_lo;
+    int64_t padded = in + pad_lo + pad_hi;
+    if (padded < span) return false;
+    *out = (padded - span) / stride + 1;
+    return true;
+}
+
+/* Measured on pocl with tools/bench-conv --more (CLBlast GEMM, batch 64): shallow columns
+ * (K = 9 for the MNIST CNN's conv1, 27 for 3 -> 16 channels) run faster as per-image products
+ * written straight into NCHW; from K = 144 on (the MNIST conv2 has 288) one product over the
+ * whole batch is as fast or faster (1.4x at K = 576), and its weight gradient is one GEMM
+ * instead of a batched product and a reduction over the batch. K = 72 is a tie. Grouped
+ * convolutions fold, which also keeps the weight from being copied per image. */
+#define CLG_CONV_FOLD_MIN_K 128
+
+static clg_conv_layout auto_layout(int64_t groups, int64_t k) {
+    return groups > 1 || k >= CLG_CONV_FOLD_MIN_K ? CLG_CONV_LAYOUT_FOLDED
+                                                  : CLG_CONV_LAYOUT_BATCHED;
+}
+
+static int def1(int v) {
+    return v == 0 ? 1 : v;
+}
+
+clg_tensor *clg_conv2d_layout(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_tensor *bias,
+                              const clg_conv2d_params *p, clg_conv_layout layout) {
+    CLG_GUARD(g, "conv2d", 2, x, w);
+    if (bias && !clg_check_inputs(g, "conv2d", 1, &bias)) return g->poison;
+    const clg_conv2d_params defaults = {0};
+    if (!p) p = &defaults;
+    char sx[200], sw[200], sb[200];
+    clg_shape_str(x->ndim, x->shape, sx, sizeof sx);
+    clg_shape_str(w->ndim, w->shape, sw, sizeof sw);
+    if (x->ndim != 4 || w->ndim != 4)
+        return clg_graph_fail(g, CLG_ERR_SHAPE,
+                              "conv2d: x must be [N, C, H, W] and w [O, C/groups, KH, KW], got "
+                              "x %s, w %s",
+                              sx, sw);
+    int sh = def1(p->stride_h), swd = def1(p->stride_w);
+    int dh = def1(p->dilation_h), dw = def1(p->dilation_w), G = def1(p->groups);
+    if (sh < 1 || swd < 1 || dh < 1 || dw < 1 || G < 1 || p->pad_top < 0 || p->pad_bottom < 0 ||
+        p->pad_left < 0 || p->pad_right < 0 || (int)p->padding < 0 ||
+        p->padding >= CLG_PADDING_COUNT)
+        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
+                              "conv2d: bad parameters (stride %d x %d, dilation %d x %d, groups "
+                              "%d, padding mode %d, pads %d %d %d %d) for x %s, w %s",
+                              p->stride_h, p->stride_w, p->dilation_h, p->dilation_w, p->groups,
+                              (int)p->padding, p->pad_top, p->pad_bottom, p->pad_left, p->pad_right,
+                              sx, sw);
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t O = w->shape[0], KH = w->shape[2], KW = w->shape[3];
+    if (C % G != 0 || O % G != 0 || w->shape[1] != C / G)
+        return clg_graph_fail(g, CLG_ERR_SHAPE,
+                              "conv2d: x %s and w %s do not match with %d group(s): w must be "
+                              "[O, C/groups, KH, KW] with C and O divisible by groups",
+                              sx, sw, G);
+    if (bias && (bias->ndim != 1 || bias->shape[0] != O))
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "conv2d: bias must be [%lld] for w %s, got %s",
+                              (long long)O, sw,
+                              clg_shape_str(bias->ndim, bias->shape, sb, sizeof sb));
+    clg_conv_geo geo = {.kh = KH,
+                        .kw = KW,
+                        .stride_h = sh,
+                        .stride_w = swd,
+                        .dilation_h = dh,
+                        .dilation_w = dw,
+                        .groups = G,
+                        .n = N,
+                        .c = C,
+                        .h = H,
+                        .w = W};
+    if (!resolve_axis(p->padding, H, KH, sh, dh, p->pad_top, p->pad_bottom, &geo.pad_top,
+                      &geo.oh) ||
+        !resolve_axis(p->padding, W, KW, swd, dw, p->pad_left, p->pad_right, &geo.pad_left,
+                      &geo.ow))
+        return clg_graph_fail(g, CLG_ERR_SHAPE,
+                              "conv2d: the %lldx%lld kernel (dilation %d x %d) does not fit x "
+                              "%s with the padding given",
+                              (long long)KH, (long long)KW, dh, dw, sx);
+    int64_t Og = O / G, K = C / G * KH * KW, L = geo.oh * geo.ow;
+    if (layout == CLG_CONV_LAYOUT_AUTO) layout = auto_layout(G, K);
+    bool pointwise = KH == 1 && KW == 1 && sh == 1 && swd == 1 && geo.pad_top == 0 &&
+                     geo.pad_left == 0 && geo.oh == H && geo.ow == W;
+    clg_tensor *y;
+    if (layout == CLG_CONV_LAYOUT_FOLDED) {
+        clg_tensor *cols = clg_im2col(g, x, &geo, layout, 0.0f);
+        clg_tensor *w3 = clg_reshape(g, w, 3, (int64_t[]){G, Og, K});
+        clg_tensor *c3 = clg_reshape(g, cols, 3, (int64_t[]){G, K, N * L});
+        if (G == 1) {
+            w3 = clg_reshape(g, w3, 2, (int64_t[]){O, K});
+            c3 = clg_reshape(g, c3, 2, (int64_t[]){K, N * L});
+        }
+        y = clg_matmul(g, w3, c3, false, false); /* [G, O/G, N * L] */
+        y = clg_reshape(g, y, 4, (int64_t[]){O, N, geo.oh, geo.ow});
+        y = clg_permute(g, y, (int[]){1, 0, 2, 3});
+    } else {
+        /* A 1x1 unpadded stride-1 image is its own column matrix. */
+        clg_tensor *cols = pointwise ? clg_reshape(g, x, 4, (int64_t[]){N, G, K, L})
+                                     : clg_im2col(g, x, &geo, layout, 0.0f);
+        if (G == 1) {
+            clg_tensor *w2 = clg_reshape(g, w, 2, (int64_t[]){O, K});
+            y = clg_matmul(g, w2, clg_reshape(g, cols, 3, (int64_t[]){N, K, L}), false, false);
+        } else {
+            y = clg_matmul(g, clg_reshape(g, w, 3, (int64_t[]){G, Og, K}), cols, false, false);
+        }
+        y = clg_reshape(g, y, 4, (int64_t[]){N, O, geo.oh, geo.ow});
+    }
+    if (bias) y = clg_add(g, y, clg_reshape(g, bias, 3, (int64_t[]){O, 1, 1}));
+    return y;
+}
+
+clg_tensor *clg_conv2d(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_tensor *bias,
+                       const clg_conv2d_params *p) {
+    return clg_conv2d_layout(g, x, w, bias, p, CLG_CONV_LAYOUT_AUTO);
+}

@@ -1,0 +1,47 @@
+/* Convolution internals shared with pooling (avg_pool2d is a mean over im2col columns) and
+ * with the per-layer benchmark (which compares the GEMM layouts). */
+#ifndef CLG_OPS_CONV_H
+#define CLG_OPS_CONV_H
+
+#include "graph/graph_internal.h"
+
+/* Window geometry of im2col / col2im over an [N, C, H, W] image. */
+typedef struct clg_conv_geo {
+    int64_t kh, kw, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+    int64_t groups;
+    int64_t n, c, h, w; /* the image */
+    int64_t oh, ow;     /* output positions */
+} clg_conv_geo;
+
+/* How the columns are laid out, and so how the GEMM is shaped (K = C / G * KH * KW,
+ * L = OH * OW):
+ *   BATCHED: columns [N, G, K, L]; y[n] = W x cols[n], one strided-batched GEMM whose weight
+ *            has batch stride 0 (materialised per image when G > 1);
+ *   FOLDED:  columns [G, K, N, L]; Y = W x cols with the batch folded into the GEMM's
+ *            columns: one plain GEMM (G = 1) or one batched over groups; the result is
+ *            [O, N, OH, OW], returned as a permuted view (the bias add makes it dense). */
+typedef enum clg_conv_layout {
+    CLG_CONV_LAYOUT_AUTO,
+    CLG_CONV_LAYOUT_BATCHED,
+    CLG_CONV_LAYOUT_FOLDED,
+    CLG_CONV_LAYOUT_COUNT
+} clg_conv_layout;
+
+/* An operand a conv or pool kernel can read: f32, with a buffer (a view of a broadcast
+ * scalar has none, so it is copied). */
+static inline clg_tensor *clg_conv_operand(clg_graph *g, clg_tensor *x) {
+    if (x->dtype != CLG_F32) x = clg_cast(g, x, CLG_F32);
+    if (x->base->info->kind == CLG_KIND_SCALAR) x = clg_contiguous(g, x);
+    return x;
+}
+
+/* Columns of x (f32 [N, C, H, W]) for geo, in layout BATCHED ([N, G, K, L]) or FOLDED
+ * ([G, K, N, L]); taps outside the image read pad. Its gradient is col2im. */
+clg_tensor *clg_im2col(clg_graph *g, clg_tensor *x, const clg_conv_geo *geo, clg_conv_layout layout,
+                       float pad);
+
+/* clg_conv2d with the column layout chosen by the caller. */
+clg_tensor *clg_conv2d_layout(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_tensor *bias,
+                              const clg_conv2d_params *p, clg_conv_layout layout);
+
+#endif

@@ -1,0 +1,218 @@
+/* Pooling. max_pool2d has its own kernels (cl/pool.cl): the forward value, and for the
+ * backward pass the window argmax recomputed by the same scan plus a gathering kernel that
+ * routes gradients to it. avg_pool2d is a mean over im2col columns and global_avg_pool2d a
+ * mean over H and W, so their gradients come from the parts. */
+#include <string.h>
+
+#include "compile/lowering.h"
+#include "core/program.h"
+#include "ops/conv.h"
+
+static void bw_max_pool(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out);
+static clg_status lower_max_pool_argmax(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                        const clg_operand *out);
+static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                          const clg_operand *out);
+
+/* All three: ia[0..5] kh, kw, stride_h, stride_w, pad_h, pad_w; ia[6], ia[7] the input's H, W */
+static const clg_op_info op_max_pool = {.name = "max_pool2d",
+                                        .kind = CLG_KIND_KERNEL,
+                                        .backward = bw_max_pool,
+                                        .lower = lower_max_pool};
+/* i32 [N, C, OH, OW]: y * W + x of each window's first maximum */
+static const clg_op_info op_max_pool_argmax = {
+    .name = "max_pool2d_argmax", .kind = CLG_KIND_KERNEL, .lower = lower_max_pool_argmax};
+/* (gout, argmax) -> dx [N, C, H, W]. No gradient of its own: second derivatives of max
+ * pooling are not supported. */
+static const clg_op_info op_max_pool_backward = {
+    .name = "max_pool2d_backward", .kind = CLG_KIND_KERNEL, .lower = lower_max_pool_backward};
+
+typedef struct pool_geo {
+    int64_t kh, kw, sh, sw, ph, pw;
+    int64_t oh, ow;
+} pool_geo;
+
+static bool pool_resolve(clg_graph *g, const char *op, clg_tensor *x, const clg_pool2d_params *p,
+                         pool_geo *geo) {
+    char sx[200];
+    clg_shape_str(x->ndim, x->shape, sx, sizeof sx);
+    if (!p) {
+        clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "%s: params are NULL (x %s)", op, sx);
+        return false;
+    }
+    if (x->ndim != 4) {
+        clg_graph_fail(g, CLG_ERR_SHAPE, "%s: x must be [N, C, H, W], got %s", op, sx);
+        return false;
+    }
+    geo->kh = p->kernel_h;
+    geo->kw = p->kernel_w;
+    geo->sh = p->stride_h ? p->stride_h : p->kernel_h;
+    geo->sw = p->stride_w ? p->stride_w : p->kernel_w;
+    geo->ph = p->pad_h;
+    geo->pw = p->pad_w;
+    if (geo->kh < 1 || geo->kw < 1 || geo->sh < 1 || geo->sw < 1 || geo->ph < 0 || geo->pw < 0 ||
+        2 * geo->ph > geo->kh || 2 * geo->pw > geo->kw) {
+        clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
+                       "%s: bad window (kernel %d x %d, stride %d x %d, padding %d x %d; "
+                       "padding at most half the kernel) for x %s",
+                       op, p->kernel_h, p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w,
+                       sx);
+        return false;
+    }
+    int64_t hp = x->shape[2] + 2 * geo->ph, wp = x->shape[3] + 2 * geo->pw;
+    if (hp < geo->kh || wp < geo->kw) {
+        clg_graph_fail(g, CLG_ERR_SHAPE,
+                       "%s: the %d x %d window does not fit x %s (padding %d x %d)", op,
+                       p->kernel_h, p->kernel_w, sx, p->pad_h, p->pad_w);
+        return false;
+    }
+    geo->oh = (hp - geo->kh) / geo->sh + 1;
+    geo->ow = (wp - geo->kw) / geo->sw + 1;
+    return true;
+}
+
+static clg_tensor *pool_node(clg_graph *g, const clg_op_info *info, clg_dtype dtype, int n_in,
+                             clg_tensor **in, const int64_t *shape, const int64_t *attrs) {
+    clg_tensor *t = clg_node_new(g, info, dtype, 4, shape, n_in, in);
+    if (t != g->poison) memcpy(t->ia, attrs, 8 * sizeof *attrs);
+    return t;
+}
+
+clg_tensor *clg_max_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params *p) {
+    CLG_GUARD(g, "max_pool2d", 1, x);
+    pool_geo geo;
+    if (!pool_resolve(g, "max_pool2d", x, p, &geo)) return g->poison;
+    const int64_t shape[4] = {x->shape[0], x->shape[1], geo.oh, geo.ow};
+    const int64_t attrs[8] = {geo.kh, geo.kw, geo.sh,      geo.sw,
+                              geo.ph, geo.pw, x->shape[2], x->shape[3]};
+    x = clg_conv_operand(g, x);
+    return pool_node(g, &op_max_pool, CLG_F32, 1, &x, shape, attrs);
+}
+
+static void bw_max_pool(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_tensor *x = node->in[0];
+    clg_tensor *arg = pool_node(g, &op_max_pool_argmax, CLG_I32, 1, &x, node->shape, node->ia);
+    clg_tensor *ins[2] = {clg_conv_operand(g, gout), arg};
+    clg_grad_accumulate(g, x,
+                        pool_node(g, &op_max_pool_backward, CLG_F32, 2, ins, x->shape, node->ia));
+}
+
+static cl_int8 win_arg(const int64_t *ia) {
+    cl_int8 v = {{0}};
+    for (int i = 0; i < 6; ++i)
+        v.s[i] = (cl_int)ia[i];
+    return v;
+}
+
+static cl_int4 strides4(const clg_operand *o) {
+    cl_int4 v;
+    for (int i = 0; i < 4; ++i)
+        v.s[i] = (cl_int)o->strides[i];
+    return v;
+}
+
+/* max_pool2d and its argmax share the argument list and grid. */
+static clg_status lower_window(clg_lowering *lw, const char *kernel, const clg_tensor *node,
+                               const clg_operand *x, const clg_operand *out) {
+    cl_int4 xst = strides4(x);
+    cl_int8 win = win_arg(node->ia);
+    cl_kernel k;
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", kernel, &k);
+    if (st != CLG_OK) return st;
+    clg_args a = clg_args_begin(k);
+    clg_arg_mem(&a, out->mem);
+    clg_arg_int(&a, out->offset);
+    clg_arg_mem(&a, x->mem);
+    clg_arg_int(&a, x->offset);
+    clg_arg_raw(&a, sizeof xst, &xst);
+    clg_arg_int(&a, node->ia[6]);
+    clg_arg_int(&a, node->ia[7]);
+    clg_arg_int(&a, out->shape[3]);
+    clg_arg_raw(&a, sizeof win, &win);
+    st = clg_args_done(&a, kernel);
+    if (st != CLG_OK) {
+        clReleaseKernel(k);
+        return st;
+    }
+    size_t global[3] = {(size_t)(out->shape[2] * out->shape[3]), (size_t)out->shape[1],
+                        (size_t)out->shape[0]};
+    return clg_lower_kernel(lw, k, 3, global, NULL, kernel);
+}
+
+static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out) {
+    return lower_window(lw, "max_pool2d", node, &in[0], out);
+}
+
+static clg_status lower_max_pool_argmax(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                        const clg_operand *out) {
+    return lower_window(lw, "max_pool2d_argmax", node, &in[0], out);
+}
+
+static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                          const clg_operand *out) {
+    const clg_operand *gout = &in[0], *arg = &in[1];
+    cl_int4 gst = strides4(gout);
+    cl_int8 win = win_arg(node->ia);
+    cl_kernel k;
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", "max_pool2d_backward", &k);
+    if (st != CLG_OK) return st;
+    clg_args a = clg_args_begin(k);
+    clg_arg_mem(&a, out->mem);
+    clg_arg_int(&a, out->offset);
+    clg_arg_mem(&a, gout->mem);
+    clg_arg_int(&a, gout->offset);
+    clg_arg_raw(&a, sizeof gst, &gst);
+    clg_arg_mem(&a, arg->mem);
+    clg_arg_int(&a, arg->offset);
+    clg_arg_int(&a, out->shape[3]);
+    clg_arg_int(&a, arg->shape[2]);
+    clg_arg_int(&a, arg->shape[3]);
+    clg_arg_raw(&a, sizeof win, &win);
+    st = clg_args_done(&a, "max_pool2d_backward");
+    if (st != CLG_OK) {
+        clReleaseKernel(k);
+        return st;
+    }
+    size_t global[3] = {(size_t)(out->shape[2] * out->shape[3]), (size_t)out->shape[1],
+                        (size_t)out->shape[0]};
+    return clg_lower_kernel(lw, k, 3, global, NULL, "max_pool2d_backward");
+}
+
+clg_tensor *clg_avg_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params *p) {
+    CLG_GUARD(g, "avg_pool2d", 1, x);
+    pool_geo pg;
+    if (!pool_resolve(g, "avg_pool2d", x, p, &pg)) return g->poison;
+    int64_t N = x->shape[0], C = x->shape[1];
+    /* Every channel its own group: columns [N, C, KH * KW, OH * OW], padded taps 0. */
+    clg_conv_geo geo = {.kh = pg.kh,
+                        .kw = pg.kw,
+                        .stride_h = pg.sh,
+                        .stride_w = pg.sw,
+                        .pad_top = pg.ph,
+                        .pad_left = pg.pw,
+                        .dilation_h = 1,
+                        .dilation_w = 1,
+                        .groups = C,
+                        .n = N,
+                        .c = C,
+                        .h = x->shape[2],
+                        .w = x->shape[3],
+                        .oh = pg.oh,
+                        .ow = pg.ow};
+    clg_tensor *cols = clg_im2col(g, x, &geo, CLG_CONV_LAYOUT_BATCHED, 0.0f);
+    clg_tensor *m = clg_mean(g, cols, 1, (int[]){2}, false);
+    return clg_reshape(g, m, 4, (int64_t[]){N, C, pg.oh, pg.ow});
+}
+
+clg_tensor *clg_global_avg_pool2d(clg_graph *g, clg_tensor *x) {
+    CLG_GUARD(g, "global_avg_pool2d", 1, x);
+    if (x->ndim != 4) {
+        char sx[200];
+        return clg_graph_fail(g, CLG_ERR_SHAPE, "global_avg_pool2d: x must be [N, C, H, W], got %s",
+                              clg_shape_str(x->ndim, x->shape, sx, sizeof sx));
+    }
+    return clg_mean(g, x, 2, (int[]){2, 3}, true);
+}

@@ -1,0 +1,609 @@
+/* conv2d on the device against a direct plain-C convolution: forward and input/weight/bias
+ * gradients for a grid of shapes (kernel 1/3/5, stride 1/2, same/valid/explicit asymmetric
+ * padding, dilation 2, groups 2 and depthwise, batch 1, odd sizes, channels 3/5/7, a
+ * strided input view), each through both column layouts, all in one graph; then central
+ * finite differences (clg_gradcheck) on small shapes and the builder's error messages. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "graph/graph_internal.h"
+#include "harness.h"
+#include "ops/conv.h"
+
+/* ---- plain-C reference ---- */
+
+typedef struct conv_case {
+    const char *name;
+    int64_t n, c, h, w, o, kh, kw;
+    clg_conv2d_params p;
+    bool bias;
+    bool transposed_x; /* x is a transposed view of an input [N, C, W, H] */
+} conv_case;
+
+/* Resolved geometry: strides, dilations, groups, top/left padding, output size. */
+typedef struct ref_geo {
+    int64_t sh, sw, dh, dw, G, pt, pl, oh, ow;
+} ref_geo;
+
+static int64_t or1(int v) {
+    return v ? v : 1;
+}
+
+/* Padding per axis as the header documents it, computed independently of the library. */
+static void ref_axis(clg_padding mode, int64_t in, int64_t k, int64_t s, int64_t d, int64_t lo,
+                     int64_t hi, int64_t *pad_lo, int64_t *out) {
+    int64_t span = d * (k - 1) + 1;
+    if (mode == CLG_PADDING_VALID) lo = hi = 0;
+    if (mode == CLG_PADDING_SAME) {
+        int64_t o = (in + s - 1) / s, total = (o - 1) * s + span - in;
+        if (total < 0) total = 0;
+        lo = total / 2;
+        hi = total - lo;
+    }
+    *pad_lo = lo;
+    *out = (in + lo + hi - span) / s + 1;
+}
+
+static ref_geo ref_resolve(const conv_case *cs) {
+    ref_geo r = {.sh = or1(cs->p.stride_h),
+                 .sw = or1(cs->p.stride_w),
+                 .dh = or1(cs->p.dilation_h),
+                 .dw = or1(cs->p.dilation_w),
+                 .G = or1(cs->p.groups)};
+    ref_axis(cs->p.padding, cs->h, cs->kh, r.sh, r.dh, cs->p.pad_top, cs->p.pad_bottom, &r.pt,
+             &r.oh);
+    ref_axis(cs->p.padding, cs->w, cs->kw, r.sw, r.dw, cs->p.pad_left, cs->p.pad_right, &r.pl,
+             &r.ow);
+    return r;
+}
+
+/* Visit every (output element, tap inside the image) pair: the loops of a direct
+ * convolution. y[n,o,oy,ox] += x[n, g*Cg+cc, iy, ix] * w[o, cc, ki, kj]. */
+#define CONV_LOOPS(cs, r, BODY)                                                                    \
+    for (int64_t n = 0; n < (cs)->n; ++n)                                                          \
+        for (int64_t o = 0; o < (cs)->o; ++o)                                                      \
+            for (int64_t oy = 0; oy < (r).oh; ++oy)                                                \
+                for (int64_t ox = 0; ox < (r).ow; ++ox) {                                          \
+                    int64_t Cg = (cs)->c / (r).G, gi = o / ((cs)->o / (r).G);                      \
+                    int64_t yi = ((n * (cs)->o + o) * (r).oh + oy) * (r).ow + ox;                  \
+                    for (int64_t cc = 0; cc < Cg; ++cc)                                            \
+                        for (int64_t ki = 0; ki < (cs)->kh; ++ki)                                  \
+                            for (int64_t kj = 0; kj < (cs)->kw; ++kj) {                            \
+                                int64_t iy = oy * (r).sh - (r).pt + ki * (r).dh;                   \
+                                int64_t ix = ox * (r).sw - (r).pl + kj * (r).dw;                   \
+                                if (iy < 0 || iy >= (cs)->h || ix < 0 || ix >= (cs)->w) continue;  \
+                                int64_t xi =                                                       \
+                                    ((n * (cs)->c + gi * Cg + cc) * (cs)->h + iy) * (cs)->w + ix;  \
+                                int64_t wi = ((o * Cg + cc) * (cs)->kh + ki) * (cs)->kw + kj;      \
+                                BODY                                                               \
+                            }                                                                      \
+                }
+
+static void conv_ref(const conv_case *cs, const float *x, const float *w, const float *b,
+                     float *y) {
+    ref_geo r = ref_resolve(cs);
+    int64_t ny = cs->n * cs->o * r.oh * r.ow;
+    double *acc = calloc((size_t)ny, sizeof *acc);
+    ck_assert_ptr_nonnull(acc);
+    CONV_LOOPS(cs, r, { acc[yi] += (double)x[xi] * (double)w[wi]; })
+    for (int64_t i = 0; i < ny; ++i) {
+        int64_t o = i / (r.oh * r.ow) % cs->o;
+        y[i] = (float)(acc[i] + (b ? b[o] : 0.0));
+    }
+    free(acc);
+}
+
+/* Gradients of sum(y * gy). */
+static void conv_ref_backward(const conv_case *cs, const float *x, const float *w, const float *gy,
+                              float *dx, float *dw, float *db) {
+    ref_geo r = ref_resolve(cs);
+    int64_t nx = cs->n * cs->c * cs->h * cs->w, nw = cs->o * (cs->c / r.G) * cs->kh * cs->kw;
+    double *ax = calloc((size_t)nx, sizeof *ax), *aw = calloc((size_t)nw, sizeof *aw);
+    double *ab = calloc((size_t)cs->o, sizeof *ab);
+    ck_assert(ax && aw && ab);
+    CONV_LOOPS(cs, r, {
+        ax[xi] += (double)gy[yi] * (double)w[wi];
+        aw[wi] += (double)gy[yi] * (double)x[xi];
+    })
+    for (int64_t i = 0; i < cs->n * cs->o * r.oh * r.ow; ++i)
+        ab[i / (r.oh * r.ow) % cs->o] += gy[i];
+    for (int64_t i = 0; i < nx; ++i)
+        dx[i] = (float)ax[i];
+    for (int64_t i = 0; i < nw; ++i)
+        dw[i] = (float)aw[i];
+    for (int64_t i = 0; i < cs->o; ++i)
+        db[i] = (float)ab[i];
+    free(ax);
+    free(aw);
+    free(ab);
+}
+
+/* ---- the grid ---- */
+
+#define EXPLICIT(t, b, l, r)                                                                       \
+    .padding = CLG_PADDING_EXPLICIT, .pad_top = t, .pad_bottom = b, .pad_left = l, .pad_right = r
+
+static const conv_case grid[] = {
+    {"3x3 same, C3 -> O5, odd 7x6",
+     2,
+     3,
+     7,
+     6,
+     5,
+     3,
+     3,
+     {.padding = CLG_PADDING_SAME},
+     true,
+     false},
+    {"1x1 valid (pointwise), batch 1",
+     1,
+     5,
+     4,
+     5,
+     7,
+     1,
+     1,
+     {.padding = CLG_PADDING_VALID},
+     true,
+     false},
+    {"1x1 stride 2", 2, 3, 5, 5, 4, 1, 1, {.stride_h = 2, .stride_w = 2}, false, false},
+    {"5x5 stride 2 same, 9x8",
+     3,
+     3,
+     9,
+     8,
+     4,
+     5,
+     5,
+     {.stride_h = 2, .stride_w = 2, .padding = CLG_PADDING_SAME},
+     true,
+     false},
+    {"3x3 stride 2, explicit asymmetric (1,0,2,1), C7",
+     2,
+     7,
+     8,
+     7,
+     3,
+     3,
+     3,
+     {.stride_h = 2, .stride_w = 2, EXPLICIT(1, 0, 2, 1)},
+     true,
+     false},
+    {"3x3 dilation 2 same, batch 1",
+     1,
+     3,
+     9,
+     9,
+     5,
+     3,
+     3,
+     {.dilation_h = 2, .dilation_w = 2, .padding = CLG_PADDING_SAME},
+     true,
+     false},
+    {"3x3 groups 2, explicit 1",
+     2,
+     4,
+     5,
+     6,
+     6,
+     3,
+     3,
+     {.groups = 2, EXPLICIT(1, 1, 1, 1)},
+     true,
+     false},
+    {"3x3 groups 2, dilation 2 same, batch 1",
+     1,
+     4,
+     5,
+     5,
+     4,
+     3,
+     3,
+     {.groups = 2, .dilation_h = 2, .dilation_w = 2, .padding = CLG_PADDING_SAME},
+     true,
+     false},
+    {"3x3 depthwise same, C5",
+     2,
+     5,
+     6,
+     5,
+     5,
+     3,
+     3,
+     {.groups = 5, .padding = CLG_PADDING_SAME},
+     false,
+     false},
+    {"3x3 depthwise x2, stride 2 valid",
+     1,
+     3,
+     7,
+     7,
+     6,
+     3,
+     3,
+     {.groups = 3, .stride_h = 2, .stride_w = 2, .padding = CLG_PADDING_VALID},
+     true,
+     false},
+    {"3x3 valid to 1x1, C1 -> O1",
+     1,
+     1,
+     3,
+     3,
+     1,
+     3,
+     3,
+     {.padding = CLG_PADDING_VALID},
+     true,
+     false},
+    {"1x3, stride (2,1), dilation (1,2), same",
+     2,
+     3,
+     6,
+     7,
+     2,
+     1,
+     3,
+     {.stride_h = 2, .dilation_w = 2, .padding = CLG_PADDING_SAME},
+     true,
+     false},
+    {"5x5 valid, C5 -> O7, odd 11x9",
+     3,
+     5,
+     11,
+     9,
+     7,
+     5,
+     5,
+     {.padding = CLG_PADDING_VALID},
+     true,
+     false},
+    {"3x3 same on a transposed view",
+     2,
+     3,
+     5,
+     6,
+     4,
+     3,
+     3,
+     {.padding = CLG_PADDING_SAME},
+     true,
+     true},
+};
+#define N_GRID (int)(sizeof grid / sizeof grid[0])
+
+static const clg_conv_layout layouts[2] = {CLG_CONV_LAYOUT_BATCHED, CLG_CONV_LAYOUT_FOLDED};
+static const char *layout_name[2] = {"batched", "folded"};
+
+typedef struct conv_run {
+    const conv_case *cs;
+    ref_geo r;
+    float *x, *w, *b, *gy; /* x dense [N, C, H, W] */
+    float *xin;            /* what is written to the input (x, or its transpose) */
+    clg_tensor *tx, *tw, *tb, *y;
+} conv_run;
+
+static void fill(float *v, int64_t n, uint64_t seed, float lo, float hi) {
+    clg_test_rng r;
+    clg_test_rng_seed(&r, seed);
+    clg_test_fill(&r, v, (size_t)n, lo, hi);
+}
+
+static float *alloc_f(int64_t n) {
+    float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* Read t (of n elements) and compare with want. */
+static void check_tensor(clg_plan *p, clg_tensor *t, const float *want, int64_t n, double atol,
+                         double rtol, const char *what, const char *layout) {
+    ck_assert_msg(t != NULL, "%s (%s): no tensor", what, layout);
+    ck_assert_int_eq(clg_tensor_numel(t), n);
+    float *got = alloc_f(n);
+    clg_assert_ok(clg_plan_read(p, t, got, (size_t)n * sizeof *got));
+    for (int64_t i = 0; i < n; ++i) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= atol + rtol * fabs((double)want[i]))) {
+            double gv = got[i], wv = want[i];
+            free(got);
+            ck_abort_msg("%s (%s layout): element %lld of %lld is %.7g, want %.7g", what, layout,
+                         (long long)i, (long long)n, gv, wv);
+        }
+    }
+    free(got);
+}
+
+START_TEST(conv2d_grid) {
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    conv_run runs[2 * N_GRID];
+    clg_tensor *loss = NULL;
+    for (int i = 0; i < 2 * N_GRID; ++i) {
+        conv_run *cr = &runs[i];
+        const conv_case *cs = &grid[i / 2];
+        cr->cs = cs;
+        cr->r = ref_resolve(cs);
+        int64_t nx = cs->n * cs->c * cs->h * cs->w;
+        int64_t nw = cs->o * (cs->c / cr->r.G) * cs->kh * cs->kw;
+        int64_t ny = cs->n * cs->o * cr->r.oh * cr->r.ow;
+        cr->x = alloc_f(nx);
+        cr->xin = alloc_f(nx);
+        cr->w = alloc_f(nw);
+        cr->b = alloc_f(cs->o);
+        cr->gy = alloc_f(ny);
+        fill(cr->x, nx, 100 + (uint64_t)i, -1.0f, 1.0f);
+        fill(cr->w, nw, 200 + (uint64_t)i, -1.0f, 1.0f);
+        fill(cr->b, cs->o, 300 + (uint64_t)i, -1.0f, 1.0f);
+        fill(cr->gy, ny, 400 + (uint64_t)i, 0.5f, 1.5f);
+        if (cs->transposed_x) {
+            /* input [N, C, W, H]; the conv reads its transpose */
+            for (int64_t nc = 0; nc < cs->n * cs->c; ++nc)
+                for (int64_t y = 0; y < cs->h; ++y)
+                    for (int64_t x = 0; x < cs->w; ++x)
+                        cr->xin[(nc * cs->w + x) * cs->h + y] = cr->x[(nc * cs->h + y) * cs->w + x];
+            cr->tx = clg_input(g, "xt", CLG_F32, 4, (int64_t[]){cs->n, cs->c, cs->w, cs->h});
+        } else {
+            memcpy(cr->xin, cr->x, (size_t)nx * sizeof *cr->x);
+            cr->tx = clg_input(g, "x", CLG_F32, 4, (int64_t[]){cs->n, cs->c, cs->h, cs->w});
+        }
+        cr->tw = clg_input(g, "w", CLG_F32, 4, (int64_t[]){cs->o, cs->c / cr->r.G, cs->kh, cs->kw});
+        cr->tb = cs->bias ? clg_input(g, "b", CLG_F32, 1, &cs->o) : NULL;
+        clg_assert_ok(clg_requires_grad(cr->tx));
+        clg_assert_ok(clg_requires_grad(cr->tw));
+        if (cr->tb) clg_assert_ok(clg_requires_grad(cr->tb));
+        clg_tensor *x = cs->transposed_x ? clg_transpose(g, cr->tx, 2, 3) : cr->tx;
+        cr->y = clg_conv2d_layout(g, x, cr->tw, cr->tb, &cs->p, layouts[i % 2]);
+        ck_assert_msg(clg_graph_status(g) == CLG_OK, "%s: %s", cs->name, clg_graph_error(g));
+        const int64_t ys[4] = {cs->n, cs->o, cr->r.oh, cr->r.ow};
+        ck_assert_int_eq(clg_tensor_ndim(cr->y), 4);
+        for (int d = 0; d < 4; ++d)
+            ck_assert_msg(clg_tensor_shape(cr->y)[d] == ys[d],
+                          "%s: output dim %d is %lld, want %lld", cs->name, d,
+                          (long long)clg_tensor_shape(cr->y)[d], (long long)ys[d]);
+        clg_tensor *gyc = clg_constant(g, CLG_F32, 4, ys, cr->gy);
+        clg_tensor *term = clg_sum(g, clg_mul(g, cr->y, gyc), 0, NULL, false);
+        loss = loss ? clg_add(g, loss, term) : term;
+        clg_assert_ok(clg_graph_output(g, cr->y));
+    }
+    clg_assert_ok(clg_backward(g, loss));
+    for (int i = 0; i < 2 * N_GRID; ++i) {
+        clg_assert_ok(clg_graph_output(g, clg_grad(g, runs[i].tx)));
+        clg_assert_ok(clg_graph_output(g, clg_grad(g, runs[i].tw)));
+        if (runs[i].tb) clg_assert_ok(clg_graph_output(g, clg_grad(g, runs[i].tb)));
+    }
+    clg_compile_options opts = {.guard_bytes = 64};
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, &opts, &p));
+    for (int i = 0; i < 2 * N_GRID; ++i) {
+        conv_run *cr = &runs[i];
+        const conv_case *cs = cr->cs;
+        clg_assert_ok(
+            clg_plan_write(p, cr->tx, cr->xin, (size_t)clg_tensor_numel(cr->tx) * sizeof(float)));
+        clg_assert_ok(
+            clg_plan_write(p, cr->tw, cr->w, (size_t)clg_tensor_numel(cr->tw) * sizeof(float)));
+        if (cr->tb) clg_assert_ok(clg_plan_write(p, cr->tb, cr->b, (size_t)cs->o * sizeof(float)));
+    }
+    clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_finish(p));
+    clg_assert_ok(clg_plan_check_guards(p));
+    for (int i = 0; i < 2 * N_GRID; ++i) {
+        conv_run *cr = &runs[i];
+        const conv_case *cs = cr->cs;
+        const char *ln = layout_name[i % 2];
+        int64_t nx = cs->n * cs->c * cs->h * cs->w;
+        int64_t nw = cs->o * (cs->c / cr->r.G) * cs->kh * cs->kw;
+        int64_t ny = cs->n * cs->o * cr->r.oh * cr->r.ow;
+        float *want = alloc_f(ny), *dx = alloc_f(nx), *dw = alloc_f(nw), *db = alloc_f(cs->o);
+        conv_ref(cs, cr->x, cr->w, cs->bias ? cr->b : NULL, want);
+        char what[200];
+        snprintf(what, sizeof what, "%s: forward", cs->name);
+        check_tensor(p, cr->y, want, ny, 1e-4, 1e-4, what, ln);
+        conv_ref_backward(cs, cr->x, cr->w, cr->gy, dx, dw, db);
+        if (cs->transposed_x) { /* the gradient is the input's: [N, C, W, H] */
+            float *t = alloc_f(nx);
+            for (int64_t nc = 0; nc < cs->n * cs->c; ++nc)
+                for (int64_t y = 0; y < cs->h; ++y)
+                    for (int64_t x = 0; x < cs->w; ++x)
+                        t[(nc * cs->w + x) * cs->h + y] = dx[(nc * cs->h + y) * cs->w + x];
+            free(dx);
+            dx = t;
+        }
+        snprintf(what, sizeof what, "%s: d/dx", cs->name);
+        check_tensor(p, clg_grad(g, cr->tx), dx, nx, 1e-4, 1e-4, what, ln);
+        snprintf(what, sizeof what, "%s: d/dw", cs->name);
+        check_tensor(p, clg_grad(g, cr->tw), dw, nw, 1e-4, 1e-4, what, ln);
+        if (cr->tb) {
+            snprintf(what, sizeof what, "%s: d/dbias", cs->name);
+            check_tensor(p, clg_grad(g, cr->tb), db, cs->o, 1e-4, 1e-4, what, ln);
+        }
+        free(want);
+        free(dx);
+        free(dw);
+        free(db);
+        free(cr->x);
+        free(cr->xin);
+        free(cr->w);
+        free(cr->b);
+        free(cr->gy);
+    }
+    clg_plan_free(p);
+    clg_graph_free(g);
+}
+END_TEST
+
+/* The input gradient (col2im) gathers without atomics: two runs agree to the bit. */
+START_TEST(conv2d_backward_deterministic) {
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    const conv_case cs = {"5x5 stride 2 same",
+                          4,
+                          6,
+                          13,
+                          11,
+                          8,
+                          5,
+                          5,
+                          {.stride_h = 2, .stride_w = 2, .padding = CLG_PADDING_SAME},
+                          true,
+                          false};
+    int64_t nx = cs.n * cs.c * cs.h * cs.w, nw = cs.o * cs.c * cs.kh * cs.kw;
+    float *x = alloc_f(nx), *w = alloc_f(nw), *a = alloc_f(nx), *b = alloc_f(nx);
+    fill(x, nx, 7, -1.0f, 1.0f);
+    fill(w, nw, 8, -1.0f, 1.0f);
+    clg_tensor *tx = clg_input(g, "x", CLG_F32, 4, (int64_t[]){cs.n, cs.c, cs.h, cs.w});
+    clg_tensor *tw = clg_input(g, "w", CLG_F32, 4, (int64_t[]){cs.o, cs.c, cs.kh, cs.kw});
+    clg_assert_ok(clg_requires_grad(tx));
+    clg_tensor *y = clg_conv2d(g, tx, tw, NULL, &cs.p);
+    clg_tensor *loss = clg_gc_weighted_sum(g, clg_square(g, y), 3);
+    clg_assert_ok(clg_backward(g, loss));
+    clg_assert_ok(clg_graph_output(g, clg_grad(g, tx)));
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    clg_assert_ok(clg_plan_write(p, tx, x, (size_t)nx * sizeof *x));
+    clg_assert_ok(clg_plan_write(p, tw, w, (size_t)nw * sizeof *w));
+    clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_read(p, clg_grad(g, tx), a, (size_t)nx * sizeof *a));
+    clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_read(p, clg_grad(g, tx), b, (size_t)nx * sizeof *b));
+    ck_assert_msg(memcmp(a, b, (size_t)nx * sizeof *a) == 0,
+                  "two runs of the input gradient differ");
+    free(x);
+    free(w);
+    free(a);
+    free(b);
+    clg_graph_free(g);
+}
+END_TEST
+
+/* ---- finite differences on small shapes ---- */
+
+/* The loss is linear in each single input element (conv is bilinear in x and w), so central
+ * differences are exact up to rounding and a large step keeps the rounding small. */
+#define GC_EPS 0.25f
+#define GC_ATOL 2e-3f
+#define GC_RTOL 1e-3f
+
+static clg_tensor *gc_input(clg_graph *g, clg_gc_input *in, int *n, const char *label, int nd,
+                            const int64_t *shape, uint64_t seed) {
+    int64_t m = 1;
+    for (int d = 0; d < nd; ++d)
+        m *= shape[d];
+    clg_gc_input *e = &in[(*n)++];
+    e->values = alloc_f(m);
+    fill(e->values, m, seed, -1.0f, 1.0f);
+    e->tensor = clg_input(g, label, CLG_F32, nd, shape);
+    e->label = label;
+    return e->tensor;
+}
+
+START_TEST(conv2d_gradcheck) {
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    clg_gc_input in[9];
+    int n = 0;
+    /* Order matters with clg_gradcheck as it stands: it reads input i's analytic gradient
+     * after the finite-difference runs of input i - 1, whose last run left that input's last
+     * element at x - eps. So no input's gradient may depend on the input before it: images,
+     * then biases, then weights (dw depends on x, dx on w, the bias gradient on neither). */
+    clg_tensor *x1 =
+        gc_input(g, in, &n, "x (stride 2, pads 1,0,2,1)", 4, (int64_t[]){2, 3, 5, 4}, 1);
+    clg_tensor *b1 = gc_input(g, in, &n, "bias (stride 2, pads 1,0,2,1)", 1, (int64_t[]){2}, 3);
+    clg_tensor *x2 = gc_input(g, in, &n, "x (groups 2, dilation 2)", 4, (int64_t[]){1, 4, 5, 5}, 4);
+    clg_tensor *b2 = gc_input(g, in, &n, "bias (groups 2, dilation 2)", 1, (int64_t[]){4}, 6);
+    clg_tensor *x3 = gc_input(g, in, &n, "x (depthwise, folded)", 4, (int64_t[]){2, 3, 4, 5}, 7);
+    clg_tensor *b3 = gc_input(g, in, &n, "bias (depthwise, folded)", 1, (int64_t[]){3}, 9);
+    clg_tensor *w1 =
+        gc_input(g, in, &n, "w (stride 2, pads 1,0,2,1)", 4, (int64_t[]){2, 3, 3, 3}, 2);
+    clg_tensor *w2 = gc_input(g, in, &n, "w (groups 2, dilation 2)", 4, (int64_t[]){4, 2, 3, 3}, 5);
+    clg_tensor *w3 = gc_input(g, in, &n, "w (depthwise, folded)", 4, (int64_t[]){3, 1, 3, 3}, 8);
+    clg_gc_require(in, n);
+    /* stride 2 with asymmetric explicit padding; groups 2 with dilation 2 and 'same';
+     * depthwise through the folded layout */
+    clg_conv2d_params p1 = {.stride_h = 2, .stride_w = 2, EXPLICIT(1, 0, 2, 1)};
+    clg_conv2d_params p2 = {
+        .groups = 2, .dilation_h = 2, .dilation_w = 2, .padding = CLG_PADDING_SAME};
+    clg_conv2d_params p3 = {.groups = 3, .padding = CLG_PADDING_SAME};
+    clg_tensor *l1 = clg_gc_weighted_sum(g, clg_conv2d(g, x1, w1, b1, &p1), 11);
+    clg_tensor *l2 = clg_gc_weighted_sum(g, clg_conv2d(g, x2, w2, b2, &p2), 12);
+    clg_tensor *l3 =
+        clg_gc_weighted_sum(g, clg_conv2d_layout(g, x3, w3, b3, &p3, CLG_CONV_LAYOUT_FOLDED), 13);
+    clg_tensor *loss = clg_add(g, clg_add(g, l1, l2), l3);
+    ck_assert_msg(clg_graph_status(g) == CLG_OK, "%s", clg_graph_error(g));
+    clg_gradcheck(g, loss, in, n, GC_EPS, GC_ATOL, GC_RTOL);
+    for (int i = 0; i < n; ++i)
+        free(in[i].values);
+    clg_graph_free(g);
+}
+END_TEST
+
+/* ---- errors ---- */
+
+static void expect_error(clg_tensor *(*build)(clg_graph *), const char *needle1,
+                         const char *needle2) {
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    clg_tensor *t = build(g);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_msg(clg_graph_status(g) != CLG_OK, "expected an error mentioning '%s'", needle1);
+    const char *msg = clg_graph_error(g);
+    ck_assert_msg(strstr(msg, "conv2d") && strstr(msg, needle1) && strstr(msg, needle2),
+                  "message '%s' should name conv2d, '%s' and '%s'", msg, needle1, needle2);
+    clg_graph_free(g);
+}
+
+static clg_tensor *bad_groups(clg_graph *g) {
+    clg_tensor *x = clg_input(g, "x", CLG_F32, 4, (int64_t[]){1, 6, 5, 5});
+    clg_tensor *w = clg_input(g, "w", CLG_F32, 4, (int64_t[]){4, 3, 3, 3});
+    return clg_conv2d(g, x, w, NULL, &(clg_conv2d_params){.groups = 4});
+}
+static clg_tensor *bad_channels(clg_graph *g) {
+    clg_tensor *x = clg_input(g, "x", CLG_F32, 4, (int64_t[]){1, 3, 5, 5});
+    clg_tensor *w = clg_input(g, "w", CLG_F32, 4, (int64_t[]){4, 2, 3, 3});
+    return clg_conv2d(g, x, w, NULL, NULL);
+}
+static clg_tensor *too_big(clg_graph *g) {
+    clg_tensor *x = clg_input(g, "x", CLG_F32, 4, (int64_t[]){1, 3, 4, 4});
+    clg_tensor *w = clg_input(g, "w", CLG_F32, 4, (int64_t[]){4, 3, 5, 5});
+    return clg_conv2d(g, x, w, NULL, &(clg_conv2d_params){.padding = CLG_PADDING_VALID});
+}
+static clg_tensor *bad_bias(clg_graph *g) {
+    clg_tensor *x = clg_input(g, "x", CLG_F32, 4, (int64_t[]){1, 3, 4, 4});
+    clg_tensor *w = clg_input(g, "w", CLG_F32, 4, (int64_t[]){4, 3, 3, 3});
+    clg_tensor *b = clg_input(g, "b", CLG_F32, 1, (int64_t[]){3});
+    return clg_conv2d(g, x, w, b, NULL);
+}
+static clg_tensor *bad_rank(clg_graph *g) {
+    clg_tensor *x = clg_input(g, "x", CLG_F32, 3, (int64_t[]){3, 4, 4});
+    clg_tensor *w = clg_input(g, "w", CLG_F32, 4, (int64_t[]){4, 3, 3, 3});
+    return clg_conv2d(g, x, w, NULL, NULL);
+}
+static clg_tensor *bad_stride(clg_graph *g) {
+    clg_tensor *x = clg_input(g, "x", CLG_F32, 4, (int64_t[]){1, 3, 4, 4});
+    clg_tensor *w = clg_input(g, "w", CLG_F32, 4, (int64_t[]){4, 3, 3, 3});
+    return clg_conv2d(g, x, w, NULL, &(clg_conv2d_params){.stride_h = -1});
+}
+
+START_TEST(conv2d_errors) {
+    expect_error(bad_groups, "[1, 6, 5, 5]", "[4, 3, 3, 3]");
+    expect_error(bad_channels, "[1, 3, 5, 5]", "[4, 2, 3, 3]");
+    expect_error(too_big, "5x5", "[1, 3, 4, 4]");
+    expect_error(bad_bias, "[4]", "[3]");
+    expect_error(bad_rank, "[3, 4, 4]", "[N, C, H, W]");
+    expect_error(bad_stride, "stride -1", "[1, 3, 4, 4]");
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("conv");
+    TCase *tc = tcase_create("conv2d");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, conv2d_errors);
+    tcase_add_test(tc, conv2d_grid);
+    tcase_add_test(tc, conv2d_backward_deterministic);
+    tcase_add_test(tc, conv2d_gradcheck);
+    suite_add_tcase(s, tc);
+    return clg_test_run(s);
+}
