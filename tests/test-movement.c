@@ -629,6 +629,38 @@ START_TEST(views_gradient) {
 }
 END_TEST
 
+/* Ops lowered to their own kernels fed a broadcast scalar (clg_full): the scalar has no
+ * buffer and must be materialised, also when the view looks contiguous (all dims 1). */
+START_TEST(scalar_views_into_kernels) {
+    clg_context *ctx = clg_test_context();
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *idx = clg_input(g, "i", CLG_I32, 1, (int64_t[]){1});
+    clg_tensor *b = clg_input(g, "b", CLG_F32, 2, (int64_t[]){1, 2});
+    clg_tensor *sc = clg_scatter_add(g, clg_full(g, 2.0f, 1, (int64_t[]){1}), 0, idx, 3);
+    clg_tensor *mm = clg_matmul(g, clg_full(g, 3.0f, 2, (int64_t[]){1, 1}), b, false, false);
+    clg_tensor *cc = clg_concat(g, 2, (clg_tensor *[]){clg_full(g, 5.0f, 1, (int64_t[]){2}), sc}, 0);
+    clg_assert_ok(clg_graph_output(g, sc));
+    clg_assert_ok(clg_graph_output(g, mm));
+    clg_assert_ok(clg_graph_output(g, cc));
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    const int32_t iv = 1;
+    const float bv[2] = {1.0f, 2.0f};
+    clg_assert_ok(clg_plan_write(p, idx, &iv, sizeof iv));
+    clg_assert_ok(clg_plan_write(p, b, bv, sizeof bv));
+    clg_assert_ok(clg_plan_run(p));
+    float got_sc[3], got_mm[2], got_cc[5];
+    clg_assert_ok(clg_plan_read(p, sc, got_sc, sizeof got_sc));
+    clg_assert_ok(clg_plan_read(p, mm, got_mm, sizeof got_mm));
+    clg_assert_ok(clg_plan_read(p, cc, got_cc, sizeof got_cc));
+    const float want_sc[3] = {0, 2, 0}, want_mm[2] = {3, 6}, want_cc[5] = {5, 5, 0, 2, 0};
+    clg_assert_close(got_sc, want_sc, 3, 0, 0);
+    clg_assert_close(got_mm, want_mm, 2, 0, 0);
+    clg_assert_close(got_cc, want_cc, 5, 0, 0);
+    clg_graph_free(g);
+}
+END_TEST
+
 START_TEST(copies_gradient) {
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
@@ -686,6 +718,7 @@ int main(void) {
     tcase_add_test(tf, views_forward);
     tcase_add_test(tf, concat_stack_pad_forward);
     tcase_add_test(tf, index_ops_forward);
+    tcase_add_test(tf, scalar_views_into_kernels);
     suite_add_tcase(s, tf);
     TCase *tg = tcase_create("gradient");
     tcase_set_timeout(tg, 300);

@@ -37,6 +37,8 @@ typedef struct clg_op_info {
     /* Kernel kind: append the node's kernels to the plan. */
     clg_status (*lower)(clg_lowering *lw, clg_tensor *node, const clg_operand *inputs,
                         const clg_operand *output);
+    /* Kernel kind: lower() reads scalar operands itself (else they are materialised first). */
+    bool scalar_operands;
 } clg_op_info;
 
 #define CLG_NODE_INLINE_INPUTS 3

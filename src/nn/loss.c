@@ -22,7 +22,7 @@ static const clg_op_info op_ce_rows = {.name = "cross_entropy", .kind = CLG_KIND
                                        .backward = bw_ce_rows, .lower = lower_ce_rows};
 /* in: logits, labels, gout [...]; out: d logits [..., C]. fa[0]: scale */
 static const clg_op_info op_ce_grad = {.name = "cross_entropy_grad", .kind = CLG_KIND_KERNEL,
-                                       .lower = lower_ce_grad};
+                                       .lower = lower_ce_grad, .scalar_operands = true};
 
 static clg_tensor *dense(clg_graph *g, clg_tensor *x) {
     return clg_is_contiguous(x) ? x : clg_contiguous(g, x);
