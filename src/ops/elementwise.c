@@ -145,8 +145,10 @@ static void bw_sigmoid(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *d = clg_mul(g, Y, clg_add_scalar(g, clg_neg(g, Y), 1.0f));
     clg_grad_accumulate(g, X, clg_mul(g, gout, d));
 }
+/* The mask reads the output (y > 0 exactly when x > 0), so the pre-activation need not be
+ * kept: a bias add feeding the relu fuses into one kernel, or into a GEMM's epilogue. */
 static void bw_relu(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_grad_accumulate(g, X, clg_mul(g, gout, clg_gt(g, X, clg_scalar(g, 0.0f))));
+    clg_grad_accumulate(g, X, clg_mul(g, gout, clg_gt(g, Y, clg_scalar(g, 0.0f))));
 }
 static void bw_leaky_relu(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *slope = clg_where(g, clg_lt(g, X, clg_scalar(g, 0.0f)),
