@@ -3,6 +3,7 @@
  * views (read in place by the GEMM, not copied), and the gradients of both operands through
  * clg_gradcheck (which covers the sum over broadcast batch dims and bw_matmul's row folding). */
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -507,6 +508,90 @@ static clg_tensor *build_fold(clg_graph *g, gc_set *s) {
     return add_loss(g, s, loss, clg_matmul(g, x3, w3, true, false));
 }
 
+/* matmul -> add(bias) -> activation compiles to one GEMM step with the bias and activation
+ * in its epilogue, for every activation, batched products, a row-varying bias and a full
+ * matrix (residual) operand; results equal a plain-C reference and the unfused plan. */
+static double act_ref(int act, double x) {
+    switch (act) {
+    case 1:
+        return x < 0 ? 0 : x;
+    case 2:
+        return tanh(x);
+    case 3:
+        return 1.0 / (1.0 + exp(-x));
+    case 4:
+        return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+    default:
+        return x;
+    }
+}
+
+START_TEST(matmul_epilogue_fusion) {
+    enum { M = 5, K = 7, N = 19, B = 3 };
+    clg_context *ctx = clg_test_context();
+    clg_test_rng rng;
+    clg_test_rng_seed(&rng, 99);
+    float a[B * M * K], w[K * N], bias[N], rowb[M], full[M * N];
+    clg_test_fill(&rng, a, B * M * K, -1, 1);
+    clg_test_fill(&rng, w, K * N, -1, 1);
+    clg_test_fill(&rng, bias, N, -1, 1);
+    clg_test_fill(&rng, rowb, M, -1, 1);
+    clg_test_fill(&rng, full, M * N, -1, 1);
+    float *outs[2][8];
+    size_t kernels[2];
+    for (int fused = 0; fused < 2; ++fused) {
+        clg_graph *g = clg_graph_new(ctx);
+        clg_tensor *ta = clg_constant(g, CLG_F32, 3, (int64_t[]){B, M, K}, a);
+        clg_tensor *a2 = clg_constant(g, CLG_F32, 2, (int64_t[]){M, K}, a);
+        clg_tensor *tw = clg_constant(g, CLG_F32, 2, (int64_t[]){K, N}, w);
+        clg_tensor *tb = clg_constant(g, CLG_F32, 1, (int64_t[]){N}, bias);
+        clg_tensor *tr = clg_constant(g, CLG_F32, 2, (int64_t[]){M, 1}, rowb);
+        clg_tensor *tf = clg_constant(g, CLG_F32, 2, (int64_t[]){M, N}, full);
+        clg_tensor *y[8];
+        y[0] = clg_add(g, clg_matmul(g, a2, tw, false, false), tb);
+        y[1] = clg_relu(g, clg_add(g, clg_matmul(g, a2, tw, false, false), tb));
+        y[2] = clg_tanh(g, clg_add(g, tb, clg_matmul(g, a2, tw, false, false)));
+        y[3] = clg_sigmoid(g, clg_add(g, clg_matmul(g, a2, tw, false, false), tb));
+        y[4] = clg_gelu(g, clg_add(g, clg_matmul(g, a2, tw, false, false), tb));
+        y[5] = clg_relu(g, clg_add(g, clg_matmul(g, ta, tw, false, false), tb)); /* batched */
+        y[6] = clg_relu(g, clg_add(g, clg_matmul(g, a2, tw, false, false), tr));  /* per row */
+        y[7] = clg_add(g, clg_matmul(g, a2, tw, false, false), tf);              /* residual */
+        for (int i = 0; i < 8; ++i) clg_assert_ok(clg_graph_output(g, y[i]));
+        clg_plan *p = NULL;
+        clg_assert_ok(clg_graph_compile(g, &(clg_compile_options){.no_fusion = !fused}, &p));
+        clg_assert_ok(clg_plan_run(p));
+        kernels[fused] = clg_plan_kernel_count(p);
+        for (int i = 0; i < 8; ++i) {
+            size_t n = (size_t)clg_tensor_numel(y[i]);
+            outs[fused][i] = malloc(n * sizeof(float));
+            clg_assert_ok(clg_plan_read(p, y[i], outs[fused][i], n * sizeof(float)));
+        }
+        clg_graph_free(g);
+    }
+    /* fused: one GEMM step per output, nothing else */
+    ck_assert_uint_eq(kernels[1], 8);
+    ck_assert_uint_gt(kernels[0], kernels[1]);
+    static const int acts[8] = {0, 1, 2, 3, 4, 1, 1, 0};
+    for (int i = 0; i < 8; ++i) {
+        int batches = i == 5 ? B : 1;
+        float *want = malloc((size_t)batches * M * N * sizeof *want);
+        for (int bt = 0; bt < batches; ++bt)
+            for (int m = 0; m < M; ++m)
+                for (int n = 0; n < N; ++n) {
+                    double acc = 0;
+                    for (int k = 0; k < K; ++k) acc += (double)a[(bt * M + m) * K + k] * w[k * N + n];
+                    double add = i == 6 ? rowb[m] : i == 7 ? full[m * N + n] : bias[n];
+                    want[(bt * M + m) * N + n] = (float)act_ref(acts[i], acc + add);
+                }
+        clg_assert_close(outs[1][i], want, (size_t)batches * M * N, 1e-5, 1e-5);
+        clg_assert_close(outs[0][i], outs[1][i], (size_t)batches * M * N, 1e-6, 1e-6);
+        free(want);
+        free(outs[0][i]);
+        free(outs[1][i]);
+    }
+}
+END_TEST
+
 START_TEST(matmul_2d_gradient) {
     check_both_sides(build_2d);
 }
@@ -534,6 +619,7 @@ int main(void) {
     tcase_add_test(tf, matmul_2d);
     tcase_add_test(tf, matmul_batched);
     tcase_add_test(tf, matmul_views);
+    tcase_add_test(tf, matmul_epilogue_fusion);
     suite_add_tcase(s, tf);
     TCase *tg = tcase_create("gradient");
     tcase_set_timeout(tg, 300);

@@ -12,6 +12,7 @@
 #include "compile/compile_internal.h"
 #include "core/program.h"
 #include "nn/optim_internal.h"
+#include "ops/matmul.h"
 
 #define ARENA_ALIGN 256
 #define GUARD_PATTERN 0xA5A5A5A5u
@@ -46,8 +47,9 @@ clg_status clg_lower_kernel(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
 
 clg_status clg_lower_gemm(clg_lowering *lw, clg_gemm_call *call, const char *label) {
     clg_status st = clg_gemm_prepare(lw->c->ctx, call);
-    if (st != CLG_OK) return st;
-    return clg_plan_add_gemm(lw->c->plan, call, label);
+    if (st == CLG_OK) st = clg_plan_add_gemm(lw->c->plan, call, label);
+    if (st != CLG_OK) clg_gemm_release(call);
+    return st;
 }
 
 /* ---- analysis ---- */
@@ -137,6 +139,60 @@ static void analyse(clg_compiler *c) {
         }
         default:
             break;
+        }
+    }
+}
+
+/* matmul -> add(bias) [-> relu | tanh | sigmoid | gelu], each the only consumer of the one
+ * before (only the last may also be an output or otherwise need storage): the GEMM writes the
+ * last node directly with bias and activation in its epilogue, and the add and activation get
+ * no kernel of their own. */
+static void fuse_gemm_epilogues(clg_compiler *c) {
+    clg_node_plan *np = c->np;
+    for (size_t i = 0; i < c->n; ++i) np[i].gemm = -1;
+    if (c->opts.no_fusion) return;
+    for (size_t i = 0; i < c->n; ++i) {
+        clg_tensor *m = c->g->nodes[i];
+        if (!np[i].reachable || !clg_is_matmul(m) || np[i].forced || np[i].consumers != 1)
+            continue;
+        const clg_tensor *u = np[i].consumer;
+        if (!clg_elementwise_is_add(u) || !clg_same_shape(u, m)) continue;
+        const clg_tensor *bias = u->in[0] == m ? u->in[1] : u->in[0];
+        if (bias == m || bias->info->kind == CLG_KIND_SCALAR ||
+            bias->base->info->kind == CLG_KIND_SCALAR || bias->ndim > m->ndim)
+            continue;
+        /* the bias must not vary along the batch dims (one bias for every product) */
+        bool ok = true;
+        for (int d = 0; d < m->ndim - 2; ++d) {
+            int j = d - (m->ndim - bias->ndim);
+            if (j >= 0 && bias->shape[j] != 1) ok = false;
+        }
+        if (!ok) continue;
+        const clg_tensor *f = u;
+        int act = CLG_GEMM_ACT_NONE;
+        if (np[u->id].consumers == 1 && !np[u->id].forced) {
+            const clg_tensor *r = np[u->id].consumer;
+            int a = clg_elementwise_activation(r);
+            if (a >= 0 && clg_same_shape(r, u) && r->in[0] == u) {
+                f = r;
+                act = a;
+            }
+        }
+        np[i].materialize = false;
+        np[i].inlined = true;
+        if (f != u) {
+            np[u->id].materialize = false;
+            np[u->id].inlined = true;
+        }
+        np[f->id].materialize = true;
+        np[f->id].inlined = false;
+        np[f->id].gemm = (int)i;
+        np[f->id].gemm_bias = bias;
+        np[f->id].gemm_act = act;
+        /* the bias is read from a buffer: an elementwise bias cannot stay inlined */
+        if (np[bias->base->id].inlined) {
+            np[bias->base->id].inlined = false;
+            np[bias->base->id].materialize = true;
         }
     }
 }
@@ -339,6 +395,7 @@ static clg_status emit_steps(clg_compiler *c) {
     clg_status st = CLG_OK;
     for (int k = 0; k < c->n_sched && st == CLG_OK; ++k) {
         const clg_tensor *m = c->g->nodes[c->schedule[k]];
+        if (c->np[m->id].gemm >= 0) continue;
         if (m->info->kind == CLG_KIND_ELEMENTWISE || m->info->kind == CLG_KIND_REDUCE)
             st = clg_codegen_kernel(pg, c, m, k);
     }
@@ -357,6 +414,16 @@ static clg_status emit_steps(clg_compiler *c) {
     clg_lowering lw = {c};
     for (int k = 0; k < c->n_sched && st == CLG_OK; ++k) {
         clg_tensor *m = c->g->nodes[c->schedule[k]];
+        const clg_node_plan *mp = &c->np[m->id];
+        if (mp->gemm >= 0) {
+            clg_tensor *mm = c->g->nodes[mp->gemm];
+            clg_operand ins[2] = {clg_compiler_operand(c, mm->in[0]),
+                                  clg_compiler_operand(c, mm->in[1])};
+            clg_operand out = clg_compiler_operand(c, m);
+            clg_operand bias = clg_compiler_operand(c, mp->gemm_bias);
+            st = clg_matmul_lower_fused(&lw, mm, ins, &out, &bias, (clg_gemm_act)mp->gemm_act);
+            continue;
+        }
         if (m->info->kind == CLG_KIND_ELEMENTWISE || m->info->kind == CLG_KIND_REDUCE) {
             st = clg_codegen_bind(pg, c, program, m, k);
             continue;
@@ -436,6 +503,7 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
     st = find_roots(&c);
     if (st == CLG_OK) {
         analyse(&c);
+        fuse_gemm_epilogues(&c);
         st = schedule(&c);
     }
     if (st == CLG_OK) st = leaf_storage(&c);

@@ -17,6 +17,11 @@ typedef struct clg_node_plan {
     int step;  /* schedule index of that step */
     int last_use;
     size_t bytes;
+    /* A GEMM with a fused epilogue computes this node: the matmul node's id (else -1), the
+     * bias node (or NULL) and the activation. */
+    int gemm;
+    const clg_tensor *gemm_bias;
+    int gemm_act;
 } clg_node_plan;
 
 typedef struct clg_compiler {

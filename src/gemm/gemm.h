@@ -18,6 +18,16 @@ typedef enum clg_gemm_backend {
     CLG_GEMM_BACKEND_COUNT
 } clg_gemm_backend;
 
+/* Activations a GEMM can apply on the way out (the epilogue). */
+typedef enum clg_gemm_act {
+    CLG_GEMM_ACT_NONE,
+    CLG_GEMM_ACT_RELU,
+    CLG_GEMM_ACT_TANH,
+    CLG_GEMM_ACT_SIGMOID,
+    CLG_GEMM_ACT_GELU,
+    CLG_GEMM_ACT_COUNT
+} clg_gemm_act;
+
 typedef struct clg_gemm_call {
     bool trans_a, trans_b;
     size_t m, n, k;
@@ -30,7 +40,14 @@ typedef struct clg_gemm_call {
     cl_mem c;
     size_t c_off, ldc, c_stride;
     size_t batch;
+    /* Epilogue: C = act(C + bias(m, n)), bias(m, n) = bias[bias_off + m bias_rs + n bias_cs]
+     * (a Linear layer's bias: rs 0, cs 1); bias NULL for none. The bias is the same for every
+     * batch entry. */
+    cl_mem bias;
+    size_t bias_off, bias_rs, bias_cs;
+    clg_gemm_act act;
     clg_gemm_backend backend; /* set by clg_gemm_prepare */
+    cl_kernel epilogue;       /* backends that cannot fuse it: owned by the call's plan step */
     cl_mem temp;              /* CLBlast scratch, owned by the context's GEMM state */
 } clg_gemm_call;
 
@@ -41,6 +58,8 @@ clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call);
 /* Queue the product; event (may be NULL) receives the last kernel's event. */
 clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *event);
 const char *clg_gemm_backend_name(clg_gemm_backend backend);
+/* Release what clg_gemm_prepare created for the call. */
+void clg_gemm_release(clg_gemm_call *call);
 
 /* CLBlast's convolution routine (cross-correlation through its own im2col and batched GEMM),
  * kept for measuring against clgrad's lowering (tools/bench-conv.c). Dense NCHW image

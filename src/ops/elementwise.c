@@ -7,6 +7,7 @@
 
 #include "compile/codegen.h"
 #include "graph/graph_internal.h"
+#include "ops/matmul.h"
 
 /* An elementwise op: the clg_op_info the graph sees plus the expression template.
  * In fmt, $0 $1 $2 are the operands and #0 #1 the node's float attributes (kernel args). */
@@ -275,6 +276,20 @@ EW(op_where, "where", bw_where, "(($0) != 0 ? ($1) : ($2))");
 static void bw_abs(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *s = unary(g, &op_sign, node->in[0]);
     clg_grad_accumulate(g, node->in[0], clg_mul(g, gout, s));
+}
+
+/* ---- what GEMM epilogues can absorb ---- */
+
+int clg_elementwise_activation(const clg_tensor *t) {
+    if (t->info == &op_relu.info) return CLG_GEMM_ACT_RELU;
+    if (t->info == &op_tanh.info) return CLG_GEMM_ACT_TANH;
+    if (t->info == &op_sigmoid.info) return CLG_GEMM_ACT_SIGMOID;
+    if (t->info == &op_gelu.info) return CLG_GEMM_ACT_GELU;
+    return -1;
+}
+
+bool clg_elementwise_is_add(const clg_tensor *t) {
+    return t->info == &op_add.info && t->dtype == CLG_F32;
 }
 
 /* ---- public builders ---- */

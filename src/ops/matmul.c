@@ -3,9 +3,8 @@
  * views in place when their layout allows (transposed views become transpose flags). */
 #include <string.h>
 
-#include "compile/lowering.h"
-#include "gemm/gemm.h"
 #include "graph/graph_internal.h"
+#include "ops/matmul.h"
 
 static void bw_matmul(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -171,8 +170,35 @@ static void gemm_operand(const clg_operand *x, bool trans, int out_nb, const int
 
 clg_status clg_lower_gemm(clg_lowering *lw, clg_gemm_call *call, const char *label);
 
+bool clg_is_matmul(const clg_tensor *t) {
+    return t->info == &op_matmul;
+}
+
+/* Strides of an operand of rank <= out_ndim read over out's shape (0 where broadcast). */
+static void aligned_strides(const clg_operand *x, int out_ndim, int64_t *st) {
+    for (int d = 0; d < out_ndim; ++d) {
+        int j = d - (out_ndim - x->ndim);
+        st[d] = (j < 0 || x->shape[j] == 1) ? 0 : x->strides[j];
+    }
+}
+
+bool clg_matmul_bias_ok(const clg_operand *bias, int out_ndim) {
+    if (bias->is_scalar || !bias->mem || bias->dtype != CLG_F32) return false;
+    int64_t st[CLG_MAX_DIMS];
+    aligned_strides(bias, out_ndim, st);
+    for (int d = 0; d < out_ndim - 2; ++d)
+        if (st[d] != 0) return false;
+    return st[out_ndim - 2] >= 0 && st[out_ndim - 1] >= 0;
+}
+
 static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out) {
+    return clg_matmul_lower_fused(lw, node, in, out, NULL, CLG_GEMM_ACT_NONE);
+}
+
+clg_status clg_matmul_lower_fused(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                  const clg_operand *out, const clg_operand *bias,
+                                  clg_gemm_act act) {
     int nb = node->ndim - 2;
     const int64_t *batch = node->shape;
     clg_gemm_call c = {0};
@@ -192,12 +218,22 @@ static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_ope
     c.ldc = c.n;
     c.c_stride = c.m * c.n;
     c.batch = (size_t)clg_shape_numel(nb, batch);
+    c.act = act;
+    if (bias) {
+        int64_t st[CLG_MAX_DIMS];
+        aligned_strides(bias, node->ndim, st);
+        c.bias = bias->mem;
+        c.bias_off = (size_t)bias->offset;
+        c.bias_rs = (size_t)st[nb];
+        c.bias_cs = (size_t)st[nb + 1];
+    }
     /* B shared by every batch entry and A's rows contiguous across the batch: one GEMM with
-     * batch * m rows. */
-    if (c.batch > 1 && c.b_stride == 0 && !c.trans_a && c.a_stride == c.m * c.lda) {
+     * batch * m rows (not when a bias varies by row: its row index would change meaning). */
+    if (c.batch > 1 && c.b_stride == 0 && !c.trans_a && c.a_stride == c.m * c.lda &&
+        c.bias_rs == 0) {
         c.m *= c.batch;
         c.batch = 1;
     }
     if (c.batch == 1) c.a_stride = c.b_stride = c.c_stride = 0;
-    return clg_lower_gemm(lw, &c, "matmul");
+    return clg_lower_gemm(lw, &c, act != CLG_GEMM_ACT_NONE || bias ? "matmul+epilogue" : "matmul");
 }

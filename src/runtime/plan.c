@@ -403,8 +403,10 @@ void clg_plan_free(clg_plan *p) {
         print_profile_summary(p);
     }
     if (p->optimizer) clg_optimizer_detach(p->optimizer, p);
-    for (size_t i = 0; i < p->n_steps; ++i)
+    for (size_t i = 0; i < p->n_steps; ++i) {
         if (p->steps[i].kernel) clReleaseKernel(p->steps[i].kernel);
+        if (p->steps[i].kind == CLG_STEP_GEMM) clg_gemm_release(&p->steps[i].gemm);
+    }
     free(p->steps);
     for (size_t a = 0; a < p->n_arenas; ++a)
         if (p->arenas[a]) clReleaseMemObject(p->arenas[a]);
