@@ -85,31 +85,37 @@ static bool platform_wants_binaries(const clg_context *ctx) {
     return strstr(ctx->info.platform_name, "Portable Computing Language") == NULL;
 }
 
-clg_status clg_program_cache_init(clg_context *ctx) {
-    clg_program_cache *c = calloc(1, sizeof *c);
-    if (!c) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "program cache: out of host memory");
+bool clg_cache_dir(char *out, size_t size) {
     const char *dir = getenv("CLGRAD_CACHE_DIR");
-    if (dir && strcmp(dir, "off") == 0) {
-        c->dir[0] = '\0';
-    } else if (dir && *dir) {
-        snprintf(c->dir, sizeof c->dir, "%s", dir);
+    out[0] = '\0';
+    if (dir && strcmp(dir, "off") == 0) return false;
+    if (dir && *dir) {
+        snprintf(out, size, "%s", dir);
     } else {
         const char *xdg = getenv("XDG_CACHE_HOME");
         const char *home = getenv("HOME");
         if (xdg && *xdg)
-            snprintf(c->dir, sizeof c->dir, "%s/clgrad", xdg);
+            snprintf(out, size, "%s/clgrad", xdg);
         else if (home && *home)
-            snprintf(c->dir, sizeof c->dir, "%s/.cache/clgrad", home);
+            snprintf(out, size, "%s/.cache/clgrad", home);
     }
+    if (!out[0] || mkdir_p(out) != 0) {
+        out[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+clg_status clg_program_cache_init(clg_context *ctx) {
+    clg_program_cache *c = calloc(1, sizeof *c);
+    if (!c) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "program cache: out of host memory");
+    clg_cache_dir(c->dir, sizeof c->dir);
     if (c->dir[0] && !platform_wants_binaries(ctx)) {
         clg_trace("program cache: binaries off on %s (its own cache is faster)",
                 ctx->info.platform_name);
         c->dir[0] = '\0';
     }
-    if (c->dir[0] && mkdir_p(c->dir) != 0) {
-        clg_trace("program cache: cannot create %s (%s); disk cache off", c->dir, strerror(errno));
-        c->dir[0] = '\0';
-    }
+
     ctx->programs = c;
     return CLG_OK;
 }

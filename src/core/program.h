@@ -4,11 +4,16 @@
 #ifndef CLG_CORE_PROGRAM_H
 #define CLG_CORE_PROGRAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <CL/cl.h>
 
 #include "core/context.h"
+
+/* clgrad's cache folder (CLGRAD_CACHE_DIR, else $XDG_CACHE_HOME/clgrad, else
+ * ~/.cache/clgrad), created if needed; false when it is off or cannot be created. */
+bool clg_cache_dir(char *out, size_t size);
 
 /* Set up / tear down ctx->programs. */
 clg_status clg_program_cache_init(clg_context *ctx);

@@ -1,41 +1,121 @@
-/* GEMM dispatch: the only file that includes CLBlast. Maps a clg_gemm_call to CLBlast's
- * row-major SGEMM (with a scratch buffer owned here rather than allocated per call) or
- * strided-batched SGEMM, and CLBlast status codes to clgrad's. */
+/* GEMM dispatch: the only file that includes CLBlast. A call is prepared once at compile time:
+ * its backend is chosen per device and shape class by measuring both backends on that shape
+ * (the choice is cached in the cache folder, keyed by device and driver), then the backend
+ * creates what the call needs. CLBLast calls go through row-major SGEMM with a scratch buffer
+ * owned here (not allocated per call) or strided-batched SGEMM; CLBlast status codes become
+ * clgrad's. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include <clblast_c.h>
 
 #include "core/context.h"
 #include "core/error.h"
 #include "core/program.h"
-#include "gemm/gemm.h"
+#include "gemm/gemm_internal.h"
 
-struct clg_gemm_state {
-    cl_mem temp; /* shared scratch for CLBlast's indirect path: runs are serial on one queue */
-    size_t temp_bytes;
-};
-
-clg_status clg_gemm_init(clg_context *ctx) {
-    ctx->gemm = calloc(1, sizeof *ctx->gemm);
-    if (!ctx->gemm) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM state: out of host memory");
-    return CLG_OK;
-}
-
-void clg_gemm_free(clg_context *ctx) {
-    if (!ctx->gemm) return;
-    if (ctx->gemm->temp) clReleaseMemObject(ctx->gemm->temp);
-    free(ctx->gemm);
-    ctx->gemm = NULL;
-}
+#define CHOICES_FORMAT "clgrad-gemm-choices-1"
+#define MEASURE_RUNS 3
 
 const char *clg_gemm_backend_name(clg_gemm_backend backend) {
     switch (backend) {
     case CLG_GEMM_CLBLAST:
         return "clblast";
+    case CLG_GEMM_CPU:
+        return "cpu";
     default:
         return "?";
     }
 }
+
+/* ---- the choices file ---- */
+
+static uint64_t fnv(const char *s, uint64_t h) {
+    for (; *s; ++s) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+static void load_choices(clg_gemm_state *s) {
+    FILE *f = s->choices_path[0] ? fopen(s->choices_path, "r") : NULL;
+    if (!f) return;
+    char line[256];
+    if (!fgets(line, sizeof line, f) || strncmp(line, CHOICES_FORMAT, strlen(CHOICES_FORMAT))) {
+        fclose(f);
+        return;
+    }
+    while (fgets(line, sizeof line, f)) {
+        clg_gemm_choice c = {0};
+        char backend[32];
+        if (sscanf(line, "%63s %31s %lf %lf", c.key, backend, &c.ms[0], &c.ms[1]) != 4) continue;
+        c.backend = strcmp(backend, "cpu") == 0 ? CLG_GEMM_CPU : CLG_GEMM_CLBLAST;
+        if (s->n_choices == s->cap_choices) {
+            size_t nc = s->cap_choices ? s->cap_choices * 2 : 32;
+            clg_gemm_choice *n = realloc(s->choices, nc * sizeof *n);
+            if (!n) break;
+            s->choices = n;
+            s->cap_choices = nc;
+        }
+        s->choices[s->n_choices++] = c;
+    }
+    fclose(f);
+}
+
+/* Append one choice; a lost race with another process only costs a repeated measurement. */
+static void save_choice(const clg_gemm_state *s, const clg_gemm_choice *c) {
+    if (!s->choices_path[0]) return;
+    FILE *f = fopen(s->choices_path, "a+");
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    if (ftell(f) == 0) fprintf(f, "%s\n", CHOICES_FORMAT);
+    fprintf(f, "%s %s %.6f %.6f\n", c->key, clg_gemm_backend_name(c->backend),
+            c->ms[CLG_GEMM_CLBLAST], c->ms[CLG_GEMM_CPU]);
+    fclose(f);
+}
+
+clg_status clg_gemm_init(clg_context *ctx) {
+    clg_gemm_state *s = calloc(1, sizeof *s);
+    if (!s) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM state: out of host memory");
+    ctx->gemm = s;
+    s->forced = -1;
+    const char *force = getenv("CLGRAD_GEMM");
+    if (force && *force) {
+        if (strcmp(force, "clblast") == 0) s->forced = CLG_GEMM_CLBLAST;
+        else if (strcmp(force, "cpu") == 0) s->forced = CLG_GEMM_CPU;
+        else
+            return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                            "CLGRAD_GEMM='%s': expected 'clblast' or 'cpu' (or unset: measured)",
+                            force);
+    }
+    char dir[4096];
+    if (clg_cache_dir(dir, sizeof dir)) {
+        uint64_t h = fnv(CHOICES_FORMAT, 0xcbf29ce484222325ull);
+        h = fnv(ctx->info.name, h);
+        h = fnv(ctx->info.driver_version, h);
+        h = fnv(ctx->info.platform_name, h);
+        h = fnv(ctx->info.platform_version, h);
+        snprintf(s->choices_path, sizeof s->choices_path, "%s/gemm-%016llx.txt", dir,
+                 (unsigned long long)h);
+        load_choices(s);
+    }
+    return CLG_OK;
+}
+
+void clg_gemm_free(clg_context *ctx) {
+    clg_gemm_state *s = ctx->gemm;
+    if (!s) return;
+    if (s->temp) clReleaseMemObject(s->temp);
+    if (s->cpu_scratch) clReleaseMemObject(s->cpu_scratch);
+    for (size_t i = 0; i < s->n_old_scratch; ++i) clReleaseMemObject(s->old_scratch[i]);
+    free(s->old_scratch);
+    free(s->choices);
+    free(s);
+    ctx->gemm = NULL;
+}
+
+/* ---- CLBlast ---- */
 
 static clg_status clblast_fail(CLBlastStatusCode code, const char *what, const clg_gemm_call *c) {
     clg_status st = code == CLBlastTempBufferAllocFailure || code == CLBlastOpenCLOutOfResources
@@ -78,12 +158,10 @@ static clg_status prepare_epilogue(clg_context *ctx, clg_gemm_call *c) {
     return CLG_OK;
 }
 
-clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
-    call->backend = CLG_GEMM_CLBLAST;
+static clg_status clblast_prepare(clg_context *ctx, clg_gemm_call *call) {
     call->temp = NULL;
     clg_status st = prepare_epilogue(ctx, call);
-    if (st != CLG_OK) return st;
-    if (call->batch != 1) return CLG_OK;
+    if (st != CLG_OK || call->batch != 1) return st;
     size_t bytes = 0;
     CLBlastStatusCode code = CLBlastSGemmTempBufferSize(
         CLBlastLayoutRowMajor, tr(call->trans_a), tr(call->trans_b), call->m, call->n, call->k,
@@ -94,7 +172,7 @@ clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
     if (bytes < 256) bytes = 256; /* CLBlast wraps the handle even when it needs no scratch */
     if (bytes > s->temp_bytes) {
         cl_mem m;
-        clg_status st = clg_buffer_create(ctx, bytes, "the GEMM scratch buffer", &m);
+        st = clg_buffer_create(ctx, bytes, "the GEMM scratch buffer", &m);
         if (st != CLG_OK) return st;
         if (s->temp) {
             clFinish(ctx->queue); /* steps queued earlier may still use the old scratch */
@@ -106,7 +184,7 @@ clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
     return CLG_OK;
 }
 
-clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *event) {
+static clg_status clblast_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *event) {
     CLBlastStatusCode code;
     if (c->batch == 1) {
         /* Scratch is looked up now, not stored in the call: a later prepare may grow it. */
@@ -122,18 +200,13 @@ clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *
     }
     if (code != CLBlastSuccess) return clblast_fail(code, "GEMM", c);
     if (c->epilogue) {
-        size_t global[3] = {c->n, c->m, c->batch};
         /* profiles time the product (event above), not this small pass */
+        size_t global[3] = {c->n, c->m, c->batch};
         cl_int err = clEnqueueNDRangeKernel(ctx->queue, c->epilogue, 3, NULL, global, NULL, 0,
                                             NULL, NULL);
         if (err != CL_SUCCESS) return clg_fail_cl(err, "queueing the GEMM epilogue");
     }
     return CLG_OK;
-}
-
-void clg_gemm_release(clg_gemm_call *call) {
-    if (call->epilogue) clReleaseKernel(call->epilogue);
-    call->epilogue = NULL;
 }
 
 clg_status clg_gemm_convgemm(clg_context *ctx, const clg_convgemm_call *c, cl_event *event) {
@@ -148,4 +221,139 @@ clg_status clg_gemm_convgemm(clg_context *ctx, const clg_convgemm_call *c, cl_ev
                     "CLBlast status %d",
                     c->batch, c->channels, c->num_kernels, c->height, c->width, c->kernel_h,
                     c->kernel_w, (int)code);
+}
+
+/* ---- choosing a backend ---- */
+
+static int log2_bucket(size_t x) {
+    int b = 0;
+    while (x > 1) {
+        x >>= 1;
+        ++b;
+    }
+    return b;
+}
+
+/* Shapes whose sizes fall in the same powers of two and that share transposes and batching
+ * behave alike: one measurement serves them all. */
+static void shape_class(const clg_gemm_call *c, char *key, size_t size) {
+    snprintf(key, size, "%c%c%s-m%d-n%d-k%d", c->trans_a ? 'T' : 'N', c->trans_b ? 'T' : 'N',
+             c->batch > 1 ? "-batched" : "", log2_bucket(c->m), log2_bucket(c->n),
+             log2_bucket(c->k));
+}
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Elements an operand spans: the last batch entry's last row's end. */
+static size_t extent(size_t rows, size_t cols, size_t ld, size_t stride, size_t batch) {
+    return (batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
+static clg_status backend_prepare(clg_context *ctx, clg_gemm_call *c, clg_gemm_backend b) {
+    c->backend = b;
+    return b == CLG_GEMM_CPU ? clg_gemm_cpu_prepare(ctx, c) : clblast_prepare(ctx, c);
+}
+
+/* Time both backends on this shape with buffers of their own (the plan's buffers hold nothing
+ * yet, and garbage can hide denormals), median of MEASURE_RUNS after a warm-up run that
+ * compiles. Returns the faster backend. */
+static clg_status measure(clg_context *ctx, const clg_gemm_call *call, clg_gemm_choice *out) {
+    clg_gemm_call t = *call;
+    size_t ar = t.trans_a ? t.k : t.m, ac = t.trans_a ? t.m : t.k;
+    size_t br = t.trans_b ? t.n : t.k, bc = t.trans_b ? t.k : t.n;
+    size_t batch = t.batch ? t.batch : 1;
+    size_t na = extent(ar, ac, t.lda, t.a_stride, batch), nb = extent(br, bc, t.ldb, t.b_stride, batch);
+    size_t nc = extent(t.m, t.n, t.ldc, t.c_stride, batch);
+    cl_mem a = NULL, b = NULL, c = NULL, bias = NULL;
+    clg_status st = clg_buffer_create(ctx, na * 4, "GEMM measurement", &a);
+    if (st == CLG_OK) st = clg_buffer_create(ctx, nb * 4, "GEMM measurement", &b);
+    if (st == CLG_OK) st = clg_buffer_create(ctx, nc * 4, "GEMM measurement", &c);
+    if (st == CLG_OK && t.bias)
+        st = clg_buffer_create(ctx, (t.m * t.bias_rs + t.n * t.bias_cs + 1) * 4, "GEMM measurement",
+                               &bias);
+    const float fill = 0.5f;
+    cl_mem bufs[4] = {a, b, c, bias};
+    size_t sizes[4] = {na, nb, nc, bias ? (t.m * t.bias_rs + t.n * t.bias_cs + 1) : 0};
+    for (int i = 0; i < 4 && st == CLG_OK; ++i)
+        if (bufs[i]) {
+            cl_int err = clEnqueueFillBuffer(ctx->queue, bufs[i], &fill, sizeof fill, 0,
+                                             sizes[i] * 4, 0, NULL, NULL);
+            if (err) st = clg_fail_cl(err, "filling GEMM measurement buffers");
+        }
+    t.a = a;
+    t.b = b;
+    t.c = c;
+    t.bias = bias;
+    t.a_off = t.b_off = t.c_off = t.bias_off = 0;
+    for (int be = 0; be < CLG_GEMM_BACKEND_COUNT && st == CLG_OK; ++be) {
+        clg_gemm_call u = t;
+        st = backend_prepare(ctx, &u, (clg_gemm_backend)be);
+        double ms[MEASURE_RUNS];
+        for (int r = -1; r < MEASURE_RUNS && st == CLG_OK; ++r) {
+            double t0 = now_ms();
+            st = clg_gemm_enqueue(ctx, &u, NULL);
+            cl_int err = clFinish(ctx->queue);
+            if (st == CLG_OK && err) st = clg_fail_cl(err, "measuring a GEMM");
+            if (r >= 0) ms[r] = now_ms() - t0;
+        }
+        clg_gemm_release(&u);
+        if (st != CLG_OK) break;
+        qsort(ms, MEASURE_RUNS, sizeof *ms, cmp_double);
+        out->ms[be] = ms[MEASURE_RUNS / 2];
+    }
+    for (int i = 0; i < 4; ++i)
+        if (bufs[i]) clReleaseMemObject(bufs[i]);
+    if (st != CLG_OK) return st;
+    out->backend = out->ms[CLG_GEMM_CPU] < out->ms[CLG_GEMM_CLBLAST] ? CLG_GEMM_CPU
+                                                                     : CLG_GEMM_CLBLAST;
+    return CLG_OK;
+}
+
+clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
+    clg_gemm_state *s = ctx->gemm;
+    call->epilogue = NULL;
+    call->n_kernels = 0;
+    if (s->forced >= 0) return backend_prepare(ctx, call, (clg_gemm_backend)s->forced);
+    char key[64];
+    shape_class(call, key, sizeof key);
+    for (size_t i = 0; i < s->n_choices; ++i)
+        if (strcmp(s->choices[i].key, key) == 0)
+            return backend_prepare(ctx, call, s->choices[i].backend);
+    clg_gemm_choice ch = {0};
+    snprintf(ch.key, sizeof ch.key, "%s", key);
+    clg_status st = measure(ctx, call, &ch);
+    if (st != CLG_OK) return st;
+    clg_trace("GEMM %s: clblast %.3f ms, cpu %.3f ms: %s", key, ch.ms[CLG_GEMM_CLBLAST],
+              ch.ms[CLG_GEMM_CPU], clg_gemm_backend_name(ch.backend));
+    if (s->n_choices == s->cap_choices) {
+        size_t nc = s->cap_choices ? s->cap_choices * 2 : 32;
+        clg_gemm_choice *n = realloc(s->choices, nc * sizeof *n);
+        if (!n) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM choices: out of host memory");
+        s->choices = n;
+        s->cap_choices = nc;
+    }
+    s->choices[s->n_choices++] = ch;
+    save_choice(s, &ch);
+    return backend_prepare(ctx, call, ch.backend);
+}
+
+clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *event) {
+    if (c->backend == CLG_GEMM_CPU) return clg_gemm_cpu_enqueue(ctx, c, event);
+    return clblast_enqueue(ctx, c, event);
+}
+
+void clg_gemm_release(clg_gemm_call *call) {
+    if (call->epilogue) clReleaseKernel(call->epilogue);
+    call->epilogue = NULL;
+    for (int i = 0; i < call->n_kernels; ++i) clReleaseKernel(call->kernels[i].kernel);
+    call->n_kernels = 0;
 }

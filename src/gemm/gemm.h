@@ -14,9 +14,16 @@
 typedef struct clg_context clg_context;
 
 typedef enum clg_gemm_backend {
-    CLG_GEMM_CLBLAST,
+    CLG_GEMM_CLBLAST, /* CLBlast, tuned per device */
+    CLG_GEMM_CPU,     /* clgrad's register-blocked kernels for CPU-like devices */
     CLG_GEMM_BACKEND_COUNT
 } clg_gemm_backend;
+
+/* One kernel launch of a backend, all arguments set at prepare time. */
+typedef struct clg_gemm_kernel {
+    cl_kernel kernel;
+    size_t global[3];
+} clg_gemm_kernel;
 
 /* Activations a GEMM can apply on the way out (the epilogue). */
 typedef enum clg_gemm_act {
@@ -47,13 +54,16 @@ typedef struct clg_gemm_call {
     size_t bias_off, bias_rs, bias_cs;
     clg_gemm_act act;
     clg_gemm_backend backend; /* set by clg_gemm_prepare */
-    cl_kernel epilogue;       /* backends that cannot fuse it: owned by the call's plan step */
+    cl_kernel epilogue;       /* CLBlast: the separate epilogue kernel */
+    clg_gemm_kernel kernels[3]; /* CPU backend: pack A, pack B, product (as needed) */
+    int n_kernels;
     cl_mem temp;              /* CLBlast scratch, owned by the context's GEMM state */
 } clg_gemm_call;
 
 clg_status clg_gemm_init(clg_context *ctx);
 void clg_gemm_free(clg_context *ctx);
-/* Choose the backend for this shape and size its scratch memory. */
+/* Choose the backend for this shape (by measurement, cached per device and shape class;
+ * CLGRAD_GEMM=clblast|cpu forces one) and create what the call needs. */
 clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call);
 /* Queue the product; event (may be NULL) receives the last kernel's event. */
 clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *event);

@@ -1,0 +1,29 @@
+/* State shared by the GEMM dispatcher (gemm.c) and its backends (gemm_cpu.c). */
+#ifndef CLG_GEMM_INTERNAL_H
+#define CLG_GEMM_INTERNAL_H
+
+#include "gemm/gemm.h"
+
+typedef struct clg_gemm_choice {
+    char key[64]; /* shape class */
+    clg_gemm_backend backend;
+    double ms[CLG_GEMM_BACKEND_COUNT]; /* measured medians */
+} clg_gemm_choice;
+
+struct clg_gemm_state {
+    cl_mem temp; /* CLBlast's scratch for its indirect path */
+    size_t temp_bytes;
+    cl_mem cpu_scratch; /* packed panels of the CPU backend */
+    size_t cpu_scratch_bytes;
+    cl_mem *old_scratch; /* outgrown scratch buffers still named by prepared calls */
+    size_t n_old_scratch;
+    int forced; /* CLGRAD_GEMM: a backend, or -1 */
+    clg_gemm_choice *choices;
+    size_t n_choices, cap_choices;
+    char choices_path[4200]; /* "" when there is no disk cache */
+};
+
+clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *call);
+clg_status clg_gemm_cpu_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *event);
+
+#endif
