@@ -75,7 +75,8 @@ typedef struct gen_kernel {
     gen_arg *args;
     int n_args, cap_args;
     int counter_arg;
-    size_t global, local;
+    cl_uint work_dim;
+    size_t global[2], local[2];
     char label[64];
 } gen_kernel;
 
@@ -486,15 +487,37 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
 
     strbuf *src = &pg->src;
     sb_printf(src, "%s%s)\n{\n", head.s ? head.s : "", cg->extra_params.s ? cg->extra_params.s : "");
-    if (!is_reduce) {
-        sb_printf(src, "    const int i = get_global_id(0);\n    if (i >= ");
-        product_expr(src, r, reduced, false);
-        sb_printf(src, ") return;\n");
-        unravel(src, r, reduced, false, "i", "    ");
+    if (!is_reduce && r == 1) {
+        sb_printf(src, "    const int i = get_global_id(0);\n    if (i >= d0) return;\n"
+                       "    const int c0 = i;\n");
         sb_printf(src, "%s%s    out[out_off + i] = %s;\n}\n\n", loads.s ? loads.s : "",
                   body.s ? body.s : "", root);
-        k->global = ((size_t)n_out + WG_ELEMENTWISE - 1) / WG_ELEMENTWISE * WG_ELEMENTWISE;
-        k->local = WG_ELEMENTWISE;
+        k->work_dim = 1;
+        k->global[0] = ((size_t)n_out + WG_ELEMENTWISE - 1) / WG_ELEMENTWISE * WG_ELEMENTWISE;
+        k->local[0] = WG_ELEMENTWISE;
+    } else if (!is_reduce) {
+        /* Two dimensions: the innermost in dimension 0, the rest flattened in dimension 1.
+         * The divisions that unravel the outer index are uniform across a work-group, so they
+         * are not paid per element (a CPU device runs the work-group as a loop). */
+        bool none[CLG_MAX_DIMS] = {false};
+        sb_printf(src, "    const int c%d = get_global_id(0);\n    const int qo = get_global_id(1);\n"
+                       "    if (c%d >= d%d || qo >= ", r - 1, r - 1, r - 1);
+        product_expr(src, r - 1, none, false);
+        sb_printf(src, ") return;\n");
+        unravel(src, r - 1, none, false, "qo", "    ");
+        sb_printf(src, "    const int i = qo * d%d + c%d;\n", r - 1, r - 1);
+        sb_printf(src, "%s%s    out[out_off + i] = %s;\n}\n\n", loads.s ? loads.s : "",
+                  body.s ? body.s : "", root);
+        size_t inner = (size_t)dims[r - 1], outer = (size_t)n_out / inner;
+        size_t l0 = 1;
+        while (l0 < inner && l0 < WG_ELEMENTWISE) l0 *= 2;
+        size_t l1 = WG_ELEMENTWISE / l0;
+        if (l1 > outer) l1 = pow2_at_most(outer);
+        k->work_dim = 2;
+        k->local[0] = l0;
+        k->local[1] = l1;
+        k->global[0] = (inner + l0 - 1) / l0 * l0;
+        k->global[1] = (outer + l1 - 1) / l1 * l1;
     } else {
         const char *ty = rk == CLG_REDUCE_ARGMAX ? "float" : type_of(m->dtype);
         const char *init = rk == CLG_REDUCE_SUM ? "0.0f" : rk == CLG_REDUCE_MIN ? "INFINITY" : "-INFINITY";
@@ -564,8 +587,9 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         size_t cap = maxwg < WG_REDUCE_MAX ? maxwg : WG_REDUCE_MAX;
         size_t want = 1;
         while (want < (size_t)n_red && want < cap) want *= 2;
-        k->local = pow2_at_most(want < cap ? want : cap);
-        k->global = (size_t)n_out * k->local;
+        k->work_dim = 1;
+        k->local[0] = pow2_at_most(want < cap ? want : cap);
+        k->global[0] = (size_t)n_out * k->local[0];
     }
     free(head.s);
     free(body.s);
@@ -636,6 +660,6 @@ clg_status clg_codegen_bind(clg_program_gen *pg, clg_compiler *c, cl_program pro
         clReleaseKernel(kern);
         return st;
     }
-    size_t global = gk->global, local = gk->local;
-    return clg_plan_add_kernel(c->plan, kern, 1, &global, &local, gk->label, gk->counter_arg);
+    return clg_plan_add_kernel(c->plan, kern, gk->work_dim, gk->global, gk->local, gk->label,
+                               gk->counter_arg);
 }
