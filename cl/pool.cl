@@ -29,45 +29,53 @@ int window_argmax(__global const float *x, int base, int4 x_st, int H, int W, in
     return arg;
 }
 
-/* Work-items: (oy * OW + ox, c, n). */
+/* Work-items: (oy, c, n), each one output row. */
 __kernel void max_pool2d(__global float *out, int out_off, __global const float *x, int x_off,
                          int4 x_st, int H, int W, int OW, int8 win) {
-    int p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
-    int C = get_global_size(1), L = get_global_size(0);
-    int oy = p / OW, ox = p - oy * OW;
-    float m;
-    window_argmax(x, x_off + n * x_st.s0 + c * x_st.s1, x_st, H, W, oy, ox, win, &m);
-    out[out_off + (n * C + c) * L + p] = m;
+    int oy = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    int OH = get_global_size(0), C = get_global_size(1);
+    int base = x_off + n * x_st.s0 + c * x_st.s1;
+    __global float *row = out + out_off + ((n * C + c) * OH + oy) * OW;
+    for (int ox = 0; ox < OW; ++ox) {
+        float m;
+        window_argmax(x, base, x_st, H, W, oy, ox, win, &m);
+        row[ox] = m;
+    }
 }
 
 __kernel void max_pool2d_argmax(__global int *out, int out_off, __global const float *x,
                                 int x_off, int4 x_st, int H, int W, int OW, int8 win) {
-    int p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
-    int C = get_global_size(1), L = get_global_size(0);
-    int oy = p / OW, ox = p - oy * OW;
-    float m;
-    out[out_off + (n * C + c) * L + p] =
-        window_argmax(x, x_off + n * x_st.s0 + c * x_st.s1, x_st, H, W, oy, ox, win, &m);
+    int oy = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    int OH = get_global_size(0), C = get_global_size(1);
+    int base = x_off + n * x_st.s0 + c * x_st.s1;
+    __global int *row = out + out_off + ((n * C + c) * OH + oy) * OW;
+    for (int ox = 0; ox < OW; ++ox) {
+        float m;
+        row[ox] = window_argmax(x, base, x_st, H, W, oy, ox, win, &m);
+    }
 }
 
-/* Work-items: (y * W + x, c, n). gout is read through (n, c, oy, ox) strides, arg is a dense
- * [N, C, OH, OW]. */
+/* Work-items: (y, c, n), each one row of dx. gout is read through (n, c, oy, ox) strides, arg
+ * is a dense [N, C, OH, OW]. The row is zeroed; then each window row oy that can reach y adds
+ * its gradients at the argmax positions that fall in this row, in a fixed order (ascending
+ * oy, then ox), so sums are bit-identical run to run. */
 __kernel void max_pool2d_backward(__global float *dx, int dx_off, __global const float *gout,
                                   int g_off, int4 g_st, __global const int *arg, int arg_off,
                                   int W, int OH, int OW, int8 win) {
-    int p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
-    int C = get_global_size(1), HW = get_global_size(0);
-    int y = p / W, xx = p - y * W;
-    int kh = win.s0, kw = win.s1, sh = win.s2, sw = win.s3;
+    int y = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    int H = get_global_size(0), C = get_global_size(1);
+    int kh = win.s0, sh = win.s2;
     /* windows oy with oy * sh - pad_h <= y < oy * sh - pad_h + kh */
-    int ty = y + win.s4, tx = xx + win.s5;
+    int ty = y + win.s4;
     int oy0 = ty - kh + 1 > 0 ? (ty - kh + sh) / sh : 0, oy1 = min(ty / sh, OH - 1);
-    int ox0 = tx - kw + 1 > 0 ? (tx - kw + sw) / sw : 0, ox1 = min(tx / sw, OW - 1);
-    int abase = arg_off + (n * C + c) * OH * OW;
-    int gbase = g_off + n * g_st.s0 + c * g_st.s1;
-    float acc = 0.0f;
+    __global float *row = dx + dx_off + ((n * C + c) * H + y) * W;
+    __global const int *abase = arg + arg_off + (n * C + c) * OH * OW;
+    __global const float *gbase = gout + g_off + n * g_st.s0 + c * g_st.s1;
+    for (int xx = 0; xx < W; ++xx) row[xx] = 0.0f;
+    int lo = y * W, hi = lo + W;
     for (int oy = oy0; oy <= oy1; ++oy)
-        for (int ox = ox0; ox <= ox1; ++ox)
-            if (arg[abase + oy * OW + ox] == p) acc += gout[gbase + oy * g_st.s2 + ox * g_st.s3];
-    dx[dx_off + (n * C + c) * HW + p] = acc;
+        for (int ox = 0; ox < OW; ++ox) {
+            int a = abase[oy * OW + ox];
+            if (a >= lo && a < hi) row[a - lo] += gbase[oy * g_st.s2 + ox * g_st.s3];
+        }
 }

@@ -152,7 +152,7 @@ static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_ope
         clReleaseKernel(k);
         return st;
     }
-    size_t global[3] = {(size_t)(geo.oh * geo.ow), (size_t)K, (size_t)(geo.n * G)};
+    size_t global[3] = {(size_t)geo.oh, (size_t)K, (size_t)(geo.n * G)};
     return clg_lower_kernel(lw, k, 3, global, NULL, "im2col");
 }
 
@@ -182,7 +182,7 @@ static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_ope
         clReleaseKernel(k);
         return st;
     }
-    size_t global[3] = {(size_t)(geo.h * geo.w), (size_t)geo.c, (size_t)geo.n};
+    size_t global[3] = {(size_t)geo.h, (size_t)geo.c, (size_t)geo.n};
     return clg_lower_kernel(lw, k, 3, global, NULL, "col2im");
 }
 

@@ -136,8 +136,7 @@ static clg_status lower_window(clg_lowering *lw, const char *kernel, const clg_t
         clReleaseKernel(k);
         return st;
     }
-    size_t global[3] = {(size_t)(out->shape[2] * out->shape[3]), (size_t)out->shape[1],
-                        (size_t)out->shape[0]};
+    size_t global[3] = {(size_t)out->shape[2], (size_t)out->shape[1], (size_t)out->shape[0]};
     return clg_lower_kernel(lw, k, 3, global, NULL, kernel);
 }
 
@@ -176,8 +175,7 @@ static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, co
         clReleaseKernel(k);
         return st;
     }
-    size_t global[3] = {(size_t)(out->shape[2] * out->shape[3]), (size_t)out->shape[1],
-                        (size_t)out->shape[0]};
+    size_t global[3] = {(size_t)out->shape[2], (size_t)out->shape[1], (size_t)out->shape[0]};
     return clg_lower_kernel(lw, k, 3, global, NULL, "max_pool2d_backward");
 }
 
