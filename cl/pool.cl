@@ -1,6 +1,6 @@
-/* Max pooling: the forward value, the window's argmax (the same scan, for the backward pass),
- * and the backward pass, which gathers: each input pixel sums the gradients of the windows
- * whose argmax it is, in a fixed order, with no atomics (bit-identical run to run).
+/* Max pooling: the window's argmax (one scan), the values there, and the backward pass, which
+ * adds each window's gradient at its argmax, row by row in a fixed order, with no atomics
+ * (bit-identical run to run).
  * The image is read through (n, c, y, x) strides; outputs are dense. */
 
 /* win: kh, kw, stride_h, stride_w, pad_h, pad_w */
@@ -29,17 +29,21 @@ int window_argmax(__global const float *x, int base, int4 x_st, int H, int W, in
     return arg;
 }
 
-/* Work-items: (oy, c, n), each one output row. */
-__kernel void max_pool2d(__global float *out, int out_off, __global const float *x, int x_off,
-                         int4 x_st, int H, int W, int OW, int8 win) {
+/* Work-items: (oy, c, n), each one output row: the values at the argmax positions (-INFINITY
+ * for an empty window). */
+__kernel void max_pool2d_gather(__global float *out, int out_off, __global const float *x,
+                                int x_off, int4 x_st, __global const int *arg, int arg_off,
+                                int W, int OW) {
     int oy = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
     int OH = get_global_size(0), C = get_global_size(1);
-    int base = x_off + n * x_st.s0 + c * x_st.s1;
-    __global float *row = out + out_off + ((n * C + c) * OH + oy) * OW;
+    int plane = (n * C + c) * OH + oy;
+    __global const float *src = x + x_off + n * x_st.s0 + c * x_st.s1;
+    __global const int *a = arg + arg_off + plane * OW;
+    __global float *row = out + out_off + plane * OW;
     for (int ox = 0; ox < OW; ++ox) {
-        float m;
-        window_argmax(x, base, x_st, H, W, oy, ox, win, &m);
-        row[ox] = m;
+        int p = a[ox];
+        int y = p / W;
+        row[ox] = p < 0 ? -INFINITY : src[y * x_st.s2 + (p - y * W) * x_st.s3];
     }
 }
 

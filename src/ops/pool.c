@@ -1,7 +1,7 @@
-/* Pooling. max_pool2d has its own kernels (cl/pool.cl): the forward value, and for the
- * backward pass the window argmax recomputed by the same scan plus a gathering kernel that
- * routes gradients to it. avg_pool2d is a mean over im2col columns and global_avg_pool2d a
- * mean over H and W, so their gradients come from the parts. */
+/* Pooling. max_pool2d has its own kernels (cl/pool.cl): one scan finds each window's argmax,
+ * a gather reads the values there, and the backward pass routes gradients to the same argmax
+ * (no second scan). avg_pool2d is a mean over im2col columns and global_avg_pool2d a mean over
+ * H and W, so their gradients come from the parts. */
 #include <string.h>
 
 #include "compile/lowering.h"
@@ -9,21 +9,22 @@
 #include "ops/conv.h"
 
 static void bw_max_pool(clg_graph *g, clg_tensor *node, clg_tensor *gout);
-static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                 const clg_operand *out);
+static clg_status lower_max_pool_gather(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                        const clg_operand *out);
 static clg_status lower_max_pool_argmax(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                         const clg_operand *out);
 static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                           const clg_operand *out);
 
 /* All three: ia[0..5] kh, kw, stride_h, stride_w, pad_h, pad_w; ia[6], ia[7] the input's H, W */
+/* i32 [N, C, OH, OW]: y * W + x of each window's first maximum (-1: empty window) */
+static const clg_op_info op_max_pool_argmax = {
+    .name = "max_pool2d_argmax", .kind = CLG_KIND_KERNEL, .lower = lower_max_pool_argmax};
+/* (x, argmax) -> the pooled values */
 static const clg_op_info op_max_pool = {.name = "max_pool2d",
                                         .kind = CLG_KIND_KERNEL,
                                         .backward = bw_max_pool,
-                                        .lower = lower_max_pool};
-/* i32 [N, C, OH, OW]: y * W + x of each window's first maximum */
-static const clg_op_info op_max_pool_argmax = {
-    .name = "max_pool2d_argmax", .kind = CLG_KIND_KERNEL, .lower = lower_max_pool_argmax};
+                                        .lower = lower_max_pool_gather};
 /* (gout, argmax) -> dx [N, C, H, W]. No gradient of its own: second derivatives of max
  * pooling are not supported. */
 static const clg_op_info op_max_pool_backward = {
@@ -88,12 +89,13 @@ clg_tensor *clg_max_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params 
     const int64_t attrs[8] = {geo.kh, geo.kw, geo.sh,      geo.sw,
                               geo.ph, geo.pw, x->shape[2], x->shape[3]};
     x = clg_conv_operand(g, x);
-    return pool_node(g, &op_max_pool, CLG_F32, 1, &x, shape, attrs);
+    clg_tensor *arg = pool_node(g, &op_max_pool_argmax, CLG_I32, 1, &x, shape, attrs);
+    clg_tensor *ins[2] = {x, arg};
+    return pool_node(g, &op_max_pool, CLG_F32, 2, ins, shape, attrs);
 }
 
 static void bw_max_pool(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_tensor *x = node->in[0];
-    clg_tensor *arg = pool_node(g, &op_max_pool_argmax, CLG_I32, 1, &x, node->shape, node->ia);
+    clg_tensor *x = node->in[0], *arg = node->in[1];
     clg_tensor *ins[2] = {clg_conv_operand(g, gout), arg};
     clg_grad_accumulate(g, x,
                         pool_node(g, &op_max_pool_backward, CLG_F32, 2, ins, x->shape, node->ia));
@@ -113,7 +115,7 @@ static cl_int4 strides4(const clg_operand *o) {
     return v;
 }
 
-/* max_pool2d and its argmax share the argument list and grid. */
+/* The window scan. */
 static clg_status lower_window(clg_lowering *lw, const char *kernel, const clg_tensor *node,
                                const clg_operand *x, const clg_operand *out) {
     cl_int4 xst = strides4(x);
@@ -140,9 +142,30 @@ static clg_status lower_window(clg_lowering *lw, const char *kernel, const clg_t
     return clg_lower_kernel(lw, k, 3, global, NULL, kernel);
 }
 
-static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                 const clg_operand *out) {
-    return lower_window(lw, "max_pool2d", node, &in[0], out);
+static clg_status lower_max_pool_gather(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                        const clg_operand *out) {
+    const clg_operand *x = &in[0], *arg = &in[1];
+    cl_int4 xst = strides4(x);
+    cl_kernel k;
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", "max_pool2d_gather", &k);
+    if (st != CLG_OK) return st;
+    clg_args a = clg_args_begin(k);
+    clg_arg_mem(&a, out->mem);
+    clg_arg_int(&a, out->offset);
+    clg_arg_mem(&a, x->mem);
+    clg_arg_int(&a, x->offset);
+    clg_arg_raw(&a, sizeof xst, &xst);
+    clg_arg_mem(&a, arg->mem);
+    clg_arg_int(&a, arg->offset);
+    clg_arg_int(&a, node->ia[7]);
+    clg_arg_int(&a, out->shape[3]);
+    st = clg_args_done(&a, "max_pool2d_gather");
+    if (st != CLG_OK) {
+        clReleaseKernel(k);
+        return st;
+    }
+    size_t global[3] = {(size_t)out->shape[2], (size_t)out->shape[1], (size_t)out->shape[0]};
+    return clg_lower_kernel(lw, k, 3, global, NULL, "max_pool2d");
 }
 
 static clg_status lower_max_pool_argmax(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
