@@ -68,12 +68,13 @@ static clg_status find_roots(clg_compiler *c) {
         bool root = t->is_output || t->is_effect;
         if (c->opts.optimizer && t->param && t->param->trainable && t->grad) {
             c->np[t->grad->id].reachable = true;
-            c->np[t->grad->base->id].forced = true;
+            c->np[t->grad->base->id].forced = c->np[t->grad->base->id].pinned = true;
             any = true;
         }
         if (root) {
             c->np[i].reachable = true;
-            c->np[t->base->id].forced = true;
+            c->np[t->base->id].forced = c->np[t->base->id].pinned = true;
+            c->np[i].pinned = true;
             any = true;
         }
     }
@@ -117,7 +118,7 @@ static void analyse(clg_compiler *c) {
         for (size_t i = 0; i < e; ++i) {
             clg_tensor *t = g->nodes[i];
             for (int k = 0; np[i].reachable && k < t->n_in; ++k)
-                if (t->in[k]->base == target) np[i].forced = true;
+                if (t->in[k]->base == target) np[i].forced = np[i].pinned = true;
         }
     }
     for (size_t i = 0; i < c->n; ++i) {
@@ -153,20 +154,37 @@ static void fuse_gemm_epilogues(clg_compiler *c) {
     if (c->opts.no_fusion) return;
     for (size_t i = 0; i < c->n; ++i) {
         clg_tensor *m = c->g->nodes[i];
-        if (!np[i].reachable || !clg_is_matmul(m) || np[i].forced || np[i].consumers != 1)
+        if (!np[i].reachable || !clg_is_matmul(m) || np[i].pinned || np[i].consumers != 1)
             continue;
-        const clg_tensor *u = np[i].consumer;
-        if (!clg_elementwise_is_add(u) || !clg_same_shape(u, m)) continue;
-        const clg_tensor *bias = u->in[0] == m ? u->in[1] : u->in[0];
-        if (bias == m || bias->info->kind == CLG_KIND_SCALAR ||
-            bias->base->info->kind == CLG_KIND_SCALAR || bias->ndim > m->ndim)
+        const clg_tensor *u = np[i].consumer, *view = NULL;
+        if (u->info->kind == CLG_KIND_VIEW) {
+            /* a reshape that keeps the product's memory order (conv2d's [N, O, OH * OW] seen
+             * as [N, O, OH, OW]) */
+            if (u->base != m || u->offset != 0 || !clg_is_contiguous(u) || np[u->id].pinned ||
+                np[u->id].consumers != 1)
+                continue;
+            view = u;
+            u = np[u->id].consumer;
+        } else if (np[i].forced) {
             continue;
-        /* the bias must not vary along the batch dims (one bias for every product) */
-        bool ok = true;
-        for (int d = 0; d < m->ndim - 2; ++d) {
-            int j = d - (m->ndim - bias->ndim);
-            if (j >= 0 && bias->shape[j] != 1) ok = false;
         }
+        if (!clg_elementwise_is_add(u) || !clg_same_shape(u, view ? view : m)) continue;
+        const clg_tensor *prod = view ? view : m;
+        const clg_tensor *bias = u->in[0] == prod ? u->in[1] : u->in[0];
+        if (bias == m || bias == view || bias->info->kind == CLG_KIND_SCALAR ||
+            bias->base->info->kind == CLG_KIND_SCALAR || bias->ndim > u->ndim)
+            continue;
+        /* The bias as the product reads it: its broadcast strides over u's shape, seen
+         * through the reshape; it must not vary along the batch dims. */
+        int64_t su[CLG_MAX_DIMS], sm[CLG_MAX_DIMS];
+        for (int d = 0; d < u->ndim; ++d) {
+            int j = d - (u->ndim - bias->ndim);
+            su[d] = (j < 0 || bias->shape[j] == 1) ? 0 : bias->strides[j];
+        }
+        if (!clg_reshape_strides(u->ndim, u->shape, su, m->ndim, m->shape, sm)) continue;
+        bool ok = true;
+        for (int d = 0; d < m->ndim - 2; ++d)
+            if (m->shape[d] != 1 && sm[d] != 0) ok = false;
         if (!ok) continue;
         const clg_tensor *f = u;
         int act = CLG_GEMM_ACT_NONE;
@@ -180,6 +198,7 @@ static void fuse_gemm_epilogues(clg_compiler *c) {
         }
         np[i].materialize = false;
         np[i].inlined = true;
+        if (view) np[i].consumer = u; /* the product's group is u's */
         if (f != u) {
             np[u->id].materialize = false;
             np[u->id].inlined = true;
@@ -189,6 +208,7 @@ static void fuse_gemm_epilogues(clg_compiler *c) {
         np[f->id].gemm = (int)i;
         np[f->id].gemm_bias = bias;
         np[f->id].gemm_act = act;
+        memcpy(np[f->id].gemm_bias_strides, sm, sizeof sm);
         /* the bias is read from a buffer: an elementwise bias cannot stay inlined */
         if (np[bias->base->id].inlined) {
             np[bias->base->id].inlined = false;
@@ -420,7 +440,11 @@ static clg_status emit_steps(clg_compiler *c) {
             clg_operand ins[2] = {clg_compiler_operand(c, mm->in[0]),
                                   clg_compiler_operand(c, mm->in[1])};
             clg_operand out = clg_compiler_operand(c, m);
+            /* the bias in the product's shape (through a reshape, if any) */
             clg_operand bias = clg_compiler_operand(c, mp->gemm_bias);
+            bias.ndim = mm->ndim;
+            memcpy(bias.shape, mm->shape, sizeof bias.shape);
+            memcpy(bias.strides, mp->gemm_bias_strides, sizeof bias.strides);
             st = clg_matmul_lower_fused(&lw, mm, ins, &out, &bias, (clg_gemm_act)mp->gemm_act);
             continue;
         }

@@ -9,6 +9,8 @@
 typedef struct clg_node_plan {
     bool reachable;
     bool forced;      /* must have storage: read by a view, a kernel op or the host */
+    bool pinned;      /* must be computed at its own place: an output, a gradient the optimizer
+                         reads, or a read before a clg_assign */
     bool materialize; /* computed by a step into its own arena storage */
     bool inlined;     /* computed inside the kernel of node `group` */
     int consumers;    /* distinct reachable consumers */
@@ -21,6 +23,7 @@ typedef struct clg_node_plan {
      * bias node (or NULL) and the activation. */
     int gemm;
     const clg_tensor *gemm_bias;
+    int64_t gemm_bias_strides[CLG_MAX_DIMS]; /* the bias read over the product's shape */
     int gemm_act;
 } clg_node_plan;
 

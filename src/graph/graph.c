@@ -56,6 +56,52 @@ bool clg_is_contiguous(const clg_tensor *t) {
     return true;
 }
 
+/* Strides for viewing a layout (old shape and strides) as a new shape without copying, if
+ * possible: group dimensions of equal products; within an old group the dims must be laid
+ * out contiguously relative to each other. */
+bool clg_reshape_strides(int old_nd, const int64_t *old_shape, const int64_t *old_strides, int nd,
+                         const int64_t *shape, int64_t *out) {
+    int on = 0;
+    int64_t os[CLG_MAX_DIMS], ost[CLG_MAX_DIMS];
+    for (int i = 0; i < old_nd; ++i)
+        if (old_shape[i] != 1) {
+            os[on] = old_shape[i];
+            ost[on++] = old_strides[i];
+        }
+    int oi = 0, ni = 0;
+    while (ni < nd) {
+        if (shape[ni] == 1) {
+            out[ni++] = 0;
+            continue;
+        }
+        if (oi >= on) return false;
+        int o0 = oi, n0 = ni;
+        int64_t op = os[oi++], np = shape[ni++];
+        while (op != np) {
+            if (op < np) {
+                if (oi >= on) return false;
+                op *= os[oi++];
+            } else {
+                while (ni < nd && shape[ni] == 1) out[ni++] = 0;
+                if (ni >= nd) return false;
+                np *= shape[ni++];
+            }
+        }
+        for (int k = o0; k + 1 < oi; ++k)
+            if (ost[k] != ost[k + 1] * os[k + 1]) return false;
+        int64_t s = ost[oi - 1];
+        for (int k = ni - 1; k >= n0; --k) {
+            if (shape[k] == 1) {
+                out[k] = 0;
+                continue;
+            }
+            out[k] = s;
+            s *= shape[k];
+        }
+    }
+    return oi == on;
+}
+
 bool clg_same_shape(const clg_tensor *a, const clg_tensor *b) {
     if (a->ndim != b->ndim) return false;
     for (int i = 0; i < a->ndim; ++i)

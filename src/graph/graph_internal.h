@@ -130,6 +130,10 @@ int64_t clg_shape_numel(int ndim, const int64_t *shape);
 void clg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
 bool clg_is_contiguous(const clg_tensor *t); /* reads its base as a dense row-major block */
 bool clg_same_shape(const clg_tensor *a, const clg_tensor *b);
+/* Strides that view a layout (old shape, old strides) as shape without copying; false if no
+ * such strides exist. Zero (broadcast) strides are layouts too. */
+bool clg_reshape_strides(int old_nd, const int64_t *old_shape, const int64_t *old_strides, int nd,
+                         const int64_t *shape, int64_t *out);
 /* "[2, 3]" into buf. */
 const char *clg_shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
 /* Normalise a possibly negative axis; false if out of range. */

@@ -37,50 +37,6 @@ static const clg_op_info op_embed = {.name = "pad", .kind = CLG_KIND_KERNEL,
 
 /* ---- views ---- */
 
-/* Strides for viewing x (shape/strides over its base) as the new shape without copying, if
- * possible: group dimensions of equal products; within an old group the dims must be laid
- * out contiguously relative to each other. */
-static bool reshape_strides(const clg_tensor *x, int nd, const int64_t *shape, int64_t *out) {
-    int on = 0;
-    int64_t os[CLG_MAX_DIMS], ost[CLG_MAX_DIMS];
-    for (int i = 0; i < x->ndim; ++i)
-        if (x->shape[i] != 1) {
-            os[on] = x->shape[i];
-            ost[on++] = x->strides[i];
-        }
-    int oi = 0, ni = 0;
-    while (ni < nd) {
-        if (shape[ni] == 1) {
-            out[ni++] = 0;
-            continue;
-        }
-        if (oi >= on) return false;
-        int o0 = oi, n0 = ni;
-        int64_t op = os[oi++], np = shape[ni++];
-        while (op != np) {
-            if (op < np) {
-                if (oi >= on) return false;
-                op *= os[oi++];
-            } else {
-                while (ni < nd && shape[ni] == 1) out[ni++] = 0;
-                if (ni >= nd) return false;
-                np *= shape[ni++];
-            }
-        }
-        for (int k = o0; k + 1 < oi; ++k)
-            if (ost[k] != ost[k + 1] * os[k + 1]) return false;
-        int64_t s = ost[oi - 1];
-        for (int k = ni - 1; k >= n0; --k) {
-            if (shape[k] == 1) {
-                out[k] = 0;
-                continue;
-            }
-            out[k] = s;
-            s *= shape[k];
-        }
-    }
-    return oi == on;
-}
 
 clg_tensor *clg_reshape(clg_graph *g, clg_tensor *x, int ndim, const int64_t *shape) {
     CLG_GUARD(g, "reshape", 1, x);
@@ -119,7 +75,7 @@ clg_tensor *clg_reshape(clg_graph *g, clg_tensor *x, int ndim, const int64_t *sh
     }
     if (x->ndim == ndim && memcmp(x->shape, s, (size_t)ndim * sizeof *s) == 0) return x;
     int64_t st[CLG_MAX_DIMS];
-    if (!reshape_strides(x, ndim, s, st)) {
+    if (!clg_reshape_strides(x->ndim, x->shape, x->strides, ndim, s, st)) {
         x = clg_contiguous(g, x);
         if (g->error) return g->poison;
         clg_contiguous_strides(ndim, s, st);
