@@ -18,7 +18,16 @@ static const char *SOURCE = "__kernel void twice(__global float *x) {\n"
 
 static char dir[256];
 
+static void remove_dir(void) {
+    if (!dir[0]) return;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    dir[0] = '\0';
+}
+
 static void fresh_dir(void) {
+    remove_dir();
     snprintf(dir, sizeof dir, "/tmp/clgrad-cache-test-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     setenv("CLGRAD_CACHE_DIR", dir, 1);
@@ -191,6 +200,7 @@ START_TEST(build_failure_names_program_and_log) {
 END_TEST
 
 int main(void) {
+    atexit(remove_dir);
     Suite *s = suite_create("program-cache");
     TCase *tc = tcase_create("cache");
     tcase_set_timeout(tc, 600);

@@ -75,6 +75,58 @@ static void save_choice(const clg_gemm_state *s, const clg_gemm_choice *c) {
     fclose(f);
 }
 
+/* The file tools/clgrad-tune writes for this device and driver: lines
+ * "<kernel> <NAME>=<value> ..." applied with CLBlastOverrideParameters (a missing file leaves
+ * CLBlast's own database in charge). */
+void clg_gemm_tuning_path(const clg_context *ctx, const char *dir, char *out, size_t size) {
+    uint64_t h = fnv("clgrad-clblast-tuning-1", 0xcbf29ce484222325ull);
+    h = fnv(ctx->info.name, h);
+    h = fnv(ctx->info.driver_version, h);
+    h = fnv(ctx->info.platform_name, h);
+    h = fnv(ctx->info.platform_version, h);
+    snprintf(out, size, "%s/clblast-%016llx.txt", dir, (unsigned long long)h);
+}
+
+clg_status clg_gemm_apply_tuning_line(clg_context *ctx, const char *line) {
+    char kernel[64];
+    int used = 0;
+    if (sscanf(line, "%63s%n", kernel, &used) != 1) return CLG_OK;
+    const char *names[32];
+    size_t values[32];
+    char store[32][48];
+    size_t n = 0;
+    const char *p = line + used;
+    char name[48];
+    unsigned long v;
+    int adv = 0;
+    while (n < 32 && sscanf(p, " %47[A-Z_0-9]=%lu%n", name, &v, &adv) == 2) {
+        snprintf(store[n], sizeof store[n], "%s", name);
+        names[n] = store[n];
+        values[n++] = (size_t)v;
+        p += adv;
+    }
+    if (n == 0) return CLG_OK;
+    CLBlastStatusCode code =
+        CLBlastOverrideParameters(ctx->device, kernel, CLBlastPrecisionSingle, n, names, values);
+    if (code != CLBlastSuccess)
+        return clg_fail(CLG_ERR_OPENCL, "applying CLBlast tuning for %s (%zu parameters): status %d",
+                        kernel, n, (int)code);
+    clg_trace("CLBlast %s: %zu tuned parameters applied", kernel, n);
+    return CLG_OK;
+}
+
+static void load_tuning(clg_context *ctx, const char *dir) {
+    char path[4200];
+    clg_gemm_tuning_path(ctx, dir, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char line[1024];
+    while (fgets(line, sizeof line, f))
+        if (line[0] != '#' && clg_gemm_apply_tuning_line(ctx, line) != CLG_OK)
+            clg_trace("%s: %s (ignored)", path, clg_last_error());
+    fclose(f);
+}
+
 clg_status clg_gemm_init(clg_context *ctx) {
     clg_gemm_state *s = calloc(1, sizeof *s);
     if (!s) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM state: out of host memory");
@@ -99,6 +151,7 @@ clg_status clg_gemm_init(clg_context *ctx) {
         snprintf(s->choices_path, sizeof s->choices_path, "%s/gemm-%016llx.txt", dir,
                  (unsigned long long)h);
         load_choices(s);
+        load_tuning(ctx, dir);
     }
     return CLG_OK;
 }
@@ -260,7 +313,17 @@ static size_t extent(size_t rows, size_t cols, size_t ld, size_t stride, size_t 
 
 static clg_status backend_prepare(clg_context *ctx, clg_gemm_call *c, clg_gemm_backend b) {
     c->backend = b;
+    c->epilogue = NULL;
+    c->n_kernels = 0;
     return b == CLG_GEMM_CPU ? clg_gemm_cpu_prepare(ctx, c) : clblast_prepare(ctx, c);
+}
+
+clg_status clg_gemm_prepare_backend(clg_context *ctx, clg_gemm_call *call, clg_gemm_backend b) {
+    return backend_prepare(ctx, call, b);
+}
+
+const char *clg_gemm_choices_path(const clg_context *ctx) {
+    return ctx->gemm->choices_path;
 }
 
 /* Time both backends on this shape with buffers of their own (the plan's buffers hold nothing

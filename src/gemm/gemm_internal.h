@@ -24,6 +24,15 @@ struct clg_gemm_state {
 };
 
 clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *call);
+
+/* CLBlast tuning (written by tools/clgrad-tune): the file for this device in dir, and one
+ * line of it applied ("<kernel> NAME=value ..."). */
+void clg_gemm_tuning_path(const clg_context *ctx, const char *dir, char *out, size_t size);
+clg_status clg_gemm_apply_tuning_line(clg_context *ctx, const char *line);
+/* Path of the backend-choice cache ("" when there is none). */
+const char *clg_gemm_choices_path(const clg_context *ctx);
+/* Prepare a call for one backend, bypassing the measured choice. */
+clg_status clg_gemm_prepare_backend(clg_context *ctx, clg_gemm_call *call, clg_gemm_backend b);
 clg_status clg_gemm_cpu_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *event);
 
 #endif
