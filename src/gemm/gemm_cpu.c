@@ -49,11 +49,14 @@ typedef struct cpu_plan {
 /* Pack an operand when enough tiles reuse it to pay for the copy; otherwise let each
  * work-item take up to 8 x 4 tiles (K blocking reuses V from L1 and S from L2), keeping at
  * least 4 work-items per compute unit. */
-static cpu_plan choose(size_t m, size_t n, size_t k, size_t batch, unsigned units) {
+static cpu_plan choose(size_t m, size_t n, size_t k, size_t batch, size_t v_stride,
+                       unsigned units) {
     size_t tiles_m = ceil_div(m, MR), tiles_n = ceil_div(n, NR);
     double flop = 2.0 * (double)m * (double)n * (double)k * (double)batch;
     cpu_plan p = {0, 0, 1, 1};
-    p.pack_v = tiles_m >= 8 && flop >= 8e6;
+    /* A V of its own per batch entry that stays in cache (attention's 64 x 64) is read in place;
+     * one shared by the batch is packed once and pays. */
+    p.pack_v = tiles_m >= 8 && flop >= 8e6 && (batch == 1 || v_stride == 0 || k * n >= 65536);
     p.pack_s = tiles_n >= 16 && m >= 256 && k >= 256;
     if (p.pack_s && p.pack_v) return p;
     p.mb = tiles_m < 8 ? (int)tiles_m : 8;
@@ -94,7 +97,7 @@ static clg_status pack_kernel(clg_context *ctx, int rows, int k, int w, cl_mem x
 
 clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *c) {
     const size_t batch = c->batch ? c->batch : 1;
-    cpu_plan plan = choose(c->m, c->n, c->k, batch, ctx->info.compute_units);
+    cpu_plan plan = choose(c->m, c->n, c->k, batch, c->b_stride, ctx->info.compute_units);
     /* op(B) = B^T has no contiguous rows along n: pack it. */
     if (c->trans_b && !c->trans_a) plan.pack_v = 1;
     /* Both transposed: compute C^T = B A (S = B, V = A in place) unless B gets packed. */
