@@ -757,10 +757,76 @@ START_TEST(test_reduce_grad) {
 }
 END_TEST
 
+/* Long reductions with few outputs are split over several work-groups and combined by a
+ * second kernel: sum, mean, max, min over 100003 values and over rows of 50001, against
+ * double-precision references (max/min exact), with a NaN that must win a max. */
+START_TEST(split_reductions) {
+    enum { N = 100003, R = 3, C = 50001 };
+    clg_context *ctx = clg_test_context();
+    clg_test_rng rng;
+    clg_test_rng_seed(&rng, 4242);
+    float *x = malloc(N * sizeof *x), *y = malloc((size_t)R * C * sizeof *y);
+    clg_test_fill(&rng, x, N, -1.0f, 1.0f);
+    clg_test_fill(&rng, y, (size_t)R * C, 0.0f, 2.0f);
+    y[C + 777] = NAN; /* row 1 */
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *tx = clg_constant(g, CLG_F32, 1, (int64_t[]){N}, x);
+    clg_tensor *ty = clg_constant(g, CLG_F32, 2, (int64_t[]){R, C}, y);
+    clg_tensor *outs[7] = {
+        clg_sum(g, tx, 0, NULL, false),          clg_mean(g, tx, 0, NULL, false),
+        clg_max(g, tx, 0, NULL, false),          clg_min(g, tx, 0, NULL, false),
+        clg_sum(g, ty, 1, (int[]){1}, false),    clg_max(g, ty, 1, (int[]){1}, false),
+        clg_sum(g, clg_exp(g, tx), 0, NULL, false)};
+    for (int i = 0; i < 7; ++i) clg_assert_ok(clg_graph_output(g, outs[i]));
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    /* each reduction is split: two kernels apiece */
+    ck_assert_uint_eq(clg_plan_kernel_count(p), 14);
+    clg_assert_ok(clg_plan_run(p));
+    float got[4], rows_sum[R], rows_max[R], esum;
+    for (int i = 0; i < 4; ++i) clg_assert_ok(clg_plan_read(p, outs[i], &got[i], sizeof got[i]));
+    clg_assert_ok(clg_plan_read(p, outs[4], rows_sum, sizeof rows_sum));
+    clg_assert_ok(clg_plan_read(p, outs[5], rows_max, sizeof rows_max));
+    clg_assert_ok(clg_plan_read(p, outs[6], &esum, sizeof esum));
+    double s = 0, e = 0, mx = -INFINITY, mn = INFINITY;
+    for (int i = 0; i < N; ++i) {
+        s += x[i];
+        e += exp((double)x[i]);
+        mx = x[i] > mx ? x[i] : mx;
+        mn = x[i] < mn ? x[i] : mn;
+    }
+    /* float sums of 1e5 terms of magnitude <= 1: allow 1e-3 absolute (the terms cancel) */
+    ck_assert_msg(fabs(got[0] - s) < 1e-3, "sum %g want %g", (double)got[0], s);
+    ck_assert_msg(fabs(got[1] - s / N) < 1e-8, "mean %g want %g", (double)got[1], s / N);
+    ck_assert_msg(got[2] == (float)mx && got[3] == (float)mn, "max %g/%g min %g/%g",
+                  (double)got[2], mx, (double)got[3], mn);
+    ck_assert_msg(fabs(esum - e) < 1e-4 * e, "sum(exp) %g want %g", (double)esum, e);
+    for (int r = 0; r < R; ++r) {
+        double rs = 0, rm = -INFINITY;
+        for (int c = 0; c < C; ++c) {
+            rs += y[r * C + c];
+            rm = y[r * C + c] > rm ? y[r * C + c] : rm;
+        }
+        if (r == 1) {
+            ck_assert_msg(isnan(rows_sum[r]) && isnan(rows_max[r]), "NaN row: sum %g max %g",
+                          (double)rows_sum[r], (double)rows_max[r]);
+            continue;
+        }
+        ck_assert_msg(fabs(rows_sum[r] - rs) < 1e-4 * rs, "row %d sum %g want %g", r,
+                      (double)rows_sum[r], rs);
+        ck_assert_msg(rows_max[r] == (float)rm, "row %d max %g want %g", r, (double)rows_max[r], rm);
+    }
+    free(x);
+    free(y);
+    clg_graph_free(g);
+}
+END_TEST
+
 static Suite *reduce_suite(void) {
     Suite *s = suite_create("reduce");
     TCase *fwd = tcase_create("forward");
     tcase_add_test(fwd, test_reduce_axes);
+    tcase_add_test(fwd, split_reductions);
     tcase_add_test(fwd, test_reduce_lengths);
     tcase_add_test(fwd, test_argmax_ties);
     tcase_add_test(fwd, test_reduce_prologue);

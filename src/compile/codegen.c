@@ -11,6 +11,7 @@
 #include "compile/codegen.h"
 #include "compile/compile_internal.h"
 #include "core/kernel_source.h"
+#include "core/program.h"
 #include "ops/reduce.h"
 
 #define WG_ELEMENTWISE 64
@@ -78,6 +79,13 @@ typedef struct gen_kernel {
     cl_uint work_dim;
     size_t global[2], local[2];
     char label[64];
+    /* A long reduction with few outputs is split: `parts` work-groups per output write
+     * partial results to `scratch`, and a second kernel (cl/reduce.cl) combines them. */
+    int parts;
+    cl_mem scratch;
+    int reduce_op;
+    float scale;
+    int64_t n_out;
 } gen_kernel;
 
 struct clg_program_gen {
@@ -425,10 +433,40 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
     emit_members(cg, &gr, m, is_reduce, names, member_names, &body);
     const char *root = value_name(&gr, names, member_names, is_reduce ? m->in[0] : m);
 
-    /* fixed parameters: out, operands (buffer, offset, non-zero strides), the linear index's
-     * strides when a reduction's prologue asks for it, dims, scale */
+    int64_t n_out = 1, n_red = 1;
+    for (int d = 0; d < r; ++d) {
+        if (reduced[d])
+            n_red *= dims[d];
+        else
+            n_out *= dims[d];
+    }
+    /* Few outputs and long reductions would leave most compute units idle (one work-group per
+     * output): split each output's reduction over several work-groups. */
+    int parts = 1;
+    if (is_reduce && rk != CLG_REDUCE_ARGMAX && n_red >= 16384 && n_out < 64) {
+        int64_t want = n_red / 8192;
+        parts = (int)(want > 64 ? 64 : want);
+    }
+
+    /* fixed parameters: out (or the split's scratch), operands (buffer, offset, non-zero
+     * strides), the linear index's strides when a reduction's prologue asks for it, dims,
+     * parts, scale */
     bool oom = false;
     clg_operand out = clg_compiler_operand(c, m);
+    k->parts = parts;
+    k->n_out = n_out;
+    k->reduce_op = (int)rk;
+    k->scale = is_reduce && rk == CLG_REDUCE_SUM ? m->fa[0] : 1.0f;
+    if (parts > 1) {
+        clg_status pst = clg_plan_own_buffer(c->plan, (size_t)(n_out * parts) * sizeof(float),
+                                             "partial sums of a split reduction", &k->scratch);
+        if (pst != CLG_OK) {
+            free(cg);
+            return pst;
+        }
+        out.mem = k->scratch;
+        out.offset = 0;
+    }
     sb_printf(&head, "__kernel void k%d(__global %s *out, const int out_off", step,
               type_of(m->dtype));
     add_arg(k, (gen_arg){.kind = ARG_MEM, .mem = out.mem}, &oom);
@@ -456,18 +494,17 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
             add_arg(k, (gen_arg){.kind = ARG_INT, .i = cst[lin_k][d]}, &oom);
         }
     }
-    int64_t n_out = 1, n_red = 1;
     for (int d = 0; d < r; ++d) {
-        if (reduced[d])
-            n_red *= dims[d];
-        else
-            n_out *= dims[d];
         sb_printf(&head, ", const int d%d", d);
         add_arg(k, (gen_arg){.kind = ARG_INT, .i = dims[d]}, &oom);
     }
+    if (is_reduce) {
+        sb_printf(&head, ", const int nparts");
+        add_arg(k, (gen_arg){.kind = ARG_INT, .i = parts}, &oom);
+    }
     if (is_reduce && rk == CLG_REDUCE_SUM) {
         sb_printf(&head, ", const float scale");
-        add_arg(k, (gen_arg){.kind = ARG_FLOAT, .f = m->fa[0]}, &oom);
+        add_arg(k, (gen_arg){.kind = ARG_FLOAT, .f = parts > 1 ? 1.0f : m->fa[0]}, &oom);
     }
     int n_fixed = k->n_args;
     for (int i = 0; i < cg->n_extra; ++i) add_arg(k, cg->extra[i], &oom);
@@ -524,11 +561,13 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         sb_printf(src, "    __local %s sh[%d];\n", ty, WG_REDUCE_MAX);
         if (rk == CLG_REDUCE_ARGMAX) sb_printf(src, "    __local int shi[%d];\n", WG_REDUCE_MAX);
         sb_printf(src, "    const int lid = get_local_id(0), L = get_local_size(0);\n"
-                       "    const int o = get_group_id(0);\n");
+                       "    const int o = get_group_id(0) / nparts, part = get_group_id(0) %% nparts;\n");
         unravel(src, r, reduced, false, "o", "    ");
         sb_printf(src, "    %s acc = %s;\n    int acci = 0;\n    const int nred = ", ty, init);
         product_expr(src, r, reduced, true);
-        sb_printf(src, ";\n    for (int qq = lid; qq < nred; qq += L) {\n");
+        sb_printf(src, ";\n    const int chunk = (nred + nparts - 1) / nparts;\n"
+                       "    const int q0 = part * chunk, q1 = min(nred, q0 + chunk);\n"
+                       "    for (int qq = q0 + lid; qq < q1; qq += L) {\n");
         unravel(src, r, reduced, true, "qq", "        ");
         if (lin) {
             sb_printf(src, "        const int lin = ");
@@ -548,7 +587,7 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
             break;
         case CLG_REDUCE_ARGMAX:
             sb_printf(src, "        const float av = (float)(%s);\n"
-                           "        if (qq == lid || av > acc) { acc = av; acci = qq; }\n",
+                           "        if (qq == q0 + lid || av > acc) { acc = av; acci = qq; }\n",
                       root);
             break;
         }
@@ -578,18 +617,18 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         }
         sb_printf(src, "        }\n        barrier(CLK_LOCAL_MEM_FENCE);\n    }\n");
         if (rk == CLG_REDUCE_SUM)
-            sb_printf(src, "    if (lid == 0) out[out_off + o] = sh[0] * scale;\n}\n\n");
+            sb_printf(src, "    if (lid == 0) out[out_off + o * nparts + part] = sh[0] * scale;\n}\n\n");
         else if (rk == CLG_REDUCE_ARGMAX)
             sb_printf(src, "    if (lid == 0) out[out_off + o] = shi[0];\n}\n\n");
         else
-            sb_printf(src, "    if (lid == 0) out[out_off + o] = sh[0];\n}\n\n");
+            sb_printf(src, "    if (lid == 0) out[out_off + o * nparts + part] = sh[0];\n}\n\n");
         size_t maxwg = c->ctx->info.max_work_group_size;
         size_t cap = maxwg < WG_REDUCE_MAX ? maxwg : WG_REDUCE_MAX;
         size_t want = 1;
         while (want < (size_t)n_red && want < cap) want *= 2;
         k->work_dim = 1;
         k->local[0] = pow2_at_most(want < cap ? want : cap);
-        k->global[0] = (size_t)n_out * k->local[0];
+        k->global[0] = (size_t)(n_out * parts) * k->local[0];
     }
     free(head.s);
     free(body.s);
@@ -660,6 +699,27 @@ clg_status clg_codegen_bind(clg_program_gen *pg, clg_compiler *c, cl_program pro
         clReleaseKernel(kern);
         return st;
     }
-    return clg_plan_add_kernel(c->plan, kern, gk->work_dim, gk->global, gk->local, gk->label,
-                               gk->counter_arg);
+    st = clg_plan_add_kernel(c->plan, kern, gk->work_dim, gk->global, gk->local, gk->label,
+                             gk->counter_arg);
+    if (st != CLG_OK || gk->parts <= 1) return st;
+    /* combine the partial results */
+    cl_kernel comb;
+    st = clg_kernel_new(c->ctx, "reduce", "reduce_parts", &comb);
+    if (st != CLG_OK) return st;
+    clg_operand out = clg_compiler_operand(c, m);
+    clg_args b = clg_args_begin(comb);
+    clg_arg_mem(&b, out.mem);
+    clg_arg_int(&b, out.offset);
+    clg_arg_mem(&b, gk->scratch);
+    clg_arg_int(&b, gk->parts);
+    clg_arg_int(&b, gk->n_out);
+    clg_arg_int(&b, gk->reduce_op);
+    clg_arg_float(&b, gk->scale);
+    st = clg_args_done(&b, "reduce_parts");
+    if (st != CLG_OK) {
+        clReleaseKernel(comb);
+        return st;
+    }
+    size_t global = ((size_t)gk->n_out + 63) / 64 * 64, local = 64;
+    return clg_plan_add_kernel(c->plan, comb, 1, &global, &local, "reduce_parts", -1);
 }

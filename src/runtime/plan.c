@@ -78,6 +78,17 @@ clg_status clg_plan_add_hook(clg_plan *plan, clg_run_hook hook, void *user) {
     return CLG_OK;
 }
 
+clg_status clg_plan_own_buffer(clg_plan *plan, size_t bytes, const char *what, cl_mem *out) {
+    cl_mem *no = realloc(plan->owned, (plan->n_owned + 1) * sizeof *no);
+    if (!no) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "plan: out of host memory");
+    plan->owned = no;
+    clg_status st = clg_buffer_create(plan->ctx, bytes, what, out);
+    if (st != CLG_OK) return st;
+    plan->owned[plan->n_owned++] = *out;
+    plan->fixed_bytes += bytes;
+    return CLG_OK;
+}
+
 const clg_storage *clg_plan_storage(const clg_plan *plan, const clg_tensor *t) {
     if ((size_t)t->base->id >= plan->n_nodes) return NULL;
     return &plan->storage[t->base->id];

@@ -101,6 +101,8 @@ clg_status clg_plan_add_gemm(clg_plan *plan, const clg_gemm_call *call, const ch
 clg_status clg_plan_add_fill(clg_plan *plan, cl_mem mem, size_t offset_bytes, size_t bytes,
                              uint32_t pattern, const char *label);
 clg_status clg_plan_add_hook(clg_plan *plan, clg_run_hook hook, void *user);
+/* A device buffer that lives as long as the plan (scratch for a kernel's partial results). */
+clg_status clg_plan_own_buffer(clg_plan *plan, size_t bytes, const char *what, cl_mem *out);
 
 /* Storage of a node in this plan (NULL mem if it has none). */
 const clg_storage *clg_plan_storage(const clg_plan *plan, const clg_tensor *t);
