@@ -47,12 +47,31 @@ __kernel void max_pool2d_gather(__global float *out, int out_off, __global const
     }
 }
 
+/* a takes the lead from m as window_argmax decides: larger, or NaN over a number */
+#define CLG_TAKES(a, m) ((a) > (m) || (isnan(a) && !isnan(m)))
+
 __kernel void max_pool2d_argmax(__global int *out, int out_off, __global const float *x,
                                 int x_off, int4 x_st, int H, int W, int OW, int8 win) {
     int oy = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
     int OH = get_global_size(0), C = get_global_size(1);
     int base = x_off + n * x_st.s0 + c * x_st.s1;
     __global int *row = out + out_off + ((n * C + c) * OH + oy) * OW;
+    if (win.s0 == 2 && win.s1 == 2 && win.s2 == 2 && win.s3 == 2 && win.s4 == 0 && win.s5 == 0 &&
+        x_st.s3 == 1) {
+        /* the classic 2 x 2, stride 2 pooling: every window lies inside the image */
+        __global const float *r0 = x + base + 2 * oy * x_st.s2, *r1 = r0 + x_st.s2;
+        int y0 = 2 * oy * W;
+        for (int ox = 0; ox < OW; ++ox) {
+            float a = r0[2 * ox], b = r0[2 * ox + 1], cc = r1[2 * ox], d = r1[2 * ox + 1];
+            int arg = 0;
+            float m = a;
+            if (CLG_TAKES(b, m)) { m = b; arg = 1; }
+            if (CLG_TAKES(cc, m)) { m = cc; arg = 2; }
+            if (CLG_TAKES(d, m)) arg = 3;
+            row[ox] = y0 + (arg >> 1) * W + 2 * ox + (arg & 1);
+        }
+        return;
+    }
     for (int ox = 0; ox < OW; ++ox) {
         float m;
         row[ox] = window_argmax(x, base, x_st, H, W, oy, ox, win, &m);
