@@ -217,6 +217,8 @@ int classifier_run(const classifier_model *m, const train_flags *f, classifier_r
             if (step > 0) {
                 train_time += now_seconds() - t0;
                 train_samples += batch.rows;
+            } else if (!pr.tty) {
+                printf("first training step done %.2f s after start\n", now_seconds() - t_start);
             }
             step++;
             loss_sum += l * (double)batch.rows;
