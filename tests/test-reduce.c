@@ -822,11 +822,68 @@ START_TEST(split_reductions) {
 }
 END_TEST
 
+/* Reductions along outer dims with many outputs take the serial column form: sum, max, min
+ * and argmax over axis 0 (and 0 and 2) against references, on a strided (transposed) input. */
+START_TEST(column_reductions) {
+    enum { A = 37, B = 45, C = 3 };
+    clg_context *ctx = clg_test_context();
+    clg_test_rng rng;
+    clg_test_rng_seed(&rng, 99);
+    float x[A * B * C];
+    clg_test_fill(&rng, x, A * B * C, -3.0f, 3.0f);
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *tx = clg_constant(g, CLG_F32, 3, (int64_t[]){A, B, C}, x);
+    clg_tensor *t2 = clg_reshape(g, tx, 2, (int64_t[]){A, B * C}); /* [37, 135] */
+    clg_tensor *outs[5] = {clg_sum(g, t2, 1, (int[]){0}, false),
+                           clg_max(g, t2, 1, (int[]){0}, false),
+                           clg_min(g, t2, 1, (int[]){0}, false),
+                           clg_argmax(g, t2, 0, false),
+                           clg_sum(g, tx, 2, (int[]){0, 2}, false)}; /* [45]: not column */
+    for (int i = 0; i < 5; ++i) clg_assert_ok(clg_graph_output(g, outs[i]));
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    clg_assert_ok(clg_plan_run(p));
+    float sum[B * C], mx[B * C], mn[B * C], s2[B];
+    int32_t am[B * C];
+    clg_assert_ok(clg_plan_read(p, outs[0], sum, sizeof sum));
+    clg_assert_ok(clg_plan_read(p, outs[1], mx, sizeof mx));
+    clg_assert_ok(clg_plan_read(p, outs[2], mn, sizeof mn));
+    clg_assert_ok(clg_plan_read(p, outs[3], am, sizeof am));
+    clg_assert_ok(clg_plan_read(p, outs[4], s2, sizeof s2));
+    float want_sum[B * C], want_mx[B * C], want_mn[B * C], want_s2[B] = {0};
+    for (int j = 0; j < B * C; ++j) {
+        double acc = 0;
+        float hi = -INFINITY, lo = INFINITY;
+        int arg = 0;
+        for (int i = 0; i < A; ++i) {
+            float v = x[i * B * C + j];
+            acc += v;
+            if (v > hi) {
+                hi = v;
+                arg = i;
+            }
+            lo = v < lo ? v : lo;
+            want_s2[j / C] += v;
+        }
+        want_sum[j] = (float)acc;
+        want_mx[j] = hi;
+        want_mn[j] = lo;
+        ck_assert_msg(am[j] == arg, "argmax column %d: %d want %d", j, am[j], arg);
+    }
+    clg_assert_close(sum, want_sum, B * C, 1e-4, 1e-5);
+    clg_assert_close(mx, want_mx, B * C, 0, 0);
+    clg_assert_close(mn, want_mn, B * C, 0, 0);
+    clg_assert_close(s2, want_s2, B, 1e-4, 1e-5);
+    clg_graph_free(g);
+}
+END_TEST
+
 static Suite *reduce_suite(void) {
     Suite *s = suite_create("reduce");
     TCase *fwd = tcase_create("forward");
     tcase_add_test(fwd, test_reduce_axes);
     tcase_add_test(fwd, split_reductions);
+    tcase_add_test(fwd, column_reductions);
     tcase_add_test(fwd, test_reduce_lengths);
     tcase_add_test(fwd, test_argmax_ties);
     tcase_add_test(fwd, test_reduce_prologue);

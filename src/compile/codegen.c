@@ -447,6 +447,8 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         int64_t want = n_red / 8192;
         parts = (int)(want > 64 ? 64 : want);
     }
+    /* Enough outputs, reduced along outer dims: the serial column form (see below). */
+    bool column = is_reduce && parts == 1 && !reduced[r - 1] && n_out >= 32;
 
     /* fixed parameters: out (or the split's scratch), operands (buffer, offset, non-zero
      * strides), the linear index's strides when a reduction's prologue asks for it, dims,
@@ -555,6 +557,51 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         k->local[1] = l1;
         k->global[0] = (inner + l0 - 1) / l0 * l0;
         k->global[1] = (outer + l1 - 1) / l1 * l1;
+    } else if (column) {
+        /* Reduced dims outside the innermost kept one (a bias gradient: [B, N] -> [N]): one
+         * work-item per output with a serial loop; neighbouring work-items read neighbouring
+         * addresses, which a GPU coalesces and a CPU vectorises, and no local memory. */
+        const char *ty = rk == CLG_REDUCE_ARGMAX ? "float" : type_of(m->dtype);
+        const char *init = rk == CLG_REDUCE_SUM ? "0.0f" : rk == CLG_REDUCE_MIN ? "INFINITY" : "-INFINITY";
+        sb_printf(src, "    const int o = get_global_id(0);\n    if (o >= ");
+        product_expr(src, r, reduced, false);
+        sb_printf(src, ") return;\n");
+        unravel(src, r, reduced, false, "o", "    ");
+        sb_printf(src, "    %s acc = %s;\n    int acci = 0;\n    const int nred = ", ty, init);
+        product_expr(src, r, reduced, true);
+        sb_printf(src, ";\n    for (int qq = 0; qq < nred; ++qq) {\n");
+        unravel(src, r, reduced, true, "qq", "        ");
+        if (lin) {
+            sb_printf(src, "        const int lin = ");
+            offset_expr(src, lin_k, r, cst);
+            sb_printf(src, ";\n");
+        }
+        sb_printf(src, "%s%s", loads.s ? loads.s : "", body.s ? body.s : "");
+        switch (rk) {
+        case CLG_REDUCE_SUM:
+            sb_printf(src, "        acc += %s;\n", root);
+            break;
+        case CLG_REDUCE_MAX:
+            sb_printf(src, "        acc = (isnan(%s) || %s > acc) ? %s : acc;\n", root, root, root);
+            break;
+        case CLG_REDUCE_MIN:
+            sb_printf(src, "        acc = (isnan(%s) || %s < acc) ? %s : acc;\n", root, root, root);
+            break;
+        case CLG_REDUCE_ARGMAX:
+            sb_printf(src, "        const float av = (float)(%s);\n"
+                           "        if (qq == 0 || av > acc) { acc = av; acci = qq; }\n",
+                      root);
+            break;
+        }
+        if (rk == CLG_REDUCE_SUM)
+            sb_printf(src, "    }\n    out[out_off + o] = acc * scale;\n}\n\n");
+        else if (rk == CLG_REDUCE_ARGMAX)
+            sb_printf(src, "    }\n    out[out_off + o] = acci;\n}\n\n");
+        else
+            sb_printf(src, "    }\n    out[out_off + o] = acc;\n}\n\n");
+        k->work_dim = 1;
+        k->local[0] = WG_ELEMENTWISE;
+        k->global[0] = ((size_t)n_out + WG_ELEMENTWISE - 1) / WG_ELEMENTWISE * WG_ELEMENTWISE;
     } else {
         const char *ty = rk == CLG_REDUCE_ARGMAX ? "float" : type_of(m->dtype);
         const char *init = rk == CLG_REDUCE_SUM ? "0.0f" : rk == CLG_REDUCE_MIN ? "INFINITY" : "-INFINITY";
