@@ -392,6 +392,41 @@ static void product_expr(strbuf *b, int r, const bool *reduced, bool want_reduce
     if (!any) sb_printf(b, "1");
 }
 
+/* One step of a reduction's accumulator: acc (and acci for argmax) take value v read at qq;
+ * `first` is the C condition of a thread's first element (argmax takes it whatever it is). */
+static void emit_accumulate(strbuf *src, clg_reduce_kind rk, const char *v, const char *first) {
+    switch (rk) {
+    case CLG_REDUCE_SUM:
+        sb_printf(src, "        acc += %s;\n", v);
+        break;
+    case CLG_REDUCE_MAX:
+        sb_printf(src, "        acc = (isnan(%s) || %s > acc) ? %s : acc;\n", v, v, v);
+        break;
+    case CLG_REDUCE_MIN:
+        sb_printf(src, "        acc = (isnan(%s) || %s < acc) ? %s : acc;\n", v, v, v);
+        break;
+    case CLG_REDUCE_ARGMAX:
+        sb_printf(src, "        const float av = (float)(%s);\n"
+                       "        if (%s || av > acc) { acc = av; acci = qq; }\n",
+                  v, first);
+        break;
+    }
+}
+
+/* The opening of a reduction kernel's loop body: the reduced coordinates of qq, the linear
+ * index when the prologue asks for it, the operand loads and the fused prologue. */
+static void emit_reduce_body(strbuf *src, int r, const bool *reduced, bool lin, int lin_k,
+                             const int64_t (*cst)[CLG_MAX_DIMS], const strbuf *loads,
+                             const strbuf *body) {
+    unravel(src, r, reduced, true, "qq", "        ");
+    if (lin) {
+        sb_printf(src, "        const int lin = ");
+        offset_expr(src, lin_k, r, cst);
+        sb_printf(src, ";\n");
+    }
+    sb_printf(src, "%s%s", loads->s ? loads->s : "", body->s ? body->s : "");
+}
+
 static size_t pow2_at_most(size_t x) {
     size_t p = 1;
     while (p * 2 <= x) p *= 2;
@@ -570,29 +605,8 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         sb_printf(src, "    %s acc = %s;\n    int acci = 0;\n    const int nred = ", ty, init);
         product_expr(src, r, reduced, true);
         sb_printf(src, ";\n    for (int qq = 0; qq < nred; ++qq) {\n");
-        unravel(src, r, reduced, true, "qq", "        ");
-        if (lin) {
-            sb_printf(src, "        const int lin = ");
-            offset_expr(src, lin_k, r, cst);
-            sb_printf(src, ";\n");
-        }
-        sb_printf(src, "%s%s", loads.s ? loads.s : "", body.s ? body.s : "");
-        switch (rk) {
-        case CLG_REDUCE_SUM:
-            sb_printf(src, "        acc += %s;\n", root);
-            break;
-        case CLG_REDUCE_MAX:
-            sb_printf(src, "        acc = (isnan(%s) || %s > acc) ? %s : acc;\n", root, root, root);
-            break;
-        case CLG_REDUCE_MIN:
-            sb_printf(src, "        acc = (isnan(%s) || %s < acc) ? %s : acc;\n", root, root, root);
-            break;
-        case CLG_REDUCE_ARGMAX:
-            sb_printf(src, "        const float av = (float)(%s);\n"
-                           "        if (qq == 0 || av > acc) { acc = av; acci = qq; }\n",
-                      root);
-            break;
-        }
+        emit_reduce_body(src, r, reduced, lin, lin_k, cst, &loads, &body);
+        emit_accumulate(src, rk, root, "qq == 0");
         if (rk == CLG_REDUCE_SUM)
             sb_printf(src, "    }\n    out[out_off + o] = acc * scale;\n}\n\n");
         else if (rk == CLG_REDUCE_ARGMAX)
@@ -615,29 +629,8 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         sb_printf(src, ";\n    const int chunk = (nred + nparts - 1) / nparts;\n"
                        "    const int q0 = part * chunk, q1 = min(nred, q0 + chunk);\n"
                        "    for (int qq = q0 + lid; qq < q1; qq += L) {\n");
-        unravel(src, r, reduced, true, "qq", "        ");
-        if (lin) {
-            sb_printf(src, "        const int lin = ");
-            offset_expr(src, lin_k, r, cst);
-            sb_printf(src, ";\n");
-        }
-        sb_printf(src, "%s%s", loads.s ? loads.s : "", body.s ? body.s : "");
-        switch (rk) {
-        case CLG_REDUCE_SUM:
-            sb_printf(src, "        acc += %s;\n", root);
-            break;
-        case CLG_REDUCE_MAX:
-            sb_printf(src, "        acc = (isnan(%s) || %s > acc) ? %s : acc;\n", root, root, root);
-            break;
-        case CLG_REDUCE_MIN:
-            sb_printf(src, "        acc = (isnan(%s) || %s < acc) ? %s : acc;\n", root, root, root);
-            break;
-        case CLG_REDUCE_ARGMAX:
-            sb_printf(src, "        const float av = (float)(%s);\n"
-                           "        if (qq == q0 + lid || av > acc) { acc = av; acci = qq; }\n",
-                      root);
-            break;
-        }
+        emit_reduce_body(src, r, reduced, lin, lin_k, cst, &loads, &body);
+        emit_accumulate(src, rk, root, "qq == q0 + lid");
         sb_printf(src, "    }\n    sh[lid] = acc;\n");
         if (rk == CLG_REDUCE_ARGMAX) sb_printf(src, "    shi[lid] = acci;\n");
         sb_printf(src, "    barrier(CLK_LOCAL_MEM_FENCE);\n"
