@@ -1,5 +1,6 @@
 /* Context creation: select the device, create the OpenCL context and its one in-order queue,
  * and own everything made through it. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,22 @@
 #include "gemm/gemm.h"
 #include "graph/graph_internal.h"
 #include "nn/optim_internal.h"
+
+/* After a failure on the chosen device, say which devices exist (another may work). */
+static clg_status list_devices_after(clg_status st) {
+    clg_device_info *list = NULL;
+    size_t count = 0;
+    char msg[8192];
+    snprintf(msg, sizeof msg, "%s", clg_last_error());
+    if (clg_device_list(&list, &count) == CLG_OK) {
+        clg_fail(st, "%s", msg);
+        clg_device_append_list(list, count);
+    } else {
+        clg_fail(st, "%s", msg);
+    }
+    clg_device_list_free(list);
+    return st;
+}
 
 static clg_status pick_device(const char *spec, clg_device_info *chosen) {
     clg_device_info *list = NULL;
@@ -44,7 +61,7 @@ clg_status clg_context_create(const char *device_spec, clg_context **out) {
     st = clg_device_open(&ctx->info, &ctx->platform, &ctx->device);
     if (st != CLG_OK) {
         free(ctx);
-        return st;
+        return list_devices_after(st);
     }
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform,
@@ -54,7 +71,7 @@ clg_status clg_context_create(const char *device_spec, clg_context **out) {
         st = clg_fail_cl(err, "cannot create an OpenCL context on device %d (%s, %s)",
                          ctx->info.index, ctx->info.name, ctx->info.platform_name);
         free(ctx);
-        return st;
+        return list_devices_after(st);
     }
     ctx->profiling = clg_env_flag("CLGRAD_PROFILE");
     ctx->queue = clCreateCommandQueue(ctx->cl, ctx->device,
@@ -64,7 +81,7 @@ clg_status clg_context_create(const char *device_spec, clg_context **out) {
                          ctx->info.name);
         clReleaseContext(ctx->cl);
         free(ctx);
-        return st;
+        return list_devices_after(st);
     }
     st = clg_program_cache_init(ctx);
     if (st == CLG_OK) st = clg_gemm_init(ctx);

@@ -46,6 +46,9 @@ void clg_context_remove_graph(clg_context *ctx, clg_graph *g);
 clg_status clg_context_add_optimizer(clg_context *ctx, clg_optimizer *opt);
 void clg_context_remove_optimizer(clg_context *ctx, clg_optimizer *opt);
 
+/* Append "Devices: ..." (or how to install one) to the last error (core/device_match.c). */
+void clg_device_append_list(const clg_device_info *list, size_t count);
+
 /* Device-internal helpers implemented in core/device.c. */
 clg_status clg_device_open(const clg_device_info *info, cl_platform_id *platform,
                            cl_device_id *device);

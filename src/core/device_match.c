@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "clgrad/device.h"
+#include "core/context.h"
 #include "core/error.h"
 
 /* The spec is never copied: it may be arbitrarily long, so parsing works on slices of it. */
@@ -224,7 +225,7 @@ static void show(span x, char out[SHOWN_MAX + 4]) {
     strcpy(out + n, x.n > n ? "..." : "");
 }
 
-static void append_devices(const clg_device_info *list, size_t count) {
+void clg_device_append_list(const clg_device_info *list, size_t count) {
     if (count == 0) {
         clg_error_append("No OpenCL device exists here: install one (on Debian or Ubuntu `apt "
                          "install pocl-opencl-icd` gives a CPU device), and check that "
@@ -251,7 +252,7 @@ static clg_status fail_listing(clg_status st, const clg_device_info *list, size_
     vsnprintf(first, sizeof first, fmt, ap);
     va_end(ap);
     clg_fail(st, "%s", first);
-    append_devices(list, count);
+    clg_device_append_list(list, count);
     return st;
 }
 
