@@ -1,17 +1,22 @@
 /* conv2d on the device against a direct plain-C convolution: forward and input/weight/bias
  * gradients for a grid of shapes (kernel 1/3/5, stride 1/2, same/valid/explicit asymmetric
  * padding, dilation 2, groups 2 and depthwise, batch 1, odd sizes, channels 3/5/7, a
- * strided input view), each through both column layouts, all in one graph; then central
+ * strided input view), each through both column layouts and CLBlast's convgemm, all in one
+ * graph; then central
  * finite differences (clg_gradcheck) on small shapes and the builder's error messages. */
+#define _XOPEN_SOURCE 700 /* nftw, to remove a test's cache folder */
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm/gemm_internal.h"
 #include "gradcheck.h"
 #include "graph/graph_internal.h"
 #include "harness.h"
 #include "ops/conv.h"
+#include "runtime/plan.h"
 
 /* ---- plain-C reference ---- */
 
@@ -274,8 +279,12 @@ static const conv_case grid[] = {
 };
 #define N_GRID (int)(sizeof grid / sizeof grid[0])
 
-static const clg_conv_layout layouts[2] = {CLG_CONV_LAYOUT_BATCHED, CLG_CONV_LAYOUT_FOLDED};
-static const char *layout_name[2] = {"batched", "folded"};
+/* clgrad's two column layouts, and CLBlast's convgemm (where it supports the case: one group,
+ * symmetric padding; the other cases take im2col again under that name) */
+#define N_LOWERINGS 3
+static const clg_conv_layout layouts[N_LOWERINGS] = {
+    CLG_CONV_LAYOUT_BATCHED, CLG_CONV_LAYOUT_FOLDED, CLG_CONV_LAYOUT_CONVGEMM};
+static const char *layout_name[N_LOWERINGS] = {"batched", "folded", "convgemm"};
 
 typedef struct conv_run {
     const conv_case *cs;
@@ -319,11 +328,11 @@ static void check_tensor(clg_plan *p, clg_tensor *t, const float *want, int64_t 
 START_TEST(conv2d_grid) {
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
-    conv_run runs[2 * N_GRID];
+    conv_run runs[N_LOWERINGS * N_GRID];
     clg_tensor *loss = NULL;
-    for (int i = 0; i < 2 * N_GRID; ++i) {
+    for (int i = 0; i < N_LOWERINGS * N_GRID; ++i) {
         conv_run *cr = &runs[i];
-        const conv_case *cs = &grid[i / 2];
+        const conv_case *cs = &grid[i / N_LOWERINGS];
         cr->cs = cs;
         cr->r = ref_resolve(cs);
         int64_t nx = cs->n * cs->c * cs->h * cs->w;
@@ -355,7 +364,7 @@ START_TEST(conv2d_grid) {
         clg_assert_ok(clg_requires_grad(cr->tw));
         if (cr->tb) clg_assert_ok(clg_requires_grad(cr->tb));
         clg_tensor *x = cs->transposed_x ? clg_transpose(g, cr->tx, 2, 3) : cr->tx;
-        cr->y = clg_conv2d_layout(g, x, cr->tw, cr->tb, &cs->p, layouts[i % 2]);
+        cr->y = clg_conv2d_layout(g, x, cr->tw, cr->tb, &cs->p, layouts[i % N_LOWERINGS]);
         ck_assert_msg(clg_graph_status(g) == CLG_OK, "%s: %s", cs->name, clg_graph_error(g));
         const int64_t ys[4] = {cs->n, cs->o, cr->r.oh, cr->r.ow};
         ck_assert_int_eq(clg_tensor_ndim(cr->y), 4);
@@ -369,7 +378,7 @@ START_TEST(conv2d_grid) {
         clg_assert_ok(clg_graph_output(g, cr->y));
     }
     clg_assert_ok(clg_backward(g, loss));
-    for (int i = 0; i < 2 * N_GRID; ++i) {
+    for (int i = 0; i < N_LOWERINGS * N_GRID; ++i) {
         clg_assert_ok(clg_graph_output(g, clg_grad(g, runs[i].tx)));
         clg_assert_ok(clg_graph_output(g, clg_grad(g, runs[i].tw)));
         if (runs[i].tb) clg_assert_ok(clg_graph_output(g, clg_grad(g, runs[i].tb)));
@@ -377,7 +386,11 @@ START_TEST(conv2d_grid) {
     clg_compile_options opts = {.guard_bytes = 64};
     clg_plan *p = NULL;
     clg_assert_ok(clg_graph_compile(g, &opts, &p));
-    for (int i = 0; i < 2 * N_GRID; ++i) {
+    size_t convgemms = 0;
+    for (size_t i = 0; i < p->n_steps; ++i)
+        convgemms += p->steps[i].kind == CLG_STEP_CONVGEMM;
+    ck_assert_msg(convgemms > 0, "no case of the grid went through CLBlast's convgemm");
+    for (int i = 0; i < N_LOWERINGS * N_GRID; ++i) {
         conv_run *cr = &runs[i];
         const conv_case *cs = cr->cs;
         clg_assert_ok(
@@ -389,10 +402,10 @@ START_TEST(conv2d_grid) {
     clg_assert_ok(clg_plan_run(p));
     clg_assert_ok(clg_plan_finish(p));
     clg_assert_ok(clg_plan_check_guards(p));
-    for (int i = 0; i < 2 * N_GRID; ++i) {
+    for (int i = 0; i < N_LOWERINGS * N_GRID; ++i) {
         conv_run *cr = &runs[i];
         const conv_case *cs = cr->cs;
-        const char *ln = layout_name[i % 2];
+        const char *ln = layout_name[i % N_LOWERINGS];
         int64_t nx = cs->n * cs->c * cs->h * cs->w;
         int64_t nw = cs->o * (cs->c / cr->r.G) * cs->kh * cs->kw;
         int64_t ny = cs->n * cs->o * cr->r.oh * cr->r.ow;
@@ -596,6 +609,92 @@ START_TEST(conv2d_errors) {
 }
 END_TEST
 
+/* Remove a test's cache folder and what the context put in it. */
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Number of lines of path that start with prefix. */
+static int count_lines(const char *path, const char *prefix) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strncmp(line, prefix, strlen(prefix)) == 0;
+    fclose(f);
+    return n;
+}
+
+/* clg_conv2d's forward lowering is measured once per shape and device, cached in the cache
+ * folder with both timings, and reused (not measured again) by the next context; either
+ * lowering gives the reference's result. */
+START_TEST(conv2d_lowering_measured_once) {
+    if (getenv("CLGRAD_CONV")) return; /* forced: nothing is measured */
+    (void)clg_test_context(); /* without any device: exit 77, SKIP */
+    char dir[] = "/tmp/clgrad-conv-choice-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *old = getenv("CLGRAD_CACHE_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    ck_assert_int_eq(setenv("CLGRAD_CACHE_DIR", dir, 1), 0);
+    const conv_case cs = {"measured", 3, 2, 9, 11, 4, 3, 3, {.padding = CLG_PADDING_SAME}, true,
+                          false};
+    const char *key = "conv-n3-c2-9x11-o4-k3x3-s1x1-d1x1-p1x1 ";
+    char path[4200] = "";
+    for (int round = 0; round < 2; ++round) {
+        clg_context *ctx = NULL;
+        clg_assert_ok(clg_context_create(NULL, &ctx));
+        snprintf(path, sizeof path, "%s", clg_gemm_choices_path(ctx));
+        clg_graph *g = clg_graph_new(ctx);
+        clg_tensor *x = clg_input(g, "x", CLG_F32, 4, (int64_t[]){3, 2, 9, 11});
+        clg_tensor *w = clg_input(g, "w", CLG_F32, 4, (int64_t[]){4, 2, 3, 3});
+        clg_tensor *b = clg_input(g, "b", CLG_F32, 1, (int64_t[]){4});
+        clg_tensor *y = clg_conv2d(g, x, w, b, &cs.p);
+        clg_assert_ok(clg_graph_output(g, y));
+        clg_plan *p = NULL;
+        clg_assert_ok(clg_graph_compile(g, NULL, &p));
+        float xv[3 * 2 * 9 * 11], wv[4 * 2 * 9], bv[4], got[3 * 4 * 9 * 11], want[3 * 4 * 9 * 11];
+        fill(xv, 3 * 2 * 9 * 11, 71, -1.0f, 1.0f);
+        fill(wv, 4 * 2 * 9, 72, -1.0f, 1.0f);
+        fill(bv, 4, 73, -1.0f, 1.0f);
+        clg_assert_ok(clg_plan_write(p, x, xv, sizeof xv));
+        clg_assert_ok(clg_plan_write(p, w, wv, sizeof wv));
+        clg_assert_ok(clg_plan_write(p, b, bv, sizeof bv));
+        clg_assert_ok(clg_plan_run(p));
+        clg_assert_ok(clg_plan_read(p, y, got, sizeof got));
+        conv_ref(&cs, xv, wv, bv, want);
+        clg_assert_close(got, want, 3 * 4 * 9 * 11, 1e-4, 1e-4);
+        clg_graph_free(g);
+        clg_context_free(ctx);
+        ck_assert_msg(count_lines(path, key) == 1, "round %d: %d lines for '%s' in %s", round,
+                      count_lines(path, key), key, path);
+    }
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512], winner[32] = "";
+    double ms0 = 0, ms1 = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, strlen(key)) == 0)
+            ck_assert_int_eq(sscanf(line + strlen(key), "%31s %lf %lf", winner, &ms0, &ms1), 3);
+    fclose(f);
+    ck_assert_msg(strcmp(winner, "im2col") == 0 || strcmp(winner, "convgemm") == 0, "winner '%s'",
+                  winner);
+    ck_assert_msg(ms0 > 0 && (ms1 > 0 || ms1 == -1), "timings %g %g", ms0, ms1);
+    ck_assert_msg(strcmp(winner, ms1 > 0 && ms1 < ms0 ? "convgemm" : "im2col") == 0,
+                  "%s won with im2col %g ms, convgemm %g ms", winner, ms0, ms1);
+    if (saved) {
+        setenv("CLGRAD_CACHE_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("CLGRAD_CACHE_DIR");
+    }
+    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("conv");
     TCase *tc = tcase_create("conv2d");
@@ -604,6 +703,7 @@ int main(void) {
     tcase_add_test(tc, conv2d_grid);
     tcase_add_test(tc, conv2d_backward_deterministic);
     tcase_add_test(tc, conv2d_gradcheck);
+    tcase_add_test(tc, conv2d_lowering_measured_once);
     suite_add_tcase(s, tc);
     return clg_test_run(s);
 }

@@ -52,6 +52,10 @@ clg_status clg_lower_gemm(clg_lowering *lw, clg_gemm_call *call, const char *lab
     return st;
 }
 
+clg_status clg_lower_convgemm(clg_lowering *lw, const clg_convgemm_call *call, const char *label) {
+    return clg_plan_add_convgemm(lw->c->plan, call, label);
+}
+
 /* ---- analysis ---- */
 
 static bool has_input(const clg_tensor *t, int upto, const clg_tensor *x) {

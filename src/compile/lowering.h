@@ -5,6 +5,7 @@
 
 #include <CL/cl.h>
 
+#include "gemm/gemm.h"
 #include "graph/graph_internal.h"
 
 struct clg_operand {
@@ -24,6 +25,10 @@ clg_context *clg_lowering_context(clg_lowering *lw);
 /* Append a kernel launch. The plan takes ownership of k (also on failure). local may be NULL. */
 clg_status clg_lower_kernel(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
                             const size_t *global, const size_t *local, const char *label);
+/* Append a GEMM (clg_gemm_prepare chooses its backend and creates its kernels; the plan owns
+ * them, also on failure) or a CLBlast convgemm call. */
+clg_status clg_lower_gemm(clg_lowering *lw, clg_gemm_call *call, const char *label);
+clg_status clg_lower_convgemm(clg_lowering *lw, const clg_convgemm_call *call, const char *label);
 /* dst <- src elementwise over dst's shape (src may broadcast with zero strides). */
 clg_status clg_lower_copy(clg_lowering *lw, const clg_operand *dst, const clg_operand *src);
 /* Fill every element of dst's view with value (f32 bits, or the int value for i32). */

@@ -19,6 +19,7 @@
 
 #define CHOICES_FORMAT "clgrad-gemm-choices-1"
 #define MEASURE_RUNS 3
+#define MEASURE_GIVE_UP 3.0 /* a candidate this many times slower after one run has lost */
 
 const char *clg_gemm_backend_name(clg_gemm_backend backend) {
     switch (backend) {
@@ -38,6 +39,18 @@ static uint64_t fnv(const char *s, uint64_t h) {
     return h;
 }
 
+static clg_status add_choice(clg_gemm_state *s, const clg_gemm_choice *c) {
+    if (s->n_choices == s->cap_choices) {
+        size_t nc = s->cap_choices ? s->cap_choices * 2 : 32;
+        clg_gemm_choice *n = realloc(s->choices, nc * sizeof *n);
+        if (!n) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM choices: out of host memory");
+        s->choices = n;
+        s->cap_choices = nc;
+    }
+    s->choices[s->n_choices++] = *c;
+    return CLG_OK;
+}
+
 static void load_choices(clg_gemm_state *s) {
     FILE *f = s->choices_path[0] ? fopen(s->choices_path, "r") : NULL;
     if (!f) return;
@@ -48,17 +61,8 @@ static void load_choices(clg_gemm_state *s) {
     }
     while (fgets(line, sizeof line, f)) {
         clg_gemm_choice c = {0};
-        char backend[32];
-        if (sscanf(line, "%63s %31s %lf %lf", c.key, backend, &c.ms[0], &c.ms[1]) != 4) continue;
-        c.backend = strcmp(backend, "cpu") == 0 ? CLG_GEMM_CPU : CLG_GEMM_CLBLAST;
-        if (s->n_choices == s->cap_choices) {
-            size_t nc = s->cap_choices ? s->cap_choices * 2 : 32;
-            clg_gemm_choice *n = realloc(s->choices, nc * sizeof *n);
-            if (!n) break;
-            s->choices = n;
-            s->cap_choices = nc;
-        }
-        s->choices[s->n_choices++] = c;
+        if (sscanf(line, "%95s %15s %lf %lf", c.key, c.winner, &c.ms[0], &c.ms[1]) != 4) continue;
+        if (add_choice(s, &c) != CLG_OK) break;
     }
     fclose(f);
 }
@@ -70,9 +74,29 @@ static void save_choice(const clg_gemm_state *s, const clg_gemm_choice *c) {
     if (!f) return;
     fseek(f, 0, SEEK_END);
     if (ftell(f) == 0) fprintf(f, "%s\n", CHOICES_FORMAT);
-    fprintf(f, "%s %s %.6f %.6f\n", c->key, clg_gemm_backend_name(c->backend),
-            c->ms[CLG_GEMM_CLBLAST], c->ms[CLG_GEMM_CPU]);
+    fprintf(f, "%s %s %.6f %.6f\n", c->key, c->winner, c->ms[0], c->ms[1]);
     fclose(f);
+}
+
+const char *clg_gemm_find_choice(clg_context *ctx, const char *key) {
+    clg_gemm_state *s = ctx->gemm;
+    for (size_t i = 0; i < s->n_choices; ++i)
+        if (strcmp(s->choices[i].key, key) == 0) return s->choices[i].winner;
+    return NULL;
+}
+
+clg_status clg_gemm_record_choice(clg_context *ctx, const char *key, const char *winner,
+                                  double ms0, double ms1) {
+    clg_gemm_choice c = {.ms = {ms0, ms1}};
+    snprintf(c.key, sizeof c.key, "%s", key);
+    snprintf(c.winner, sizeof c.winner, "%s", winner);
+    clg_status st = add_choice(ctx->gemm, &c);
+    if (st == CLG_OK) save_choice(ctx->gemm, &c);
+    return st;
+}
+
+const char *clg_gemm_conv_forced(const clg_context *ctx) {
+    return ctx->gemm->conv_forced;
 }
 
 /* The file tools/clgrad-tune writes for this device and driver: lines
@@ -140,6 +164,16 @@ clg_status clg_gemm_init(clg_context *ctx) {
             return clg_fail(CLG_ERR_INVALID_ARGUMENT,
                             "CLGRAD_GEMM='%s': expected 'clblast' or 'cpu' (or unset: measured)",
                             force);
+    }
+    const char *conv = getenv("CLGRAD_CONV");
+    if (conv && *conv) {
+        if (strcmp(conv, "im2col") == 0) s->conv_forced = "im2col";
+        else if (strcmp(conv, "convgemm") == 0) s->conv_forced = "convgemm";
+        else
+            return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                            "CLGRAD_CONV='%s': expected 'im2col' or 'convgemm' (or unset: "
+                            "measured)",
+                            conv);
     }
     char dir[4096];
     if (clg_cache_dir(dir, sizeof dir)) {
@@ -329,7 +363,7 @@ const char *clg_gemm_choices_path(const clg_context *ctx) {
 /* Time both backends on this shape with buffers of their own (the plan's buffers hold nothing
  * yet, and garbage can hide denormals), median of MEASURE_RUNS after a warm-up run that
  * compiles. Returns the faster backend. */
-static clg_status measure(clg_context *ctx, const clg_gemm_call *call, clg_gemm_choice *out) {
+static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *out_ms) {
     clg_gemm_call t = *call;
     size_t ar = t.trans_a ? t.k : t.m, ac = t.trans_a ? t.m : t.k;
     size_t br = t.trans_b ? t.n : t.k, bc = t.trans_b ? t.k : t.n;
@@ -361,24 +395,26 @@ static clg_status measure(clg_context *ctx, const clg_gemm_call *call, clg_gemm_
         clg_gemm_call u = t;
         st = backend_prepare(ctx, &u, (clg_gemm_backend)be);
         double ms[MEASURE_RUNS];
+        int runs = 0;
         for (int r = -1; r < MEASURE_RUNS && st == CLG_OK; ++r) {
             double t0 = now_ms();
             st = clg_gemm_enqueue(ctx, &u, NULL);
             cl_int err = clFinish(ctx->queue);
             if (st == CLG_OK && err) st = clg_fail_cl(err, "measuring a GEMM");
-            if (r >= 0) ms[r] = now_ms() - t0;
+            if (r < 0) continue;
+            ms[runs++] = now_ms() - t0;
+            /* Far behind the first backend after one timed run: it has lost, and on a slow
+             * device (rusticl on llvmpipe: 34 s for one product) more runs cost minutes. */
+            if (be > 0 && ms[0] > MEASURE_GIVE_UP * out_ms[0]) break;
         }
         clg_gemm_release(&u);
         if (st != CLG_OK) break;
-        qsort(ms, MEASURE_RUNS, sizeof *ms, cmp_double);
-        out->ms[be] = ms[MEASURE_RUNS / 2];
+        qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
+        out_ms[be] = ms[runs / 2];
     }
     for (int i = 0; i < 4; ++i)
         if (bufs[i]) clReleaseMemObject(bufs[i]);
-    if (st != CLG_OK) return st;
-    out->backend = out->ms[CLG_GEMM_CPU] < out->ms[CLG_GEMM_CLBLAST] ? CLG_GEMM_CPU
-                                                                     : CLG_GEMM_CLBLAST;
-    return CLG_OK;
+    return st;
 }
 
 clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
@@ -388,25 +424,20 @@ clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
     if (s->forced >= 0) return backend_prepare(ctx, call, (clg_gemm_backend)s->forced);
     char key[64];
     shape_class(call, key, sizeof key);
-    for (size_t i = 0; i < s->n_choices; ++i)
-        if (strcmp(s->choices[i].key, key) == 0)
-            return backend_prepare(ctx, call, s->choices[i].backend);
-    clg_gemm_choice ch = {0};
-    snprintf(ch.key, sizeof ch.key, "%s", key);
-    clg_status st = measure(ctx, call, &ch);
-    if (st != CLG_OK) return st;
-    clg_trace("GEMM %s: clblast %.3f ms, cpu %.3f ms: %s", key, ch.ms[CLG_GEMM_CLBLAST],
-              ch.ms[CLG_GEMM_CPU], clg_gemm_backend_name(ch.backend));
-    if (s->n_choices == s->cap_choices) {
-        size_t nc = s->cap_choices ? s->cap_choices * 2 : 32;
-        clg_gemm_choice *n = realloc(s->choices, nc * sizeof *n);
-        if (!n) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM choices: out of host memory");
-        s->choices = n;
-        s->cap_choices = nc;
+    const char *winner = clg_gemm_find_choice(ctx, key);
+    if (!winner) {
+        double ms[CLG_GEMM_BACKEND_COUNT];
+        clg_status st = measure(ctx, call, ms);
+        if (st != CLG_OK) return st;
+        winner = clg_gemm_backend_name(ms[CLG_GEMM_CPU] < ms[CLG_GEMM_CLBLAST] ? CLG_GEMM_CPU
+                                                                               : CLG_GEMM_CLBLAST);
+        clg_trace("GEMM %s: clblast %.3f ms, cpu %.3f ms: %s", key, ms[CLG_GEMM_CLBLAST],
+                  ms[CLG_GEMM_CPU], winner);
+        st = clg_gemm_record_choice(ctx, key, winner, ms[CLG_GEMM_CLBLAST], ms[CLG_GEMM_CPU]);
+        if (st != CLG_OK) return st;
     }
-    s->choices[s->n_choices++] = ch;
-    save_choice(s, &ch);
-    return backend_prepare(ctx, call, ch.backend);
+    return backend_prepare(ctx, call,
+                           strcmp(winner, "cpu") == 0 ? CLG_GEMM_CPU : CLG_GEMM_CLBLAST);
 }
 
 clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *event) {

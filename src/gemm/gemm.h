@@ -72,7 +72,8 @@ const char *clg_gemm_backend_name(clg_gemm_backend backend);
 void clg_gemm_release(clg_gemm_call *call);
 
 /* CLBlast's convolution routine (cross-correlation through its own im2col and batched GEMM),
- * kept for measuring against clgrad's lowering (tools/bench-conv.c). Dense NCHW image
+ * one of conv2d's two forward lowerings (ops/conv_choice.c measures it against im2col + GEMM
+ * per shape). Dense NCHW image
  * [batch, channels, height, width], kernel [num_kernels, channels, kernel_h, kernel_w] and
  * result [batch, num_kernels, OH, OW] at element offsets; symmetric padding, no groups. */
 typedef struct clg_convgemm_call {
@@ -82,5 +83,14 @@ typedef struct clg_convgemm_call {
     size_t im_off, kernel_off, result_off;
 } clg_convgemm_call;
 clg_status clg_gemm_convgemm(clg_context *ctx, const clg_convgemm_call *call, cl_event *event);
+
+/* Measured choices between two implementations, cached per device in the same file as the
+ * GEMM backends' ("<key> <winner> <ms of the first> <ms of the second>"): the winner's name
+ * for key, or NULL when key has not been measured on this device. */
+const char *clg_gemm_find_choice(clg_context *ctx, const char *key);
+clg_status clg_gemm_record_choice(clg_context *ctx, const char *key, const char *winner,
+                                  double ms0, double ms1);
+/* CLGRAD_CONV: "im2col" or "convgemm" forces conv2d's forward lowering; NULL: measured. */
+const char *clg_gemm_conv_forced(const clg_context *ctx);
 
 #endif

@@ -4,10 +4,12 @@
 
 #include "gemm/gemm.h"
 
+/* One measured choice between two implementations: a GEMM shape class's backend, or a
+ * convolution shape's lowering (conv_choice.c). */
 typedef struct clg_gemm_choice {
-    char key[64]; /* shape class */
-    clg_gemm_backend backend;
-    double ms[CLG_GEMM_BACKEND_COUNT]; /* measured medians */
+    char key[96];    /* shape class */
+    char winner[16]; /* "clblast", "cpu"; "im2col", "convgemm" */
+    double ms[2];    /* measured medians of the two candidates, in the key's order */
 } clg_gemm_choice;
 
 struct clg_gemm_state {
@@ -18,6 +20,7 @@ struct clg_gemm_state {
     cl_mem *old_scratch; /* outgrown scratch buffers still named by prepared calls */
     size_t n_old_scratch;
     int forced; /* CLGRAD_GEMM: a backend, or -1 */
+    const char *conv_forced; /* CLGRAD_CONV: "im2col" or "convgemm", or NULL */
     clg_gemm_choice *choices;
     size_t n_choices, cap_choices;
     char choices_path[4200]; /* "" when there is no disk cache */

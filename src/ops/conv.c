@@ -1,5 +1,7 @@
-/* 2-D convolution as a composite: im2col (a hand-written kernel) -> clg_matmul (the one GEMM
- * dispatch point) -> bias add, so autograd and GEMM selection come from the parts. im2col's
+/* 2-D convolution. The forward pass has two lowerings, chosen per shape by measurement
+ * (conv_choice.c): a composite of im2col (a hand-written kernel) -> clg_matmul (the one GEMM
+ * dispatch point) -> bias add, whose autograd and GEMM selection come from the parts; or one
+ * CLBlast convgemm call, whose backward is the same im2col / col2im / GEMM arithmetic. im2col's
  * adjoint is col2im, whose adjoint is im2col again; both kernels are in cl/conv.cl. */
 #include <string.h>
 
@@ -13,12 +15,18 @@ static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_ope
                                const clg_operand *out);
 static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out);
+static void bw_convgemm(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static clg_status lower_convgemm(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out);
 
 /* Both: ia[0..15] the packed geometry and layout (pack_geo); im2col: fa[0] the pad value. */
 static const clg_op_info op_im2col = {
     .name = "im2col", .kind = CLG_KIND_KERNEL, .backward = bw_im2col, .lower = lower_im2col};
 static const clg_op_info op_col2im = {
     .name = "col2im", .kind = CLG_KIND_KERNEL, .backward = bw_col2im, .lower = lower_col2im};
+/* in: x [N, C, H, W], w [O, C, KH, KW], both dense; ia as im2col's (layout unused) */
+static const clg_op_info op_convgemm = {
+    .name = "convgemm", .kind = CLG_KIND_KERNEL, .backward = bw_convgemm, .lower = lower_convgemm};
 
 static void pack_geo(clg_tensor *t, const clg_conv_geo *geo, clg_conv_layout layout) {
     const int64_t v[16] = {geo->kh,      geo->kw,       geo->stride_h,   geo->stride_w,
@@ -63,7 +71,7 @@ static void cols_shape(const clg_conv_geo *geo, clg_conv_layout layout, int64_t 
 clg_tensor *clg_im2col(clg_graph *g, clg_tensor *x, const clg_conv_geo *geo, clg_conv_layout layout,
                        float pad) {
     CLG_GUARD(g, "im2col", 1, x);
-    if (layout == CLG_CONV_LAYOUT_AUTO) layout = CLG_CONV_LAYOUT_BATCHED;
+    if (layout != CLG_CONV_LAYOUT_FOLDED) layout = CLG_CONV_LAYOUT_BATCHED;
     int64_t shape[4];
     cols_shape(geo, layout, shape);
     x = clg_conv_operand(g, x);
@@ -74,8 +82,8 @@ clg_tensor *clg_im2col(clg_graph *g, clg_tensor *x, const clg_conv_geo *geo, clg
     return t;
 }
 
-static clg_tensor *col2im(clg_graph *g, clg_tensor *cols, const clg_conv_geo *geo,
-                          clg_conv_layout layout) {
+clg_tensor *clg_col2im(clg_graph *g, clg_tensor *cols, const clg_conv_geo *geo,
+                       clg_conv_layout layout) {
     const int64_t shape[4] = {geo->n, geo->c, geo->h, geo->w};
     cols = clg_conv_operand(g, cols);
     clg_tensor *t = clg_node_new(g, &op_col2im, CLG_F32, 4, shape, 1, &cols);
@@ -86,7 +94,7 @@ static clg_tensor *col2im(clg_graph *g, clg_tensor *cols, const clg_conv_geo *ge
 static void bw_im2col(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_conv_geo geo;
     clg_conv_layout layout = unpack_geo(node, &geo);
-    clg_grad_accumulate(g, node->in[0], col2im(g, gout, &geo, layout));
+    clg_grad_accumulate(g, node->in[0], clg_col2im(g, gout, &geo, layout));
 }
 
 static void bw_col2im(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
@@ -186,6 +194,95 @@ static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_ope
     return clg_lower_kernel(lw, k, 3, global, NULL, "col2im");
 }
 
+/* ---- convgemm: the forward pass as one CLBlast call ---- */
+
+bool clg_convgemm_supports(const clg_conv_geo *geo) {
+    /* CLBlast pads both sides of an axis alike and has no groups: the output size its
+     * symmetric padding gives must be the one geo asks for. */
+    int64_t oh = (geo->h + 2 * geo->pad_top - geo->dilation_h * (geo->kh - 1) - 1) / geo->stride_h;
+    int64_t ow = (geo->w + 2 * geo->pad_left - geo->dilation_w * (geo->kw - 1) - 1) / geo->stride_w;
+    return geo->groups == 1 && oh + 1 == geo->oh && ow + 1 == geo->ow;
+}
+
+clg_tensor *clg_conv2d_convgemm(clg_graph *g, clg_tensor *x, clg_tensor *w, const clg_conv_geo *geo,
+                                int64_t out_channels) {
+    CLG_GUARD(g, "conv2d (convgemm)", 2, x, w);
+    if (!clg_convgemm_supports(geo))
+        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
+                              "conv2d (convgemm): CLBlast's convgemm needs one group and the same "
+                              "padding on both sides of each axis");
+    x = clg_conv_operand(g, x);
+    w = clg_conv_operand(g, w);
+    if (!clg_is_contiguous(x)) x = clg_contiguous(g, x);
+    if (!clg_is_contiguous(w)) w = clg_contiguous(g, w);
+    const int64_t shape[4] = {geo->n, out_channels, geo->oh, geo->ow};
+    clg_tensor *in[2] = {x, w};
+    clg_tensor *t = clg_node_new(g, &op_convgemm, CLG_F32, 4, shape, 2, in);
+    if (t != g->poison) pack_geo(t, geo, CLG_CONV_LAYOUT_FOLDED);
+    return t;
+}
+
+static bool dense(const clg_operand *o) {
+    int64_t expect = 1;
+    for (int d = o->ndim - 1; d >= 0; --d) {
+        if (o->shape[d] != 1 && o->strides[d] != expect) return false;
+        expect *= o->shape[d];
+    }
+    return true;
+}
+
+static clg_status lower_convgemm(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out) {
+    clg_conv_geo geo;
+    unpack_geo(node, &geo);
+    if (!dense(&in[0]) || !dense(&in[1]) || !dense(out))
+        return clg_fail(CLG_ERR_INTERNAL, "convgemm: an operand is not a dense NCHW block");
+    const clg_convgemm_call c = {.channels = (size_t)geo.c,
+                                 .height = (size_t)geo.h,
+                                 .width = (size_t)geo.w,
+                                 .kernel_h = (size_t)geo.kh,
+                                 .kernel_w = (size_t)geo.kw,
+                                 .pad_h = (size_t)geo.pad_top,
+                                 .pad_w = (size_t)geo.pad_left,
+                                 .stride_h = (size_t)geo.stride_h,
+                                 .stride_w = (size_t)geo.stride_w,
+                                 .dilation_h = (size_t)geo.dilation_h,
+                                 .dilation_w = (size_t)geo.dilation_w,
+                                 .num_kernels = (size_t)node->shape[1],
+                                 .batch = (size_t)geo.n,
+                                 .im = in[0].mem,
+                                 .im_off = (size_t)in[0].offset,
+                                 .kernel = in[1].mem,
+                                 .kernel_off = (size_t)in[1].offset,
+                                 .result = out->mem,
+                                 .result_off = (size_t)out->offset};
+    return clg_lower_convgemm(lw, &c, "convgemm");
+}
+
+/* The same arithmetic as the folded im2col lowering's backward: with the batch folded into
+ * the columns (K = C KH KW rows, N OH OW columns) and gout as [O, N OH OW], the weight's
+ * gradient is one GEMM against the columns and the columns' gradient one GEMM with the
+ * weight, scattered back to the image by col2im. */
+static void bw_convgemm(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_conv_geo geo;
+    unpack_geo(node, &geo);
+    clg_tensor *x = node->in[0], *w = node->in[1];
+    int64_t O = node->shape[1], K = geo.c * geo.kh * geo.kw, NL = geo.n * geo.oh * geo.ow;
+    clg_tensor *gf =
+        clg_reshape(g, clg_permute(g, gout, (int[]){1, 0, 2, 3}), 2, (int64_t[]){O, NL});
+    if (clg_needs_grad(x)) {
+        clg_tensor *gcols = clg_matmul(g, clg_reshape(g, w, 2, (int64_t[]){O, K}), gf, true, false);
+        gcols = clg_reshape(g, gcols, 4, (int64_t[]){1, K, geo.n, geo.oh * geo.ow});
+        clg_grad_accumulate(g, x, clg_col2im(g, gcols, &geo, CLG_CONV_LAYOUT_FOLDED));
+    }
+    if (clg_needs_grad(w)) {
+        clg_tensor *cols = clg_im2col(g, x, &geo, CLG_CONV_LAYOUT_FOLDED, 0.0f);
+        cols = clg_reshape(g, cols, 2, (int64_t[]){K, NL});
+        clg_tensor *gw = clg_matmul(g, gf, cols, false, true); /* [O, K] */
+        clg_grad_accumulate(g, w, clg_reshape(g, gw, 4, w->shape));
+    }
+}
+
 /* ---- conv2d ---- */
 
 /* One spatial axis: stride, dilation and padding resolved; false if no output fits. */
@@ -280,13 +377,30 @@ clg_tensor *clg_conv2d_layout(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_te
                               "conv2d: the %lldx%lld kernel (dilation %d x %d) does not fit x "
                               "%s with the padding given",
                               (long long)KH, (long long)KW, dh, dw, sx);
-    int64_t Og = O / G, K = C / G * KH * KW, L = geo.oh * geo.ow;
+    clg_tensor *y;
+    bool convgemm = layout == CLG_CONV_LAYOUT_CONVGEMM
+                        ? clg_convgemm_supports(&geo)
+                        : layout == CLG_CONV_LAYOUT_AUTO && clg_conv_prefers_convgemm(g->ctx, &geo, O);
+    if (convgemm)
+        y = clg_conv2d_convgemm(g, x, w, &geo, O);
+    else
+        y = clg_conv2d_im2col(g, x, w, &geo, O,
+                              layout == CLG_CONV_LAYOUT_CONVGEMM ? CLG_CONV_LAYOUT_AUTO : layout);
+    if (bias) y = clg_add(g, y, clg_reshape(g, bias, 3, (int64_t[]){O, 1, 1}));
+    return y;
+}
+
+clg_tensor *clg_conv2d_im2col(clg_graph *g, clg_tensor *x, clg_tensor *w, const clg_conv_geo *geo,
+                              int64_t out_channels, clg_conv_layout layout) {
+    CLG_GUARD(g, "conv2d (im2col)", 2, x, w);
+    int64_t N = geo->n, H = geo->h, W = geo->w, G = geo->groups, O = out_channels;
+    int64_t Og = O / G, K = geo->c / G * geo->kh * geo->kw, L = geo->oh * geo->ow;
     if (layout == CLG_CONV_LAYOUT_AUTO) layout = auto_layout(G, K);
-    bool pointwise = KH == 1 && KW == 1 && sh == 1 && swd == 1 && geo.pad_top == 0 &&
-                     geo.pad_left == 0 && geo.oh == H && geo.ow == W;
+    bool pointwise = geo->kh == 1 && geo->kw == 1 && geo->stride_h == 1 && geo->stride_w == 1 &&
+                     geo->pad_top == 0 && geo->pad_left == 0 && geo->oh == H && geo->ow == W;
     clg_tensor *y;
     if (layout == CLG_CONV_LAYOUT_FOLDED) {
-        clg_tensor *cols = clg_im2col(g, x, &geo, layout, 0.0f);
+        clg_tensor *cols = clg_im2col(g, x, geo, layout, 0.0f);
         clg_tensor *w3 = clg_reshape(g, w, 3, (int64_t[]){G, Og, K});
         clg_tensor *c3 = clg_reshape(g, cols, 3, (int64_t[]){G, K, N * L});
         if (G == 1) {
@@ -294,22 +408,19 @@ clg_tensor *clg_conv2d_layout(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_te
             c3 = clg_reshape(g, c3, 2, (int64_t[]){K, N * L});
         }
         y = clg_matmul(g, w3, c3, false, false); /* [G, O/G, N * L] */
-        y = clg_reshape(g, y, 4, (int64_t[]){O, N, geo.oh, geo.ow});
-        y = clg_permute(g, y, (int[]){1, 0, 2, 3});
-    } else {
-        /* A 1x1 unpadded stride-1 image is its own column matrix. */
-        clg_tensor *cols = pointwise ? clg_reshape(g, x, 4, (int64_t[]){N, G, K, L})
-                                     : clg_im2col(g, x, &geo, layout, 0.0f);
-        if (G == 1) {
-            clg_tensor *w2 = clg_reshape(g, w, 2, (int64_t[]){O, K});
-            y = clg_matmul(g, w2, clg_reshape(g, cols, 3, (int64_t[]){N, K, L}), false, false);
-        } else {
-            y = clg_matmul(g, clg_reshape(g, w, 3, (int64_t[]){G, Og, K}), cols, false, false);
-        }
-        y = clg_reshape(g, y, 4, (int64_t[]){N, O, geo.oh, geo.ow});
+        y = clg_reshape(g, y, 4, (int64_t[]){O, N, geo->oh, geo->ow});
+        return clg_permute(g, y, (int[]){1, 0, 2, 3});
     }
-    if (bias) y = clg_add(g, y, clg_reshape(g, bias, 3, (int64_t[]){O, 1, 1}));
-    return y;
+    /* A 1x1 unpadded stride-1 image is its own column matrix. */
+    clg_tensor *cols = pointwise ? clg_reshape(g, x, 4, (int64_t[]){N, G, K, L})
+                                 : clg_im2col(g, x, geo, layout, 0.0f);
+    if (G == 1) {
+        clg_tensor *w2 = clg_reshape(g, w, 2, (int64_t[]){O, K});
+        y = clg_matmul(g, w2, clg_reshape(g, cols, 3, (int64_t[]){N, K, L}), false, false);
+    } else {
+        y = clg_matmul(g, clg_reshape(g, w, 3, (int64_t[]){G, Og, K}), cols, false, false);
+    }
+    return clg_reshape(g, y, 4, (int64_t[]){N, O, geo->oh, geo->ow});
 }
 
 clg_tensor *clg_conv2d(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_tensor *bias,

@@ -19,11 +19,14 @@ typedef struct clg_conv_geo {
  *            has batch stride 0 (materialised per image when G > 1);
  *   FOLDED:  columns [G, K, N, L]; Y = W x cols with the batch folded into the GEMM's
  *            columns: one plain GEMM (G = 1) or one batched over groups; the result is
- *            [O, N, OH, OW], returned as a permuted view (the bias add makes it dense). */
+ *            [O, N, OH, OW], returned as a permuted view (the bias add makes it dense);
+ *   CONVGEMM: no columns of clgrad's: CLBlast's convgemm where it can do the shape, else
+ *            AUTO's im2col lowering (for tests and benchmarks; AUTO measures which is faster). */
 typedef enum clg_conv_layout {
     CLG_CONV_LAYOUT_AUTO,
     CLG_CONV_LAYOUT_BATCHED,
     CLG_CONV_LAYOUT_FOLDED,
+    CLG_CONV_LAYOUT_CONVGEMM,
     CLG_CONV_LAYOUT_COUNT
 } clg_conv_layout;
 
@@ -40,8 +43,29 @@ static inline clg_tensor *clg_conv_operand(clg_graph *g, clg_tensor *x) {
 clg_tensor *clg_im2col(clg_graph *g, clg_tensor *x, const clg_conv_geo *geo, clg_conv_layout layout,
                        float pad);
 
-/* clg_conv2d with the column layout chosen by the caller. */
+/* im2col's adjoint: columns of geo in layout back to an image [N, C, H, W], overlapping taps
+ * summed. */
+clg_tensor *clg_col2im(clg_graph *g, clg_tensor *cols, const clg_conv_geo *geo,
+                       clg_conv_layout layout);
+
+/* clg_conv2d with the lowering chosen by the caller: AUTO measures (see below); BATCHED and
+ * FOLDED take the im2col + GEMM lowering with that column layout; CONVGEMM as above. */
 clg_tensor *clg_conv2d_layout(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_tensor *bias,
                               const clg_conv2d_params *p, clg_conv_layout layout);
+
+/* The two forward lowerings of a convolution without bias, w [O, C/G, KH, KW] -> y [N, O, OH,
+ * OW]: im2col + GEMM (layout AUTO picks BATCHED or FOLDED by K), and one CLBlast convgemm
+ * call (only where clg_convgemm_supports: one group, the same padding on both sides). */
+clg_tensor *clg_conv2d_im2col(clg_graph *g, clg_tensor *x, clg_tensor *w, const clg_conv_geo *geo,
+                              int64_t out_channels, clg_conv_layout layout);
+bool clg_convgemm_supports(const clg_conv_geo *geo);
+clg_tensor *clg_conv2d_convgemm(clg_graph *g, clg_tensor *x, clg_tensor *w, const clg_conv_geo *geo,
+                                int64_t out_channels);
+
+/* Whether convgemm runs this forward pass faster than im2col + GEMM on ctx's device: forced by
+ * CLGRAD_CONV, else looked up in the device's choice cache, else measured now (both lowerings
+ * timed on this shape, the winner recorded). False where convgemm cannot do the shape or the
+ * measurement fails (then im2col, which the caller's plan will report on if it fails too). */
+bool clg_conv_prefers_convgemm(clg_context *ctx, const clg_conv_geo *geo, int64_t out_channels);
 
 #endif

@@ -168,8 +168,6 @@ static void gemm_operand(const clg_operand *x, bool trans, int out_nb, const int
     *t = trans != flip;
 }
 
-clg_status clg_lower_gemm(clg_lowering *lw, clg_gemm_call *call, const char *label);
-
 bool clg_is_matmul(const clg_tensor *t) {
     return t->info == &op_matmul;
 }

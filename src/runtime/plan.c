@@ -55,6 +55,13 @@ clg_status clg_plan_add_gemm(clg_plan *plan, const clg_gemm_call *call, const ch
     return CLG_OK;
 }
 
+clg_status clg_plan_add_convgemm(clg_plan *plan, const clg_convgemm_call *call, const char *label) {
+    clg_step *s = new_step(plan, CLG_STEP_CONVGEMM, label);
+    if (!s) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "plan: out of host memory");
+    s->conv = *call;
+    return CLG_OK;
+}
+
 clg_status clg_plan_add_fill(clg_plan *plan, cl_mem mem, size_t offset_bytes, size_t bytes,
                              uint32_t pattern, const char *label) {
     clg_step *s = new_step(plan, CLG_STEP_FILL, label);
@@ -183,6 +190,11 @@ clg_status clg_plan_run(clg_plan *p) {
             break;
         case CLG_STEP_GEMM: {
             clg_status st = clg_gemm_enqueue(ctx, &s->gemm, ev);
+            if (st != CLG_OK) return st;
+            break;
+        }
+        case CLG_STEP_CONVGEMM: {
+            clg_status st = clg_gemm_convgemm(ctx, &s->conv, ev);
             if (st != CLG_OK) return st;
             break;
         }

@@ -17,6 +17,7 @@
 typedef enum clg_step_kind {
     CLG_STEP_KERNEL,
     CLG_STEP_GEMM,
+    CLG_STEP_CONVGEMM,
     CLG_STEP_FILL,
 } clg_step_kind;
 
@@ -32,6 +33,8 @@ typedef struct clg_step {
     int counter_arg; /* index of the two per-run random counter args, or -1 */
     /* gemm */
     clg_gemm_call gemm;
+    /* convgemm */
+    clg_convgemm_call conv;
     /* fill */
     cl_mem fill_mem;
     size_t fill_offset, fill_bytes;
@@ -98,6 +101,7 @@ clg_status clg_plan_add_kernel(clg_plan *plan, cl_kernel kernel, cl_uint work_di
                                const size_t *global, const size_t *local, const char *label,
                                int counter_arg);
 clg_status clg_plan_add_gemm(clg_plan *plan, const clg_gemm_call *call, const char *label);
+clg_status clg_plan_add_convgemm(clg_plan *plan, const clg_convgemm_call *call, const char *label);
 clg_status clg_plan_add_fill(clg_plan *plan, cl_mem mem, size_t offset_bytes, size_t bytes,
                              uint32_t pattern, const char *label);
 clg_status clg_plan_add_hook(clg_plan *plan, clg_run_hook hook, void *user);
