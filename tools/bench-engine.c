@@ -39,11 +39,11 @@ static int cmp_double(const void *a, const void *b) {
 /* Median ms of `reps` back-to-back enqueues of a prepared call, one wait at the end. */
 static double time_gemm(clg_context *ctx, clg_gemm_call *c, int reps) {
     double ms[16];
-    CHECK(clg_gemm_enqueue(ctx, c, NULL));
+    CHECK(clg_gemm_enqueue(ctx, c, NULL, NULL));
     clFinish(ctx->queue);
     for (int r = 0; r < RUNS; ++r) {
         double t0 = now_ms();
-        for (int i = 0; i < reps; ++i) CHECK(clg_gemm_enqueue(ctx, c, NULL));
+        for (int i = 0; i < reps; ++i) CHECK(clg_gemm_enqueue(ctx, c, NULL, NULL));
         clFinish(ctx->queue);
         ms[r] = (now_ms() - t0) / reps;
     }

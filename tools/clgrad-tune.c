@@ -103,7 +103,7 @@ static double time_shape(clg_context *ctx, const shape *s, const bufs *bf, clg_g
     bool ok = true;
     for (int r = -1; r < runs && ok; ++r) {
         double t0 = now_ms();
-        ok = clg_gemm_enqueue(ctx, &c, NULL) == CLG_OK && clFinish(ctx->queue) == CL_SUCCESS;
+        ok = clg_gemm_enqueue(ctx, &c, NULL, NULL) == CLG_OK && clFinish(ctx->queue) == CL_SUCCESS;
         if (r >= 0) ms[r] = now_ms() - t0;
     }
     clg_gemm_release(&c);

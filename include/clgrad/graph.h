@@ -151,7 +151,10 @@ clg_status clg_plan_finish(clg_plan *plan);
  * the plan's own inputs and constants. Parameters are not counted. */
 size_t clg_plan_peak_bytes(const clg_plan *plan);
 size_t clg_plan_fixed_bytes(const clg_plan *plan);
-/* Kernels (including GEMM calls and optimizer updates) one clg_plan_run enqueues. */
+/* Steps one clg_plan_run enqueues: generated kernels, optimizer updates, fills, and GEMM or
+ * convolution calls counted as one each (a GEMM call launches one to three kernels: clgrad's
+ * CPU backend packs operands first, CLBlast may pad or transpose and clgrad adds an epilogue).
+ * CLGRAD_PROFILE times each call from its first kernel's start to its last one's end. */
 size_t clg_plan_kernel_count(const clg_plan *plan);
 /* With guard_bytes set at compile time: CLG_OK if no kernel wrote outside its buffer. */
 clg_status clg_plan_check_guards(clg_plan *plan);

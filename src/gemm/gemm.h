@@ -65,8 +65,13 @@ void clg_gemm_free(clg_context *ctx);
 /* Choose the backend for this shape (by measurement, cached per device and shape class;
  * CLGRAD_GEMM=clblast|cpu forces one) and create what the call needs. */
 clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call);
-/* Queue the product; event (may be NULL) receives the last kernel's event. */
-clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *event);
+/* Queue the product. first and last (each may be NULL) receive the events of the call's first
+ * and last kernel (the CPU backend's packing and product, CLBlast's product and clgrad's
+ * epilogue; both NULL-set when the call is one kernel, then last holds it): a profile times
+ * the whole call from first's start to last's end. CLBlast's own helper kernels (padding,
+ * transposes of its indirect path) run inside its call and are timed with the product. */
+clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *first,
+                            cl_event *last);
 const char *clg_gemm_backend_name(clg_gemm_backend backend);
 /* Release what clg_gemm_prepare created for the call. */
 void clg_gemm_release(clg_gemm_call *call);

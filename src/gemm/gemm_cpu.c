@@ -200,14 +200,16 @@ clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *c) {
     return CLG_OK;
 }
 
-clg_status clg_gemm_cpu_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *event) {
+clg_status clg_gemm_cpu_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *first,
+                                cl_event *last) {
     /* Local size 1: one work-item per work-group, so pocl's implicit work-item vectoriser has
      * nothing to fight the kernel's explicit vectors over. */
     static const size_t one[3] = {1, 1, 1};
     for (int i = 0; i < c->n_kernels; ++i) {
+        bool is_last = i == c->n_kernels - 1;
+        cl_event *ev = is_last ? last : i == 0 ? first : NULL;
         cl_int err = clEnqueueNDRangeKernel(ctx->queue, c->kernels[i].kernel, 3, NULL,
-                                            c->kernels[i].global, one, 0, NULL,
-                                            i == c->n_kernels - 1 ? event : NULL);
+                                            c->kernels[i].global, one, 0, NULL, ev);
         if (err != CL_SUCCESS) return clg_fail_cl(err, "queueing a CPU GEMM kernel");
     }
     return CLG_OK;

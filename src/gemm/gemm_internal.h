@@ -36,6 +36,7 @@ clg_status clg_gemm_apply_tuning_line(clg_context *ctx, const char *line);
 const char *clg_gemm_choices_path(const clg_context *ctx);
 /* Prepare a call for one backend, bypassing the measured choice. */
 clg_status clg_gemm_prepare_backend(clg_context *ctx, clg_gemm_call *call, clg_gemm_backend b);
-clg_status clg_gemm_cpu_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *event);
+clg_status clg_gemm_cpu_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *first,
+                                cl_event *last);
 
 #endif

@@ -114,10 +114,13 @@ static void collect_profile(clg_plan *p) {
     for (size_t i = 0; i < p->n_steps; ++i) {
         if (!p->events[i]) continue;
         cl_ulong t0 = 0, t1 = 0;
-        clGetEventProfilingInfo(p->events[i], CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+        cl_event start = p->first_events[i] ? p->first_events[i] : p->events[i];
+        clGetEventProfilingInfo(start, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
         clGetEventProfilingInfo(p->events[i], CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
         clReleaseEvent(p->events[i]);
         p->events[i] = NULL;
+        if (p->first_events[i]) clReleaseEvent(p->first_events[i]);
+        p->first_events[i] = NULL;
         double ms = t1 > t0 ? (double)(t1 - t0) * 1e-6 : 0.0;
         p->kernel_ms[i] += ms;
         total += ms;
@@ -155,8 +158,9 @@ clg_status clg_plan_run(clg_plan *p) {
     clg_context *ctx = p->ctx;
     if (ctx->profiling && !p->events) {
         p->events = calloc(p->n_steps ? p->n_steps : 1, sizeof *p->events);
+        p->first_events = calloc(p->n_steps ? p->n_steps : 1, sizeof *p->first_events);
         p->kernel_ms = calloc(p->n_steps ? p->n_steps : 1, sizeof *p->kernel_ms);
-        if (!p->events || !p->kernel_ms)
+        if (!p->events || !p->first_events || !p->kernel_ms)
             return clg_fail(CLG_ERR_OUT_OF_MEMORY, "profiling: out of host memory");
     }
     if (p->events_pending) {
@@ -189,7 +193,7 @@ clg_status clg_plan_run(clg_plan *p) {
                                          s->has_local ? s->local : NULL, 0, NULL, ev);
             break;
         case CLG_STEP_GEMM: {
-            clg_status st = clg_gemm_enqueue(ctx, &s->gemm, ev);
+            clg_status st = clg_gemm_enqueue(ctx, &s->gemm, ev ? &p->first_events[i] : NULL, ev);
             if (st != CLG_OK) return st;
             break;
         }
@@ -447,6 +451,7 @@ void clg_plan_free(clg_plan *p) {
     free(p->hooks);
     free(p->hook_users);
     free(p->events);
+    free(p->first_events);
     free(p->kernel_ms);
     clg_graph_forget_plan(p->graph, p);
     free(p);

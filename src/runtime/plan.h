@@ -90,7 +90,8 @@ struct clg_plan {
     uint64_t runs;
 
     /* CLGRAD_PROFILE */
-    cl_event *events;
+    cl_event *events;       /* per step: its (last) kernel's event */
+    cl_event *first_events; /* per step of several kernels: the first one's, or NULL */
     double *kernel_ms; /* summed per step over all profiled runs */
     uint64_t profiled_runs;
     bool events_pending;
