@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <clblast_c.h>
 
+#include "core/clock.h"
 #include "core/context.h"
 #include "core/error.h"
 #include "core/program.h"
@@ -330,17 +330,6 @@ static void shape_class(const clg_gemm_call *c, char *key, size_t size) {
              log2_bucket(c->k));
 }
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Elements an operand spans: the last batch entry's last row's end. */
 static size_t extent(size_t rows, size_t cols, size_t ld, size_t stride, size_t batch) {
     return (batch - 1) * stride + (rows - 1) * ld + cols;
@@ -362,8 +351,8 @@ const char *clg_gemm_choices_path(const clg_context *ctx) {
 }
 
 /* Time both backends on this shape with buffers of their own (the plan's buffers hold nothing
- * yet, and garbage can hide denormals), median of MEASURE_RUNS after a warm-up run that
- * compiles. Returns the faster backend. */
+ * yet, and garbage can hide denormals): out_ms[backend] is the median of MEASURE_RUNS after a
+ * warm-up run that compiles, or of fewer when the second backend falls far behind. */
 static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *out_ms) {
     clg_gemm_call t = *call;
     size_t ar = t.trans_a ? t.k : t.m, ac = t.trans_a ? t.m : t.k;
@@ -398,20 +387,19 @@ static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *o
         double ms[MEASURE_RUNS];
         int runs = 0;
         for (int r = -1; r < MEASURE_RUNS && st == CLG_OK; ++r) {
-            double t0 = now_ms();
+            double t0 = clg_now_ms();
             st = clg_gemm_enqueue(ctx, &u, NULL, NULL);
             cl_int err = clFinish(ctx->queue);
             if (st == CLG_OK && err) st = clg_fail_cl(err, "measuring a GEMM");
             if (r < 0) continue;
-            ms[runs++] = now_ms() - t0;
+            ms[runs++] = clg_now_ms() - t0;
             /* Far behind the first backend after one timed run: it has lost, and on a slow
              * device (rusticl on llvmpipe: 34 s for one product) more runs cost minutes. */
             if (be > 0 && ms[0] > MEASURE_GIVE_UP * out_ms[0]) break;
         }
         clg_gemm_release(&u);
         if (st != CLG_OK) break;
-        qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
-        out_ms[be] = ms[runs / 2];
+        out_ms[be] = clg_median(ms, runs);
     }
     for (int i = 0; i < 4; ++i)
         if (bufs[i]) clReleaseMemObject(bufs[i]);

@@ -65,11 +65,12 @@ void clg_gemm_free(clg_context *ctx);
 /* Choose the backend for this shape (by measurement, cached per device and shape class;
  * CLGRAD_GEMM=clblast|cpu forces one) and create what the call needs. */
 clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call);
-/* Queue the product. first and last (each may be NULL) receive the events of the call's first
- * and last kernel (the CPU backend's packing and product, CLBlast's product and clgrad's
- * epilogue; both NULL-set when the call is one kernel, then last holds it): a profile times
- * the whole call from first's start to last's end. CLBlast's own helper kernels (padding,
- * transposes of its indirect path) run inside its call and are timed with the product. */
+/* Queue the product. last (may be NULL) receives the event of the call's last kernel (the
+ * product, or clgrad's epilogue after CLBlast); first (may be NULL) that of its first kernel
+ * when there are several (the CPU backend's packing, CLBlast's product) and is left untouched
+ * when there is one. A profile times the call from first's start (else last's) to last's end.
+ * CLBlast's own helper kernels (padding, transposes of its indirect path) run inside its call
+ * and are timed with its product. */
 clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *first,
                             cl_event *last);
 const char *clg_gemm_backend_name(clg_gemm_backend backend);
@@ -77,10 +78,10 @@ const char *clg_gemm_backend_name(clg_gemm_backend backend);
 void clg_gemm_release(clg_gemm_call *call);
 
 /* CLBlast's convolution routine (cross-correlation through its own im2col and batched GEMM),
- * one of conv2d's two forward lowerings (ops/conv_choice.c measures it against im2col + GEMM
- * per shape). Dense NCHW image
- * [batch, channels, height, width], kernel [num_kernels, channels, kernel_h, kernel_w] and
- * result [batch, num_kernels, OH, OW] at element offsets; symmetric padding, no groups. */
+ * one of conv2d's two forward lowerings (ops/conv_choice.c times it against im2col + GEMM per
+ * shape). Dense NCHW image [batch, channels, height, width], kernel [num_kernels, channels,
+ * kernel_h, kernel_w] and result [batch, num_kernels, OH, OW] at element offsets; symmetric
+ * padding, no groups. */
 typedef struct clg_convgemm_call {
     size_t channels, height, width, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w,
         dilation_h, dilation_w, num_kernels, batch;

@@ -1,14 +1,14 @@
 /* Which forward lowering a convolution shape gets on a device: clgrad's im2col + GEMM, or
- * CLBlast's convgemm. Neither wins everywhere (on pocl convgemm measured 10x slower for every
+ * CLBlast's convgemm. Neither wins everywhere (on pocl convgemm measured 7-12x slower for every
  * MNIST-CNN shape; GPU drivers may differ), so each shape is timed once per device with both
  * lowerings compiled as real plans, and the winner is cached next to the GEMM backend choices. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "clgrad/graph.h"
+#include "core/clock.h"
 #include "core/context.h"
 #include "core/error.h"
 #include "gemm/gemm.h"
@@ -16,17 +16,6 @@
 
 #define MEASURE_RUNS 3
 #define MEASURE_GIVE_UP 3.0 /* a lowering this many times slower after one run has lost */
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Median milliseconds of one forward pass through a lowering (0 im2col, 1 convgemm), after a
  * warm-up run that compiles; inputs hold a constant, so no denormals or NaNs skew it. A run
@@ -57,17 +46,14 @@ static clg_status time_lowering(clg_context *ctx, const clg_conv_geo *geo, int64
     double runs[MEASURE_RUNS];
     int n = 0;
     for (int r = -1; r < MEASURE_RUNS && st == CLG_OK; ++r) {
-        double t0 = now_ms();
+        double t0 = clg_now_ms();
         st = clg_plan_run(plan);
         if (st == CLG_OK) st = clg_plan_finish(plan);
         if (r < 0) continue;
-        runs[n++] = now_ms() - t0;
+        runs[n++] = clg_now_ms() - t0;
         if (runs[0] > give_up) break;
     }
-    if (st == CLG_OK) {
-        qsort(runs, (size_t)n, sizeof *runs, cmp_double);
-        *ms = runs[n / 2];
-    }
+    if (st == CLG_OK) *ms = clg_median(runs, n);
     clg_graph_free(g);
     free(host);
     return st;
