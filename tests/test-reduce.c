@@ -822,6 +822,70 @@ START_TEST(split_reductions) {
 }
 END_TEST
 
+/* The innermost axis reduced with an outer one (a bias gradient: [N, C, L] -> [C]) walks rows
+ * of the innermost axis: sum, mean, max and min over axes 0 and 2 of [8, 3, 4001], long enough
+ * to be split over work-groups, and over a small [5, 4, 7] that is not, against double-precision
+ * references, with a NaN that must win its channel's max. */
+START_TEST(row_reductions) {
+    enum { N = 8, C = 3, L = 4001 };
+    clg_context *ctx = clg_test_context();
+    clg_test_rng rng;
+    clg_test_rng_seed(&rng, 777);
+    float *x = malloc((size_t)N * C * L * sizeof *x), small[5 * 4 * 7];
+    clg_test_fill(&rng, x, (size_t)N * C * L, -1.0f, 2.0f);
+    clg_test_fill(&rng, small, 5 * 4 * 7, -1.0f, 1.0f);
+    x[(5 * C + 2) * L + 123] = NAN; /* channel 2 */
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *tx = clg_constant(g, CLG_F32, 3, (int64_t[]){N, C, L}, x);
+    clg_tensor *ts = clg_constant(g, CLG_F32, 3, (int64_t[]){5, 4, 7}, small);
+    const int a02[2] = {0, 2};
+    clg_tensor *outs[5] = {clg_sum(g, tx, 2, a02, false), clg_mean(g, tx, 2, a02, false),
+                           clg_max(g, tx, 2, a02, false), clg_min(g, tx, 2, a02, false),
+                           clg_sum(g, clg_square(g, ts), 2, a02, false)};
+    for (int i = 0; i < 5; ++i) clg_assert_ok(clg_graph_output(g, outs[i]));
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    clg_assert_ok(clg_plan_run(p));
+    float sum[C], mean[C], mx[C], mn[C], sq[4];
+    clg_assert_ok(clg_plan_read(p, outs[0], sum, sizeof sum));
+    clg_assert_ok(clg_plan_read(p, outs[1], mean, sizeof mean));
+    clg_assert_ok(clg_plan_read(p, outs[2], mx, sizeof mx));
+    clg_assert_ok(clg_plan_read(p, outs[3], mn, sizeof mn));
+    clg_assert_ok(clg_plan_read(p, outs[4], sq, sizeof sq));
+    for (int c = 0; c < C; ++c) {
+        double rs = 0, rmax = -INFINITY, rmin = INFINITY;
+        for (int n = 0; n < N; ++n)
+            for (int l = 0; l < L; ++l) {
+                float v = x[(n * C + c) * L + l];
+                if (isnan(v)) continue;
+                rs += v;
+                rmax = v > rmax ? v : rmax;
+                rmin = v < rmin ? v : rmin;
+            }
+        if (c == 2) {
+            ck_assert_msg(isnan(sum[c]) && isnan(mx[c]), "NaN channel: sum %g max %g",
+                          (double)sum[c], (double)mx[c]);
+            continue;
+        }
+        ck_assert_msg(fabs(sum[c] - rs) < 1e-4 * fabs(rs) + 1e-2, "channel %d sum %g want %g", c,
+                      (double)sum[c], rs);
+        ck_assert_msg(fabs(mean[c] - rs / (N * L)) < 1e-6, "channel %d mean %g want %g", c,
+                      (double)mean[c], rs / (N * L));
+        ck_assert_msg(mx[c] == (float)rmax && mn[c] == (float)rmin, "channel %d max %g/%g min %g/%g",
+                      c, (double)mx[c], rmax, (double)mn[c], rmin);
+    }
+    for (int c = 0; c < 4; ++c) {
+        double rs = 0;
+        for (int a = 0; a < 5; ++a)
+            for (int l = 0; l < 7; ++l) rs += (double)small[(a * 4 + c) * 7 + l] * small[(a * 4 + c) * 7 + l];
+        ck_assert_msg(fabs(sq[c] - rs) < 1e-5 * rs + 1e-6, "small channel %d %g want %g", c,
+                      (double)sq[c], rs);
+    }
+    free(x);
+    clg_graph_free(g);
+}
+END_TEST
+
 /* Reductions along outer dims with many outputs take the serial column form: sum, max, min
  * and argmax over axis 0 (and 0 and 2) against references, on a strided (transposed) input. */
 START_TEST(column_reductions) {
@@ -883,6 +947,7 @@ static Suite *reduce_suite(void) {
     TCase *fwd = tcase_create("forward");
     tcase_add_test(fwd, test_reduce_axes);
     tcase_add_test(fwd, split_reductions);
+    tcase_add_test(fwd, row_reductions);
     tcase_add_test(fwd, column_reductions);
     tcase_add_test(fwd, test_reduce_lengths);
     tcase_add_test(fwd, test_argmax_ties);

@@ -626,12 +626,44 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         unravel(src, r, reduced, false, "o", "    ");
         sb_printf(src, "    %s acc = %s;\n    int acci = 0;\n    const int nred = ", ty, init);
         product_expr(src, r, reduced, true);
-        sb_printf(src, ";\n    const int chunk = (nred + nparts - 1) / nparts;\n"
-                       "    const int q0 = part * chunk, q1 = min(nred, q0 + chunk);\n"
-                       "    for (int qq = q0 + lid; qq < q1; qq += L) {\n");
-        emit_reduce_body(src, r, reduced, lin, lin_k, cst, &loads, &body);
-        emit_accumulate(src, rk, root, "qq == q0 + lid");
-        sb_printf(src, "    }\n    sh[lid] = acc;\n");
+        /* The innermost dim reduced along with others (a bias gradient over [N, C, H, W]):
+         * the lanes share each row of it and the other reduced coordinates step once per
+         * row, instead of unravelling every element's index with divisions (measured on
+         * pocl: the MNIST CNN's two bias gradients, 2.9 ms that way, 2.2 ms this way). Parts
+         * split the rows. */
+        bool outer_red[CLG_MAX_DIMS];
+        int n_reduced = 0;
+        for (int d = 0; d < r; ++d) {
+            outer_red[d] = reduced[d] && d < r - 1;
+            n_reduced += reduced[d];
+        }
+        bool rows = rk != CLG_REDUCE_ARGMAX && reduced[r - 1] && n_reduced >= 2 &&
+                    n_red / dims[r - 1] >= parts;
+        if (rows) {
+            sb_printf(src, ";\n    const int nrow = ");
+            product_expr(src, r, outer_red, true);
+            sb_printf(src, ";\n    const int chunk = (nrow + nparts - 1) / nparts;\n"
+                           "    const int a0 = part * chunk, a1 = min(nrow, a0 + chunk);\n"
+                           "    for (int qa = a0; qa < a1; ++qa) {\n");
+            unravel(src, r, outer_red, true, "qa", "        ");
+            sb_printf(src, "    for (int c%d = lid; c%d < d%d; c%d += L) {\n", r - 1, r - 1, r - 1,
+                      r - 1);
+            if (lin) {
+                sb_printf(src, "        const int lin = ");
+                offset_expr(src, lin_k, r, cst);
+                sb_printf(src, ";\n");
+            }
+            sb_printf(src, "%s%s", loads.s ? loads.s : "", body.s ? body.s : "");
+            emit_accumulate(src, rk, root, "false");
+            sb_printf(src, "    }\n    }\n    sh[lid] = acc;\n");
+        } else {
+            sb_printf(src, ";\n    const int chunk = (nred + nparts - 1) / nparts;\n"
+                           "    const int q0 = part * chunk, q1 = min(nred, q0 + chunk);\n"
+                           "    for (int qq = q0 + lid; qq < q1; qq += L) {\n");
+            emit_reduce_body(src, r, reduced, lin, lin_k, cst, &loads, &body);
+            emit_accumulate(src, rk, root, "qq == q0 + lid");
+            sb_printf(src, "    }\n    sh[lid] = acc;\n");
+        }
         if (rk == CLG_REDUCE_ARGMAX) sb_printf(src, "    shi[lid] = acci;\n");
         sb_printf(src, "    barrier(CLK_LOCAL_MEM_FENCE);\n"
                        "    for (int s = L / 2; s > 0; s >>= 1) {\n"
