@@ -629,8 +629,8 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         /* The innermost dim reduced along with others (a bias gradient over [N, C, H, W]):
          * the lanes share each row of it and the other reduced coordinates step once per
          * row, instead of unravelling every element's index with divisions (measured on
-         * pocl: the MNIST CNN's two bias gradients, 2.9 ms that way, 1.9-2.2 ms this way). Parts
-         * split the rows. */
+         * pocl: the MNIST CNN's two bias gradients, 2.9 ms that way, 1.9-2.2 ms this way).
+         * Parts split the rows. */
         bool outer_red[CLG_MAX_DIMS];
         int n_reduced = 0;
         for (int d = 0; d < r; ++d) {
