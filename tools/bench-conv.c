@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "clgrad/clgrad.h"
+#include "core/clock.h"
 #include "core/context.h"
 #include "gemm/gemm.h"
 #include "ops/conv.h"
@@ -32,22 +32,6 @@ static const layer layers[] = {
     {"c64-64", 64, 64, 7, 7, true, 0},
     {"dw32", 32, 32, 14, 14, true, 32},
 };
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void fill(float *v, size_t n, unsigned seed) {
     uint64_t s = 0x9E3779B97F4A7C15ull * (seed + 1);
@@ -92,16 +76,16 @@ static void run_once(clg_context *ctx, candidate *c) {
  * alike; medians in c[i].t[0] after sorting. */
 static void time_all(clg_context *ctx, candidate *c, int n, int runs) {
     for (int i = 0; i < n; ++i) {
-        double t0 = now_ms();
+        double t0 = clg_now_ms();
         run_once(ctx, &c[i]);
-        c[i].first = now_ms() - t0;
+        c[i].first = clg_now_ms() - t0;
         c[i].t = malloc((size_t)runs * sizeof *c[i].t);
     }
     for (int r = 0; r < runs; ++r)
         for (int i = 0; i < n; ++i) {
-            double t0 = now_ms();
+            double t0 = clg_now_ms();
             run_once(ctx, &c[i]);
-            c[i].t[r] = now_ms() - t0;
+            c[i].t[r] = clg_now_ms() - t0;
         }
 }
 
@@ -248,8 +232,8 @@ int main(int argc, char **argv) {
         time_all(ctx, c, nc, runs);
         double med[7] = {0}, lo[7] = {0};
         for (int i = 0; i < nc; ++i) {
-            med[i] = median(c[i].t, runs);
-            lo[i] = c[i].t[0]; /* sorted by median() */
+            med[i] = clg_median(c[i].t, runs);
+            lo[i] = c[i].t[0]; /* sorted by clg_median() */
         }
         for (int k = 0; k < 2; ++k) {
             char label[64];

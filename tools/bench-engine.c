@@ -8,25 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <clgrad/clgrad.h>
 
+#include "core/clock.h"
 #include "core/context.h"
 #include "gemm/gemm_internal.h"
 
 static int RUNS = 5;
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 #define CHECK(x)                                                                               \
     do {                                                                                       \
@@ -42,13 +31,12 @@ static double time_gemm(clg_context *ctx, clg_gemm_call *c, int reps) {
     CHECK(clg_gemm_enqueue(ctx, c, NULL, NULL));
     clFinish(ctx->queue);
     for (int r = 0; r < RUNS; ++r) {
-        double t0 = now_ms();
+        double t0 = clg_now_ms();
         for (int i = 0; i < reps; ++i) CHECK(clg_gemm_enqueue(ctx, c, NULL, NULL));
         clFinish(ctx->queue);
-        ms[r] = (now_ms() - t0) / reps;
+        ms[r] = (clg_now_ms() - t0) / reps;
     }
-    qsort(ms, (size_t)RUNS, sizeof *ms, cmp_double);
-    return ms[RUNS / 2];
+    return clg_median(ms, RUNS);
 }
 
 static cl_mem buffer(clg_context *ctx, size_t floats) {
@@ -93,14 +81,13 @@ static double time_plan(clg_plan *p, const clg_tensor *out, size_t out_bytes, in
     CHECK(clg_plan_run(p));
     CHECK(clg_plan_read(p, out, host, out_bytes));
     for (int r = 0; r < RUNS; ++r) {
-        double t0 = now_ms();
+        double t0 = clg_now_ms();
         for (int i = 0; i < reps; ++i) CHECK(clg_plan_run(p));
         CHECK(clg_plan_finish(p));
-        ms[r] = (now_ms() - t0) / reps;
+        ms[r] = (clg_now_ms() - t0) / reps;
     }
     free(host);
-    qsort(ms, (size_t)RUNS, sizeof *ms, cmp_double);
-    return ms[RUNS / 2];
+    return clg_median(ms, RUNS);
 }
 
 static void bandwidth(clg_context *ctx) {

@@ -12,10 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <clgrad/clgrad.h>
 
+#include "core/clock.h"
 #include "core/context.h"
 #include "core/program.h"
 #include "gemm/gemm_internal.h"
@@ -59,17 +59,6 @@ static const size_t CANDIDATES[][16] = {
 #define N_CANDIDATES (sizeof CANDIDATES / sizeof CANDIDATES[0])
 static const size_t SWITCH_POINTS[] = {64, 128, 256, 512, 1024, 2048};
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct bufs {
     cl_mem a, b, c;
 } bufs;
@@ -102,14 +91,13 @@ static double time_shape(clg_context *ctx, const shape *s, const bufs *bf, clg_g
     double ms[9];
     bool ok = true;
     for (int r = -1; r < runs && ok; ++r) {
-        double t0 = now_ms();
+        double t0 = clg_now_ms();
         ok = clg_gemm_enqueue(ctx, &c, NULL, NULL) == CLG_OK && clFinish(ctx->queue) == CL_SUCCESS;
-        if (r >= 0) ms[r] = now_ms() - t0;
+        if (r >= 0) ms[r] = clg_now_ms() - t0;
     }
     clg_gemm_release(&c);
     if (!ok) return 1e30;
-    qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
-    return ms[runs / 2];
+    return clg_median(ms, runs);
 }
 
 static double gflops(const shape *s, double ms) {

@@ -1,5 +1,5 @@
 /* Wall-clock time and medians, for the choices made by measurement (GEMM backends, convolution
- * lowerings). */
+ * lowerings) and the benchmarks in tools/ that see clgrad's internals. */
 #ifndef CLG_CORE_CLOCK_H
 #define CLG_CORE_CLOCK_H
 
@@ -20,7 +20,7 @@ static inline int clg_cmp_double(const void *a, const void *b) {
 /* The median of v[0..n) (n >= 1); sorts v. */
 static inline double clg_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, clg_cmp_double);
-    return v[n / 2];
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 #endif
