@@ -12,6 +12,16 @@ clg_status clg_args_done(const clg_args *a, const char *label) {
     return clg_fail_cl(a->err, "setting argument %u of kernel %s", (unsigned)a->failed_at, label);
 }
 
+clg_status clg_lower_args(clg_lowering *lw, const clg_args *a, cl_uint work_dim,
+                          const size_t *global, const size_t *local, const char *label) {
+    clg_status st = clg_args_done(a, label);
+    if (st != CLG_OK) {
+        clReleaseKernel(a->kernel);
+        return st;
+    }
+    return clg_lower_kernel(lw, a->kernel, work_dim, global, local, label);
+}
+
 clg_operand clg_operand_view(const clg_operand *base, int64_t offset, int ndim,
                              const int64_t *shape, const int64_t *strides) {
     clg_operand o = *base;
@@ -56,13 +66,8 @@ clg_status clg_lower_copy(clg_lowering *lw, const clg_operand *dst, const clg_op
     clg_arg_raw(&a, sizeof src8, &src8);
     clg_arg_raw(&a, sizeof shape8, &shape8);
     clg_arg_int(&a, n);
-    st = clg_args_done(&a, "copy_strided");
-    if (st != CLG_OK) {
-        clReleaseKernel(k);
-        return st;
-    }
     size_t global = ((size_t)n + WG - 1) / WG * WG, local = WG;
-    return clg_lower_kernel(lw, k, 1, &global, &local, "copy");
+    return clg_lower_args(lw, &a, 1, &global, &local, "copy");
 }
 
 clg_status clg_lower_fill(clg_lowering *lw, const clg_operand *dst, float value) {
@@ -86,11 +91,6 @@ clg_status clg_lower_fill(clg_lowering *lw, const clg_operand *dst, float value)
     clg_arg_raw(&a, sizeof shape8, &shape8);
     clg_arg_int(&a, n);
     clg_arg_uint(&a, bits);
-    st = clg_args_done(&a, "fill_strided");
-    if (st != CLG_OK) {
-        clReleaseKernel(k);
-        return st;
-    }
     size_t global = ((size_t)n + WG - 1) / WG * WG, local = WG;
-    return clg_lower_kernel(lw, k, 1, &global, &local, "fill");
+    return clg_lower_args(lw, &a, 1, &global, &local, "fill");
 }

@@ -75,5 +75,9 @@ static inline void clg_arg_local(clg_args *a, size_t bytes) {
     clg_arg_raw(a, bytes, NULL);
 }
 clg_status clg_args_done(const clg_args *a, const char *label);
+/* clg_args_done on a's kernel, then clg_lower_kernel: the plan takes the kernel, also on
+ * failure. label names the step in profiles and the kernel in argument errors. */
+clg_status clg_lower_args(clg_lowering *lw, const clg_args *a, cl_uint work_dim,
+                          const size_t *global, const size_t *local, const char *label);
 
 #endif

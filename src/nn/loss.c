@@ -115,16 +115,11 @@ static bool dense_operand(const clg_operand *o) {
     return true;
 }
 
-static clg_status launch_rows(clg_lowering *lw, cl_kernel k, clg_args *args, int64_t rows,
-                              size_t lanes, const char *name) {
+static clg_status launch_rows(clg_lowering *lw, clg_args *args, int64_t rows, size_t lanes,
+                              const char *name) {
     clg_arg_local(args, lanes * sizeof(float));
-    clg_status st = clg_args_done(args, name);
-    if (st != CLG_OK) {
-        clReleaseKernel(k);
-        return st;
-    }
     size_t global = (size_t)rows * lanes;
-    return clg_lower_kernel(lw, k, 1, &global, &lanes, name);
+    return clg_lower_args(lw, args, 1, &global, &lanes, name);
 }
 
 static clg_status lower_ce_rows(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -146,7 +141,7 @@ static clg_status lower_ce_rows(clg_lowering *lw, clg_tensor *node, const clg_op
     clg_arg_int(&a, out->offset);
     clg_arg_int(&a, C);
     clg_arg_float(&a, node->fa[0]);
-    return launch_rows(lw, k, &a, rows, lanes_for(ctx, C), "cross_entropy");
+    return launch_rows(lw, &a, rows, lanes_for(ctx, C), "cross_entropy");
 }
 
 static clg_status lower_ce_grad(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -178,7 +173,7 @@ static clg_status lower_ce_grad(clg_lowering *lw, clg_tensor *node, const clg_op
     clg_arg_float(&a, go->is_scalar ? go->scalar : 0.0f);
     clg_arg_int(&a, C);
     clg_arg_float(&a, node->fa[0]);
-    return launch_rows(lw, k, &a, rows, lanes_for(ctx, C), "cross_entropy_grad");
+    return launch_rows(lw, &a, rows, lanes_for(ctx, C), "cross_entropy_grad");
 }
 
 /* ---- composite losses ---- */

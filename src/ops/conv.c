@@ -155,13 +155,8 @@ static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&a, geo.ow);
     clg_arg_raw(&a, sizeof ga, &ga);
     clg_arg_float(&a, node->fa[0]);
-    st = clg_args_done(&a, "im2col");
-    if (st != CLG_OK) {
-        clReleaseKernel(k);
-        return st;
-    }
     size_t global[3] = {(size_t)geo.oh, (size_t)K, (size_t)(geo.n * G)};
-    return clg_lower_kernel(lw, k, 3, global, NULL, "im2col");
+    return clg_lower_args(lw, &a, 3, global, NULL, "im2col");
 }
 
 static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -185,13 +180,8 @@ static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&a, geo.oh);
     clg_arg_int(&a, geo.ow);
     clg_arg_raw(&a, sizeof ga, &ga);
-    st = clg_args_done(&a, "col2im");
-    if (st != CLG_OK) {
-        clReleaseKernel(k);
-        return st;
-    }
     size_t global[3] = {(size_t)geo.h, (size_t)geo.c, (size_t)geo.n};
-    return clg_lower_kernel(lw, k, 3, global, NULL, "col2im");
+    return clg_lower_args(lw, &a, 3, global, NULL, "col2im");
 }
 
 /* ---- convgemm: the forward pass as one CLBlast call ---- */

@@ -141,14 +141,9 @@ static clg_status lower_gather_kernel(clg_lowering *lw, const char *kernel, cons
     clg_arg_int(&args, index->shape[0]);
     clg_arg_int(&args, inner);
     clg_arg_int(&args, n);
-    st = clg_args_done(&args, kernel);
-    if (st != CLG_OK) {
-        clReleaseKernel(k);
-        return st;
-    }
     (void)outer;
     size_t global = ((size_t)n + 63) / 64 * 64, local = 64;
-    return clg_lower_kernel(lw, k, 1, &global, &local, kernel);
+    return clg_lower_args(lw, &args, 1, &global, &local, kernel);
 }
 
 static clg_status lower_index_select(clg_lowering *lw, clg_tensor *node, const clg_operand *in,

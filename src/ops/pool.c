@@ -133,13 +133,8 @@ static clg_status lower_window(clg_lowering *lw, const char *kernel, const clg_t
     clg_arg_int(&a, node->ia[7]);
     clg_arg_int(&a, out->shape[3]);
     clg_arg_raw(&a, sizeof win, &win);
-    st = clg_args_done(&a, kernel);
-    if (st != CLG_OK) {
-        clReleaseKernel(k);
-        return st;
-    }
     size_t global[3] = {(size_t)out->shape[2], (size_t)out->shape[1], (size_t)out->shape[0]};
-    return clg_lower_kernel(lw, k, 3, global, NULL, kernel);
+    return clg_lower_args(lw, &a, 3, global, NULL, kernel);
 }
 
 static clg_status lower_max_pool_gather(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -159,13 +154,8 @@ static clg_status lower_max_pool_gather(clg_lowering *lw, clg_tensor *node, cons
     clg_arg_int(&a, arg->offset);
     clg_arg_int(&a, node->ia[7]);
     clg_arg_int(&a, out->shape[3]);
-    st = clg_args_done(&a, "max_pool2d_gather");
-    if (st != CLG_OK) {
-        clReleaseKernel(k);
-        return st;
-    }
     size_t global[3] = {(size_t)out->shape[2], (size_t)out->shape[1], (size_t)out->shape[0]};
-    return clg_lower_kernel(lw, k, 3, global, NULL, "max_pool2d");
+    return clg_lower_args(lw, &a, 3, global, NULL, "max_pool2d");
 }
 
 static clg_status lower_max_pool_argmax(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -193,13 +183,8 @@ static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, co
     clg_arg_int(&a, arg->shape[2]);
     clg_arg_int(&a, arg->shape[3]);
     clg_arg_raw(&a, sizeof win, &win);
-    st = clg_args_done(&a, "max_pool2d_backward");
-    if (st != CLG_OK) {
-        clReleaseKernel(k);
-        return st;
-    }
     size_t global[3] = {(size_t)out->shape[2], (size_t)out->shape[1], (size_t)out->shape[0]};
-    return clg_lower_kernel(lw, k, 3, global, NULL, "max_pool2d_backward");
+    return clg_lower_args(lw, &a, 3, global, NULL, "max_pool2d_backward");
 }
 
 clg_tensor *clg_avg_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params *p) {
