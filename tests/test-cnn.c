@@ -11,10 +11,8 @@
  * conv1 alone, with the rest frozen at its random initialisation, against a gradient negated
  * at conv1's output. */
 #include <stdio.h>
-#include <string.h>
 
-#include "compile/codegen.h"
-#include "graph/graph_internal.h"
+#include "fit.h"
 #include "harness.h"
 
 #define TRAIN_N 2000
@@ -33,27 +31,6 @@ typedef enum breakage {
     BREAK_CONV2, /* the gradient into conv2's output negated: both convolutions climb */
 } breakage;
 
-/* Identity forward, negated backward: a gradient bug that the forward pass cannot show. */
-static void emit_identity(clg_codegen *cg, const clg_tensor *n, const char *const *ops, char *out,
-                          size_t size) {
-    (void)cg;
-    (void)n;
-    clg_cg_format(out, size, "(%s)", ops[0]);
-}
-
-static void bw_negated(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_grad_accumulate(g, node->in[0], clg_neg(g, gout));
-}
-
-static const clg_op_info op_broken = {.name = "broken_identity",
-                                      .kind = CLG_KIND_ELEMENTWISE,
-                                      .backward = bw_negated,
-                                      .emit = emit_identity};
-
-static clg_tensor *broken_identity(clg_graph *g, clg_tensor *x) {
-    return clg_node_new(g, &op_broken, x->dtype, x->ndim, x->shape, 1, &x);
-}
-
 typedef struct cnn {
     clg_param *w1, *b1, *w2, *b2;
     clg_linear fc;
@@ -71,16 +48,17 @@ static void cnn_init(clg_context *ctx, cnn *m) {
     clg_assert_ok(clg_linear_init(ctx, &m->fc, "fc", 64 * 7 * 7, 10, true, 23));
 }
 
-static clg_tensor *forward(clg_graph *g, cnn *m, clg_tensor *x, breakage brk) {
+static clg_tensor *forward(clg_graph *g, void *model, clg_tensor *x, int brk) {
+    cnn *m = model;
     const clg_conv2d_params same = {.padding = CLG_PADDING_SAME};
     const clg_pool2d_params pool = {.kernel_h = 2, .kernel_w = 2};
     clg_tensor *h = clg_conv2d(g, clg_unsqueeze(g, x, 1), clg_param_tensor(g, m->w1),
                                clg_param_tensor(g, m->b1), &same); /* [N, 32, 28, 28] */
-    if (brk == BREAK_CONV1) h = broken_identity(g, h);
+    if (brk == BREAK_CONV1) h = clg_fit_broken_identity(g, h);
     h = clg_max_pool2d(g, clg_relu(g, h), &pool);
     h = clg_conv2d(g, h, clg_param_tensor(g, m->w2), clg_param_tensor(g, m->b2),
                    &same); /* [N, 64, 14, 14] */
-    if (brk == BREAK_CONV2) h = broken_identity(g, h);
+    if (brk == BREAK_CONV2) h = clg_fit_broken_identity(g, h);
     h = clg_max_pool2d(g, clg_relu(g, h), &pool);
     return clg_linear_forward(g, &m->fc, clg_flatten(g, h, 1));
 }
@@ -88,19 +66,6 @@ static clg_tensor *forward(clg_graph *g, cnn *m, clg_tensor *x, breakage brk) {
 /* Train on TRAIN_N images (only conv1 with conv1_only), return accuracy on TEST_N test
  * images. */
 static double train_and_test(breakage brk, bool conv1_only, float lr) {
-    clg_dataset *train_all = NULL, *test_all = NULL, *train = NULL, *test = NULL;
-    const char *dir = clg_test_path("../examples/data/mnist");
-    clg_assert_ok(clg_dataset_load_mnist(dir, true, &train_all));
-    clg_assert_ok(clg_dataset_load_mnist(dir, false, &test_all));
-    clg_assert_ok(clg_dataset_subset(train_all, 0, TRAIN_N, &train));
-    clg_assert_ok(clg_dataset_subset(test_all, 0, TEST_N, &test));
-    clg_dataset_free(train_all);
-    clg_dataset_free(test_all);
-    float mean, std;
-    clg_dataset_stats(train, &mean, &std);
-    clg_assert_ok(clg_dataset_normalize(train, mean, std));
-    clg_assert_ok(clg_dataset_normalize(test, mean, std));
-
     /* a fresh context per model: parameter names repeat */
     clg_context *ctx = NULL;
     clg_assert_ok(clg_context_create(NULL, &ctx));
@@ -112,61 +77,18 @@ static double train_and_test(breakage brk, bool conv1_only, float lr) {
         clg_param_set_trainable(m.fc.weight, false);
         clg_param_set_trainable(m.fc.bias, false);
     }
-    clg_optimizer_config oc = clg_optimizer_defaults(CLG_OPT_ADAM);
-    oc.lr = lr;
-    clg_optimizer *opt = clg_optimizer_new(ctx, &oc);
-    ck_assert_ptr_nonnull(opt);
-
-    const int64_t xs[3] = {BATCH, 28, 28}, ys[1] = {BATCH};
-    clg_graph *g = clg_graph_new(ctx);
-    clg_tensor *x = clg_input(g, "x", CLG_F32, 3, xs);
-    clg_tensor *y = clg_input(g, "y", CLG_I32, 1, ys);
-    clg_tensor *loss = clg_cross_entropy(g, forward(g, &m, x, brk), y, CLG_REDUCTION_MEAN);
-    clg_assert_ok(clg_graph_output(g, loss));
-    clg_assert_ok(clg_backward(g, loss));
-    clg_plan *tp = NULL;
-    clg_assert_ok(clg_graph_compile(g, &(clg_compile_options){.optimizer = opt}, &tp));
-
-    clg_graph *eg = clg_graph_new(ctx);
-    clg_tensor *ex = clg_input(eg, "x", CLG_F32, 3, xs);
-    clg_tensor *pred = clg_argmax(eg, forward(eg, &m, ex, BREAK_NONE), 1, false);
-    clg_assert_ok(clg_graph_output(eg, pred));
-    clg_plan *ep = NULL;
-    clg_assert_ok(clg_graph_compile(eg, NULL, &ep));
-
-    clg_loader *tl = NULL, *vl = NULL;
-    clg_loader_options to = {.batch_size = BATCH, .shuffle = true, .drop_last = true, .seed = 5};
-    clg_loader_options vo = {.batch_size = BATCH};
-    clg_assert_ok(clg_loader_new(train, &to, &tl));
-    clg_assert_ok(clg_loader_new(test, &vo, &vl));
-    clg_batch b;
+    const clg_fit_options o = {.train_n = TRAIN_N,
+                               .test_n = TEST_N,
+                               .batch = BATCH,
+                               .epochs = EPOCHS,
+                               .lr = lr,
+                               .images = true,
+                               .standardise = true};
     float l = 0.0f;
-    for (int e = 0; e < EPOCHS; ++e) {
-        clg_loader_start_epoch(tl, e);
-        while (clg_loader_next(tl, &b)) {
-            clg_assert_ok(clg_batch_upload(&b, tl, tp, x, y));
-            clg_assert_ok(clg_plan_run(tp));
-            clg_assert_ok(clg_plan_read(tp, loss, &l, sizeof l));
-        }
-    }
-    int64_t right = 0, total = 0;
-    int32_t p[BATCH];
-    clg_loader_start_epoch(vl, 0);
-    while (clg_loader_next(vl, &b)) {
-        clg_assert_ok(clg_batch_upload(&b, vl, ep, ex, NULL));
-        clg_assert_ok(clg_plan_run(ep));
-        clg_assert_ok(clg_plan_read(ep, pred, p, sizeof p));
-        for (int64_t i = 0; i < b.rows; ++i)
-            right += p[i] == b.labels[i];
-        total += b.rows;
-    }
+    double acc = clg_fit_mnist(ctx, &m, forward, (int)brk, &o, &l);
     fprintf(stderr, "cnn: last training loss %.4f, ", (double)l);
-    clg_loader_free(tl);
-    clg_loader_free(vl);
-    clg_dataset_free(train);
-    clg_dataset_free(test);
     clg_context_free(ctx);
-    return (double)right / (double)total;
+    return acc;
 }
 
 static void check(breakage brk, bool conv1_only, const char *what) {
