@@ -560,6 +560,11 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
     }
 
     strbuf *src = &pg->src;
+    /* a reduction's accumulator: its type and the identity it starts from */
+    const char *ty = rk == CLG_REDUCE_ARGMAX ? "float" : type_of(m->dtype);
+    const char *init = rk == CLG_REDUCE_SUM    ? "0.0f"
+                       : rk == CLG_REDUCE_MIN ? "INFINITY"
+                                              : "-INFINITY";
     sb_printf(src, "%s%s)\n{\n", head.s ? head.s : "", cg->extra_params.s ? cg->extra_params.s : "");
     if (!is_reduce && r == 1) {
         sb_printf(src, "    const int i = get_global_id(0);\n    if (i >= d0) return;\n"
@@ -596,8 +601,6 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         /* Reduced dims outside the innermost kept one (a bias gradient: [B, N] -> [N]): one
          * work-item per output with a serial loop; neighbouring work-items read neighbouring
          * addresses, which a GPU coalesces and a CPU vectorises, and no local memory. */
-        const char *ty = rk == CLG_REDUCE_ARGMAX ? "float" : type_of(m->dtype);
-        const char *init = rk == CLG_REDUCE_SUM ? "0.0f" : rk == CLG_REDUCE_MIN ? "INFINITY" : "-INFINITY";
         sb_printf(src, "    const int o = get_global_id(0);\n    if (o >= ");
         product_expr(src, r, reduced, false);
         sb_printf(src, ") return;\n");
@@ -617,8 +620,6 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         k->local[0] = WG_ELEMENTWISE;
         k->global[0] = ((size_t)n_out + WG_ELEMENTWISE - 1) / WG_ELEMENTWISE * WG_ELEMENTWISE;
     } else {
-        const char *ty = rk == CLG_REDUCE_ARGMAX ? "float" : type_of(m->dtype);
-        const char *init = rk == CLG_REDUCE_SUM ? "0.0f" : rk == CLG_REDUCE_MIN ? "INFINITY" : "-INFINITY";
         sb_printf(src, "    __local %s sh[%d];\n", ty, WG_REDUCE_MAX);
         if (rk == CLG_REDUCE_ARGMAX) sb_printf(src, "    __local int shi[%d];\n", WG_REDUCE_MAX);
         sb_printf(src, "    const int lid = get_local_id(0), L = get_local_size(0);\n"
