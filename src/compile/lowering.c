@@ -22,6 +22,15 @@ clg_status clg_lower_args(clg_lowering *lw, const clg_args *a, cl_uint work_dim,
     return clg_lower_kernel(lw, a->kernel, work_dim, global, local, label);
 }
 
+bool clg_operand_dense(const clg_operand *o) {
+    int64_t s = 1;
+    for (int i = o->ndim - 1; i >= 0; --i) {
+        if (o->shape[i] != 1 && o->strides[i] != s) return false;
+        s *= o->shape[i];
+    }
+    return true;
+}
+
 clg_operand clg_operand_view(const clg_operand *base, int64_t offset, int ndim,
                              const int64_t *shape, const int64_t *strides) {
     clg_operand o = *base;

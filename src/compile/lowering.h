@@ -33,6 +33,8 @@ clg_status clg_lower_convgemm(clg_lowering *lw, const clg_convgemm_call *call, c
 clg_status clg_lower_copy(clg_lowering *lw, const clg_operand *dst, const clg_operand *src);
 /* Fill every element of dst's view with value (f32 bits, or the int value for i32). */
 clg_status clg_lower_fill(clg_lowering *lw, const clg_operand *dst, float value);
+/* Whether o reads a dense row-major block from its offset (size-1 dims' strides ignored). */
+bool clg_operand_dense(const clg_operand *o);
 /* dst viewed with a different offset/shape/strides (e.g. a slice of the output). */
 clg_operand clg_operand_view(const clg_operand *base, int64_t offset, int ndim,
                              const int64_t *shape, const int64_t *strides);

@@ -106,15 +106,6 @@ static size_t lanes_for(clg_context *ctx, int64_t C) {
     return l;
 }
 
-static bool dense_operand(const clg_operand *o) {
-    int64_t s = 1;
-    for (int i = o->ndim - 1; i >= 0; --i) {
-        if (o->shape[i] != 1 && o->strides[i] != s) return false;
-        s *= o->shape[i];
-    }
-    return true;
-}
-
 static clg_status launch_rows(clg_lowering *lw, clg_args *args, int64_t rows, size_t lanes,
                               const char *name) {
     clg_arg_local(args, lanes * sizeof(float));
@@ -125,7 +116,7 @@ static clg_status launch_rows(clg_lowering *lw, clg_args *args, int64_t rows, si
 static clg_status lower_ce_rows(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                 const clg_operand *out) {
     const clg_operand *x = &in[0], *y = &in[1];
-    if (!dense_operand(x) || !dense_operand(y))
+    if (!clg_operand_dense(x) || !clg_operand_dense(y))
         return clg_fail(CLG_ERR_INTERNAL, "cross_entropy: operands are not dense");
     int64_t C = x->shape[x->ndim - 1], rows = clg_shape_numel(out->ndim, out->shape);
     clg_context *ctx = clg_lowering_context(lw);
@@ -147,13 +138,13 @@ static clg_status lower_ce_rows(clg_lowering *lw, clg_tensor *node, const clg_op
 static clg_status lower_ce_grad(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                 const clg_operand *out) {
     const clg_operand *x = &in[0], *y = &in[1], *go = &in[2];
-    if (!dense_operand(x) || !dense_operand(y))
+    if (!clg_operand_dense(x) || !clg_operand_dense(y))
         return clg_fail(CLG_ERR_INTERNAL, "cross_entropy_grad: operands are not dense");
     int64_t C = x->shape[x->ndim - 1], rows = clg_shape_numel(y->ndim, y->shape);
     bool broadcast = true;
     for (int i = 0; i < go->ndim; ++i)
         if (go->shape[i] != 1 && go->strides[i] != 0) broadcast = false;
-    if (!go->is_scalar && !broadcast && !dense_operand(go))
+    if (!go->is_scalar && !broadcast && !clg_operand_dense(go))
         return clg_fail(CLG_ERR_INTERNAL, "cross_entropy_grad: the row gradient is not dense");
     clg_context *ctx = clg_lowering_context(lw);
     cl_kernel k;

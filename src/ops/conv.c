@@ -212,20 +212,11 @@ clg_tensor *clg_conv2d_convgemm(clg_graph *g, clg_tensor *x, clg_tensor *w, cons
     return t;
 }
 
-static bool dense(const clg_operand *o) {
-    int64_t expect = 1;
-    for (int d = o->ndim - 1; d >= 0; --d) {
-        if (o->shape[d] != 1 && o->strides[d] != expect) return false;
-        expect *= o->shape[d];
-    }
-    return true;
-}
-
 static clg_status lower_convgemm(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                  const clg_operand *out) {
     clg_conv_geo geo;
     unpack_geo(node, &geo);
-    if (!dense(&in[0]) || !dense(&in[1]) || !dense(out))
+    if (!clg_operand_dense(&in[0]) || !clg_operand_dense(&in[1]) || !clg_operand_dense(out))
         return clg_fail(CLG_ERR_INTERNAL, "convgemm: an operand is not a dense NCHW block");
     const clg_convgemm_call c = {.channels = (size_t)geo.c,
                                  .height = (size_t)geo.h,
