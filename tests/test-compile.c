@@ -394,7 +394,7 @@ START_TEST(guards_detect_corruption) {
     write_word(p, s->mem, past, 0x12345678u);
     ck_assert_int_eq(clg_plan_check_guards(p), CLG_ERR_INTERNAL);
     ck_assert_msg(contains(clg_last_error(), "guard"), "message: %s", clg_last_error());
-    write_word(p, s->mem, past, 0xA5A5A5A5u); /* the pattern back: clean again */
+    write_word(p, s->mem, past, CLG_GUARD_PATTERN); /* the pattern back: clean again */
     clg_assert_ok(clg_plan_check_guards(p));
     write_word(p, s->mem, first - 4, 0u);
     ck_assert_int_eq(clg_plan_check_guards(p), CLG_ERR_INTERNAL);

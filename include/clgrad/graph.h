@@ -128,7 +128,8 @@ typedef struct clg_compile_options {
                                  parameter that has a gradient in the graph */
     bool no_fusion;           /* one kernel per op: for testing fusion against the plain path */
     size_t guard_bytes;       /* testing: pad each buffer with this many guard bytes, checked
-                                 by clg_plan_check_guards */
+                                 by clg_plan_check_guards; intermediate buffers start out as
+                                 NaN, so an element no kernel wrote shows up in the results */
 } clg_compile_options;
 
 /* Compile g into a plan. opts may be NULL. Fails with the graph's sticky error, or with

@@ -15,7 +15,6 @@
 #include "ops/matmul.h"
 
 #define ARENA_ALIGN 256
-#define GUARD_PATTERN 0xA5A5A5A5u
 
 clg_operand clg_compiler_operand(const clg_compiler *c, const clg_tensor *x) {
     clg_operand o;
@@ -388,7 +387,7 @@ static clg_status arena_storage(clg_compiler *c) {
                                &p->arenas[a]);
         if (st != CLG_OK) goto done;
         if (guard) {
-            cl_uint pattern = GUARD_PATTERN;
+            cl_uint pattern = CLG_GUARD_PATTERN;
             cl_int err = clEnqueueFillBuffer(c->ctx->queue, p->arenas[a], &pattern,
                                              sizeof pattern, 0, arena_bytes[a], 0, NULL, NULL);
             if (err != CL_SUCCESS) {

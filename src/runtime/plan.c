@@ -8,7 +8,6 @@
 #include "nn/optim_internal.h"
 #include "runtime/plan.h"
 
-#define GUARD_PATTERN 0xA5A5A5A5u
 #define PROFILE_PRINT_RUNS 2
 
 /* ---- building ---- */
@@ -389,7 +388,7 @@ clg_status clg_plan_check_guards(clg_plan *p) {
                 inside[s->offset + k] = 1;
         }
         for (size_t w = 0; w < n; ++w) {
-            if (inside[w] || buf[w] == GUARD_PATTERN) continue;
+            if (inside[w] || buf[w] == CLG_GUARD_PATTERN) continue;
             const char *victim = "?";
             for (size_t i = 0; i < p->n_nodes; ++i) {
                 const clg_storage *s = &p->storage[i];

@@ -14,6 +14,11 @@
 #include "gemm/gemm.h"
 #include "graph/graph_internal.h"
 
+/* With guard bytes on (testing), every arena is filled with this word before the first run:
+ * a NaN, so an element a kernel should have written but did not fails any comparison, and
+ * the guards around each tensor must still hold it afterwards. */
+#define CLG_GUARD_PATTERN 0x7FC5A5A5u
+
 typedef enum clg_step_kind {
     CLG_STEP_KERNEL,
     CLG_STEP_GEMM,
