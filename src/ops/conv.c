@@ -152,11 +152,12 @@ static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&a, G);
     clg_arg_int(&a, geo.h);
     clg_arg_int(&a, geo.w);
+    clg_arg_int(&a, geo.oh);
     clg_arg_int(&a, geo.ow);
     clg_arg_raw(&a, sizeof ga, &ga);
     clg_arg_float(&a, node->fa[0]);
-    size_t global[3] = {(size_t)geo.oh, (size_t)K, (size_t)(geo.n * G)};
-    return clg_lower_args(lw, &a, 3, global, NULL, "im2col");
+    size_t global[2] = {(size_t)K, (size_t)(geo.n * G)};
+    return clg_lower_args(lw, &a, 2, global, NULL, "im2col");
 }
 
 static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -180,8 +181,8 @@ static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&a, geo.oh);
     clg_arg_int(&a, geo.ow);
     clg_arg_raw(&a, sizeof ga, &ga);
-    size_t global[3] = {(size_t)geo.h, (size_t)geo.c, (size_t)geo.n};
-    return clg_lower_args(lw, &a, 3, global, NULL, "col2im");
+    size_t global[2] = {(size_t)geo.c, (size_t)geo.n};
+    return clg_lower_args(lw, &a, 2, global, NULL, "col2im");
 }
 
 /* ---- convgemm: the forward pass as one CLBlast call ---- */
