@@ -1,7 +1,8 @@
 /* Pooling on the device against plain-C references: max_pool2d (inputs without ties; NaN
  * propagation), avg_pool2d (count_include_pad) and global_avg_pool2d, forward and gradients
  * for a grid of windows (overlapping, padded, non-square, default stride, a strided input
- * view) in one graph; central finite differences on small shapes; error messages. */
+ * view) in one graph; relu -> max_pool2d, whose relu gate the pooling's backward applies;
+ * central finite differences on small shapes; error messages. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,8 @@ static const pool_case grid[] = {
     {"2x3 stride (1,2) pad (1,1)", 2, 2, 6, 7, {2, 3, 1, 2, 1, 1}, false},
     {"3x2 stride 3x1, batch 1, C1", 1, 1, 9, 4, {3, 2, 3, 1, 0, 0}, false},
     {"2x2 on a transposed view", 2, 3, 6, 5, {.kernel_h = 2, .kernel_w = 2}, true},
+    {"2x2 stride 3 (gaps between windows) on 8x10", 2, 2, 8, 10, {2, 2, 3, 3, 0, 0}, false},
+    {"3x3 stride 3 on 9x7", 1, 2, 9, 7, {3, 3, 3, 3, 0, 0}, false},
 };
 #define N_GRID (int)(sizeof grid / sizeof grid[0])
 
@@ -294,6 +297,75 @@ START_TEST(pool_gradient_of_plain_sum) {
 }
 END_TEST
 
+/* relu -> max_pool2d, the conv net pattern, whose relu gate runs inside the pooling's backward
+ * kernel: gradients against relu then pooling in C, on windows that are disjoint 2 x 2, disjoint
+ * 3 x 3 and overlapping; the first plane is all negative, so there every window's maximum is
+ * relu's 0 and the gate must stop its gradient. The fused plan has one kernel fewer than relu
+ * and pooling counted apart: exactly relu's forward kernel more than pooling alone. */
+START_TEST(relu_pool_gradient) {
+    static const pool_case cases[] = {
+        {"2x2", 2, 3, 6, 8, {.kernel_h = 2, .kernel_w = 2}, false},
+        {"3x3 stride 3", 2, 3, 9, 7, {3, 3, 3, 3, 0, 0}, false},
+        {"3x3 stride 1 pad 1", 2, 3, 5, 6, {3, 3, 1, 1, 1, 1}, false},
+    };
+    for (int ci = 0; ci < 3; ++ci) {
+        const pool_case *pc = &cases[ci];
+        int64_t nx = pc->n * pc->c * pc->h * pc->w, oh, ow;
+        out_size(pc, &oh, &ow);
+        int64_t ny = pc->n * pc->c * oh * ow, plane = pc->h * pc->w;
+        const int64_t xs[4] = {pc->n, pc->c, pc->h, pc->w}, ys[4] = {pc->n, pc->c, oh, ow};
+        float *x = alloc_f(nx), *r = alloc_f(nx), *gy = alloc_f(ny), *y = alloc_f(ny);
+        float *dx = alloc_f(nx);
+        fill_distinct(x, nx, 70 + (uint64_t)ci, 0.01f);
+        for (int64_t i = 0; i < plane; ++i) x[i] = -fabsf(x[i]) - 0.001f;
+        fill(gy, ny, 80 + (uint64_t)ci, 0.5f, 1.5f);
+        for (int64_t i = 0; i < nx; ++i) r[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        pool_ref(POOL_MAX, pc, r, gy, y, dx);
+        for (int64_t i = 0; i < nx; ++i)
+            if (!(r[i] > 0.0f)) dx[i] = 0.0f;
+        size_t kernels[2];
+        for (int relu = 1; relu >= 0; --relu) {
+            clg_graph *g = clg_graph_new(clg_test_context());
+            ck_assert_ptr_nonnull(g);
+            clg_tensor *tx = clg_input(g, "x", CLG_F32, 4, xs);
+            clg_assert_ok(clg_requires_grad(tx));
+            clg_tensor *h = relu ? clg_relu(g, tx) : tx;
+            clg_tensor *ty = clg_max_pool2d(g, h, &pc->p);
+            clg_tensor *loss = clg_sum(g, clg_mul(g, ty, clg_constant(g, CLG_F32, 4, ys, gy)), 0,
+                                       NULL, false);
+            clg_assert_ok(clg_backward(g, loss));
+            clg_assert_ok(clg_graph_output(g, ty));
+            clg_assert_ok(clg_graph_output(g, clg_grad(g, tx)));
+            clg_compile_options opts = {.guard_bytes = 64};
+            clg_plan *p = NULL;
+            clg_assert_ok(clg_graph_compile(g, &opts, &p));
+            kernels[relu] = clg_plan_kernel_count(p);
+            if (relu) {
+                clg_assert_ok(clg_plan_write(p, tx, x, (size_t)nx * sizeof *x));
+                clg_assert_ok(clg_plan_run(p));
+                clg_assert_ok(clg_plan_check_guards(p));
+                char what[100];
+                snprintf(what, sizeof what, "relu -> max_pool2d %s: forward", pc->name);
+                check_tensor(p, ty, y, ny, 0.0, 0.0, what);
+                snprintf(what, sizeof what, "relu -> max_pool2d %s: d/dx", pc->name);
+                check_tensor(p, clg_grad(g, tx), dx, nx, 1e-6, 1e-6, what);
+            }
+            clg_plan_free(p);
+            clg_graph_free(g);
+        }
+        ck_assert_msg(kernels[1] == kernels[0] + 1,
+                      "%s: relu -> pool runs %zu kernels, pool alone %zu: relu's gate should "
+                      "run inside the pooling's backward kernel",
+                      pc->name, kernels[1], kernels[0]);
+        free(x);
+        free(r);
+        free(gy);
+        free(y);
+        free(dx);
+    }
+}
+END_TEST
+
 /* The max-pool inputs are spaced 0.05 apart and the step is 0.01, so no window's maximum
  * moves; every loss is then linear in each element and the differences are exact up to
  * rounding. */
@@ -360,6 +432,7 @@ int main(void) {
     tcase_add_test(tc, pool_grid);
     tcase_add_test(tc, max_pool_nan);
     tcase_add_test(tc, pool_gradient_of_plain_sum);
+    tcase_add_test(tc, relu_pool_gradient);
     tcase_add_test(tc, pool_gradcheck);
     suite_add_tcase(s, tc);
     return clg_test_run(s);

@@ -22,6 +22,14 @@ clg_status clg_lower_args(clg_lowering *lw, const clg_args *a, cl_uint work_dim,
     return clg_lower_kernel(lw, a->kernel, work_dim, global, local, label);
 }
 
+const size_t *clg_plane_local(clg_lowering *lw, size_t plane, size_t local[3]) {
+    const clg_device_info *info = &clg_lowering_context(lw)->info;
+    if (info->type != CLG_DEVICE_CPU || plane > info->max_work_group_size) return NULL;
+    local[0] = plane;
+    local[1] = local[2] = 1;
+    return local;
+}
+
 bool clg_operand_dense(const clg_operand *o) {
     int64_t s = 1;
     for (int i = o->ndim - 1; i >= 0; --i) {

@@ -81,5 +81,10 @@ clg_status clg_args_done(const clg_args *a, const char *label);
  * failure. label names the step in profiles and the kernel in argument errors. */
 clg_status clg_lower_args(clg_lowering *lw, const clg_args *a, cl_uint work_dim,
                           const size_t *global, const size_t *local, const char *label);
+/* Local size for a kernel with one work-item per element of an image plane in dimension 0:
+ * on a CPU device the whole plane as one work-group (plane, 1, 1), written to local, which
+ * pocl runs as one vectorised loop (it chooses much smaller groups itself); NULL elsewhere,
+ * or when the plane exceeds the device's work-group size, to let the driver choose. */
+const size_t *clg_plane_local(clg_lowering *lw, size_t plane, size_t local[3]);
 
 #endif

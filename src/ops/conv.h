@@ -68,4 +68,9 @@ clg_tensor *clg_conv2d_convgemm(clg_graph *g, clg_tensor *x, clg_tensor *w, cons
  * measurement fails (then im2col, which the caller's plan will report on if it fails too). */
 bool clg_conv_prefers_convgemm(clg_context *ctx, const clg_conv_geo *geo, int64_t out_channels);
 
+/* relu's backward when its output y feeds only a max pooling: gout * (y > 0) folded into the
+ * pooling's backward kernel, given that kernel's node (gout) and y. NULL when gout is not
+ * max_pool2d's backward of y (whose node stays valid for whatever else reads it). */
+clg_tensor *clg_max_pool_backward_relu(clg_graph *g, clg_tensor *gout, clg_tensor *y);
+
 #endif

@@ -7,6 +7,7 @@
 
 #include "compile/codegen.h"
 #include "graph/graph_internal.h"
+#include "ops/conv.h"
 #include "ops/matmul.h"
 
 /* An elementwise op: the clg_op_info the graph sees plus the expression template.
@@ -147,9 +148,13 @@ static void bw_sigmoid(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_grad_accumulate(g, X, clg_mul(g, gout, d));
 }
 /* The mask reads the output (y > 0 exactly when x > 0), so the pre-activation need not be
- * kept: a bias add feeding the relu fuses into one kernel, or into a GEMM's epilogue. */
+ * kept: a bias add feeding the relu fuses into one kernel, or into a GEMM's epilogue. Before
+ * a max pooling (conv -> relu -> pool) the mask is applied by the pooling's backward kernel,
+ * which saves a pass over the layer's largest tensor. */
 static void bw_relu(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_grad_accumulate(g, X, clg_mul(g, gout, clg_gt(g, Y, clg_scalar(g, 0.0f))));
+    clg_tensor *pooled = clg_max_pool_backward_relu(g, gout, Y);
+    clg_grad_accumulate(g, X, pooled ? pooled
+                                     : clg_mul(g, gout, clg_gt(g, Y, clg_scalar(g, 0.0f))));
 }
 static void bw_leaky_relu(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *slope = clg_where(g, clg_lt(g, X, clg_scalar(g, 0.0f)),

@@ -1,6 +1,6 @@
-/* Pooling. max_pool2d has its own kernels (cl/pool.cl): one scan finds each window's argmax,
- * a gather reads the values there, and the backward pass routes gradients to the same argmax
- * (no second scan). avg_pool2d is a mean over im2col columns and global_avg_pool2d a mean over
+/* Pooling. max_pool2d has its own kernels (cl/pool.cl): the forward pass writes each
+ * window's maximum, the backward pass finds the same maxima again in x and routes the
+ * gradients there. avg_pool2d is a mean over im2col columns and global_avg_pool2d a mean over
  * H and W, so their gradients come from the parts. */
 #include <string.h>
 
@@ -9,24 +9,16 @@
 #include "ops/conv.h"
 
 static void bw_max_pool(clg_graph *g, clg_tensor *node, clg_tensor *gout);
-static clg_status lower_max_pool_gather(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                        const clg_operand *out);
-static clg_status lower_max_pool_argmax(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                        const clg_operand *out);
+static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out);
 static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                           const clg_operand *out);
 
-/* All three: ia[0..5] kh, kw, stride_h, stride_w, pad_h, pad_w; ia[6], ia[7] the input's H, W */
-/* i32 [N, C, OH, OW]: y * W + x of each window's first maximum (-1: empty window) */
-static const clg_op_info op_max_pool_argmax = {
-    .name = "max_pool2d_argmax", .kind = CLG_KIND_KERNEL, .lower = lower_max_pool_argmax};
-/* (x, argmax) -> the pooled values */
-static const clg_op_info op_max_pool = {.name = "max_pool2d",
-                                        .kind = CLG_KIND_KERNEL,
-                                        .backward = bw_max_pool,
-                                        .lower = lower_max_pool_gather};
-/* (gout, argmax) -> dx [N, C, H, W]. No gradient of its own: second derivatives of max
- * pooling are not supported. */
+/* Both: ia[0..5] kh, kw, stride_h, stride_w, pad_h, pad_w; ia[6], ia[7] the input's H, W */
+static const clg_op_info op_max_pool = {
+    .name = "max_pool2d", .kind = CLG_KIND_KERNEL, .backward = bw_max_pool, .lower = lower_max_pool};
+/* (gout, x) -> dx [N, C, H, W]; ia[8] = 1: times (x > 0), relu's backward when x is a relu's
+ * output. No gradient of its own: second derivatives of max pooling are not supported. */
 static const clg_op_info op_max_pool_backward = {
     .name = "max_pool2d_backward", .kind = CLG_KIND_KERNEL, .lower = lower_max_pool_backward};
 
@@ -89,16 +81,24 @@ clg_tensor *clg_max_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params 
     const int64_t attrs[8] = {geo.kh, geo.kw, geo.sh,      geo.sw,
                               geo.ph, geo.pw, x->shape[2], x->shape[3]};
     x = clg_conv_operand(g, x);
-    clg_tensor *arg = pool_node(g, &op_max_pool_argmax, CLG_I32, 1, &x, shape, attrs);
-    clg_tensor *ins[2] = {x, arg};
-    return pool_node(g, &op_max_pool, CLG_F32, 2, ins, shape, attrs);
+    return pool_node(g, &op_max_pool, CLG_F32, 1, &x, shape, attrs);
 }
 
 static void bw_max_pool(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_tensor *x = node->in[0], *arg = node->in[1];
-    clg_tensor *ins[2] = {clg_conv_operand(g, gout), arg};
+    clg_tensor *x = node->in[0];
+    clg_tensor *ins[2] = {clg_conv_operand(g, gout), x};
     clg_grad_accumulate(g, x,
                         pool_node(g, &op_max_pool_backward, CLG_F32, 2, ins, x->shape, node->ia));
+}
+
+clg_tensor *clg_max_pool_backward_relu(clg_graph *g, clg_tensor *gout, clg_tensor *y) {
+    if (gout->info != &op_max_pool_backward || gout->in[1] != y || gout->ia[8]) return NULL;
+    int64_t ia[9];
+    memcpy(ia, gout->ia, sizeof ia);
+    ia[8] = 1;
+    clg_tensor *t = clg_node_new(g, &op_max_pool_backward, CLG_F32, 4, y->shape, 2, gout->in);
+    if (t != g->poison) memcpy(t->ia, ia, sizeof ia);
+    return t;
 }
 
 static cl_int8 win_arg(const int64_t *ia) {
@@ -115,13 +115,13 @@ static cl_int4 strides4(const clg_operand *o) {
     return v;
 }
 
-/* The window scan. */
-static clg_status lower_window(clg_lowering *lw, const char *kernel, const clg_tensor *node,
-                               const clg_operand *x, const clg_operand *out) {
+static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out) {
+    const clg_operand *x = &in[0];
     cl_int4 xst = strides4(x);
     cl_int8 win = win_arg(node->ia);
     cl_kernel k;
-    clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", kernel, &k);
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", "max_pool2d", &k);
     if (st != CLG_OK) return st;
     clg_args a = clg_args_begin(k);
     clg_arg_mem(&a, out->mem);
@@ -133,43 +133,22 @@ static clg_status lower_window(clg_lowering *lw, const char *kernel, const clg_t
     clg_arg_int(&a, node->ia[7]);
     clg_arg_int(&a, out->shape[3]);
     clg_arg_raw(&a, sizeof win, &win);
-    size_t global[3] = {(size_t)out->shape[2], (size_t)out->shape[1], (size_t)out->shape[0]};
-    return clg_lower_args(lw, &a, 3, global, NULL, kernel);
-}
-
-static clg_status lower_max_pool_gather(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                        const clg_operand *out) {
-    const clg_operand *x = &in[0], *arg = &in[1];
-    cl_int4 xst = strides4(x);
-    cl_kernel k;
-    clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", "max_pool2d_gather", &k);
-    if (st != CLG_OK) return st;
-    clg_args a = clg_args_begin(k);
-    clg_arg_mem(&a, out->mem);
-    clg_arg_int(&a, out->offset);
-    clg_arg_mem(&a, x->mem);
-    clg_arg_int(&a, x->offset);
-    clg_arg_raw(&a, sizeof xst, &xst);
-    clg_arg_mem(&a, arg->mem);
-    clg_arg_int(&a, arg->offset);
-    clg_arg_int(&a, node->ia[7]);
-    clg_arg_int(&a, out->shape[3]);
-    size_t global[3] = {(size_t)out->shape[2], (size_t)out->shape[1], (size_t)out->shape[0]};
-    return clg_lower_args(lw, &a, 3, global, NULL, "max_pool2d");
-}
-
-static clg_status lower_max_pool_argmax(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                        const clg_operand *out) {
-    return lower_window(lw, "max_pool2d_argmax", node, &in[0], out);
+    size_t plane = (size_t)(out->shape[2] * out->shape[3]), local[3];
+    size_t global[3] = {plane, (size_t)out->shape[1], (size_t)out->shape[0]};
+    return clg_lower_args(lw, &a, 3, global, clg_plane_local(lw, plane, local), "max_pool2d");
 }
 
 static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                           const clg_operand *out) {
-    const clg_operand *gout = &in[0], *arg = &in[1];
-    cl_int4 gst = strides4(gout);
-    cl_int8 win = win_arg(node->ia);
+    const clg_operand *gout = &in[0], *x = &in[1];
+    const int64_t *ia = node->ia;
+    cl_int4 gst = strides4(gout), xst = strides4(x);
+    cl_int8 win = win_arg(ia);
+    /* windows that do not overlap: one work-item per window row, else one per dx element */
+    bool disjoint = ia[2] >= ia[0] && ia[3] >= ia[1] && ia[4] == 0 && ia[5] == 0;
+    const char *name = disjoint ? "max_pool2d_backward_disjoint" : "max_pool2d_backward";
     cl_kernel k;
-    clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", "max_pool2d_backward", &k);
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", name, &k);
     if (st != CLG_OK) return st;
     clg_args a = clg_args_begin(k);
     clg_arg_mem(&a, out->mem);
@@ -177,14 +156,20 @@ static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, co
     clg_arg_mem(&a, gout->mem);
     clg_arg_int(&a, gout->offset);
     clg_arg_raw(&a, sizeof gst, &gst);
-    clg_arg_mem(&a, arg->mem);
-    clg_arg_int(&a, arg->offset);
+    clg_arg_mem(&a, x->mem);
+    clg_arg_int(&a, x->offset);
+    clg_arg_raw(&a, sizeof xst, &xst);
+    clg_arg_int(&a, out->shape[2]);
     clg_arg_int(&a, out->shape[3]);
-    clg_arg_int(&a, arg->shape[2]);
-    clg_arg_int(&a, arg->shape[3]);
+    clg_arg_int(&a, gout->shape[2]);
+    clg_arg_int(&a, gout->shape[3]);
     clg_arg_raw(&a, sizeof win, &win);
-    size_t global[3] = {(size_t)out->shape[2], (size_t)out->shape[1], (size_t)out->shape[0]};
-    return clg_lower_args(lw, &a, 3, global, NULL, "max_pool2d_backward");
+    clg_arg_int(&a, (int)ia[8]);
+    size_t plane = (size_t)(out->shape[2] * out->shape[3]), local[3];
+    size_t global[3] = {disjoint ? (size_t)gout->shape[2] : plane, (size_t)out->shape[1],
+                        (size_t)out->shape[0]};
+    return clg_lower_args(lw, &a, 3, global, disjoint ? NULL : clg_plane_local(lw, plane, local),
+                          "max_pool2d_backward");
 }
 
 clg_tensor *clg_avg_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params *p) {
