@@ -15,6 +15,8 @@
 #include "ops/reduce.h"
 
 #define WG_ELEMENTWISE 64
+/* Elements per work-item of an elementwise kernel on a CPU device (see the CPU form). */
+#define CPU_RUN 1024
 #define WG_REDUCE_MAX 256
 
 /* ---- growable strings ---- */
@@ -360,8 +362,18 @@ static void emit_members(clg_codegen *cg, const group *gr, const clg_tensor *m, 
 /* Offset expression of operand k at the current coordinates (names "c<d>"). */
 static void offset_expr(strbuf *b, int k, int r, const int64_t (*st)[CLG_MAX_DIMS]) {
     sb_printf(b, "o%d", k);
-    for (int d = 0; d < r; ++d)
-        if (st[k][d] != 0) sb_printf(b, " + c%d * s%d_%d", d, k, d);
+    for (int d = 0; d < r; ++d) {
+        if (st[k][d] == 1) sb_printf(b, " + c%d", d);
+        else if (st[k][d] != 0) sb_printf(b, " + c%d * s%d_%d", d, k, d);
+    }
+}
+
+/* Strides 0 and 1 are source text, the others kernel arguments: a unit stride lets the
+ * compiler see contiguous loads (pocl then vectorises across work-items with plain vector
+ * loads instead of gathers), and which strides are 0 or 1 does not change with the batch
+ * size, so graphs that differ only in sizes still share one program. */
+static bool stride_is_arg(int64_t stride) {
+    return stride != 0 && stride != 1;
 }
 
 /* const int c<d> = ... for the dims of one class (kept or reduced), from linear index src. */
@@ -439,6 +451,7 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
     clg_status st = collect(c, m, &gr);
     if (st != CLG_OK) return st;
     bool is_reduce = m->info->kind == CLG_KIND_REDUCE;
+    bool cpu = c->ctx->info.type == CLG_DEVICE_CPU;
     clg_reduce_kind rk = is_reduce ? clg_reduce_kind_of(m) : CLG_REDUCE_SUM;
     int64_t dims[CLG_MAX_DIMS];
     bool reduced[CLG_MAX_DIMS];
@@ -515,7 +528,7 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         add_arg(k, (gen_arg){.kind = ARG_MEM, .mem = o->mem}, &oom);
         add_arg(k, (gen_arg){.kind = ARG_INT, .i = o->offset}, &oom);
         for (int d = 0; d < r; ++d) {
-            if (cst[i][d] == 0) continue;
+            if (!stride_is_arg(cst[i][d])) continue;
             sb_printf(&head, ", const int s%d_%d", i, d);
             add_arg(k, (gen_arg){.kind = ARG_INT, .i = cst[i][d]}, &oom);
         }
@@ -526,7 +539,7 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         sb_printf(&head, ", const int o%d", lin_k);
         add_arg(k, (gen_arg){.kind = ARG_INT, .i = 0}, &oom);
         for (int d = 0; d < r; ++d) {
-            if (cst[lin_k][d] == 0) continue;
+            if (!stride_is_arg(cst[lin_k][d])) continue;
             sb_printf(&head, ", const int s%d_%d", lin_k, d);
             add_arg(k, (gen_arg){.kind = ARG_INT, .i = cst[lin_k][d]}, &oom);
         }
@@ -534,6 +547,18 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
     for (int d = 0; d < r; ++d) {
         sb_printf(&head, ", const int d%d", d);
         add_arg(k, (gen_arg){.kind = ARG_INT, .i = dims[d]}, &oom);
+    }
+    /* the CPU form's run of the innermost dim and rows per work-item */
+    size_t inner = (size_t)dims[r - 1], outer = (size_t)n_out / (inner ? inner : 1);
+    size_t ch = inner < CPU_RUN ? inner : CPU_RUN;
+    size_t rp = inner < CPU_RUN ? (CPU_RUN + inner - 1) / inner : 1;
+    if (rp > outer) rp = outer;
+    if (ch < 1) ch = 1;
+    if (rp < 1) rp = 1;
+    if (!is_reduce && cpu) {
+        sb_printf(&head, ", const int ch, const int rp");
+        add_arg(k, (gen_arg){.kind = ARG_INT, .i = (int64_t)ch}, &oom);
+        add_arg(k, (gen_arg){.kind = ARG_INT, .i = (int64_t)rp}, &oom);
     }
     if (is_reduce) {
         sb_printf(&head, ", const int nparts");
@@ -566,7 +591,38 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
                        : rk == CLG_REDUCE_MIN ? "INFINITY"
                                               : "-INFINITY";
     sb_printf(src, "%s%s)\n{\n", head.s ? head.s : "", cg->extra_params.s ? cg->extra_params.s : "");
-    if (!is_reduce && r == 1) {
+    /* The innermost dim reduced along with others: reductions walk rows of it. */
+    bool outer_red[CLG_MAX_DIMS];
+    int n_reduced = 0;
+    for (int d = 0; d < r; ++d) {
+        outer_red[d] = reduced[d] && d < r - 1;
+        n_reduced += reduced[d];
+    }
+    bool rows = is_reduce && rk != CLG_REDUCE_ARGMAX && reduced[r - 1] && n_reduced >= 2 &&
+                n_red / dims[r - 1] >= parts;
+    bool cpu_rows = rows && cpu && rk == CLG_REDUCE_SUM;
+    if (!is_reduce && cpu) {
+        /* A CPU device (pocl) pays a few nanoseconds per work-item however the work-group is
+         * shaped, so each work-item here loops over a run of the innermost dim (a whole row,
+         * or several short rows) and the compiler vectorises that loop: measured on pocl for
+         * the CNN's bias + relu over 64 x 64 x 196 floats, 0.16 ms this way against 1.1-1.9 ms
+         * with one element per work-item. Work-item (x, y) takes rows [y rp, y rp + rp) and
+         * inner positions [x ch, x ch + ch). */
+        sb_printf(src, "    const int in0 = get_global_id(0) * ch, in1 = min(d%d, in0 + ch);\n"
+                       "    const int qo0 = get_global_id(1) * rp, qo1 = min(", r - 1);
+        bool none[CLG_MAX_DIMS] = {false};
+        product_expr(src, r - 1, none, false);
+        sb_printf(src, ", qo0 + rp);\n    for (int qo = qo0; qo < qo1; ++qo) {\n");
+        unravel(src, r - 1, none, false, "qo", "    ");
+        sb_printf(src, "    for (int c%d = in0; c%d < in1; ++c%d) {\n"
+                       "    const int i = qo * d%d + c%d;\n", r - 1, r - 1, r - 1, r - 1, r - 1);
+        sb_printf(src, "%s%s    out[out_off + i] = %s;\n    }\n    }\n}\n\n",
+                  loads.s ? loads.s : "", body.s ? body.s : "", root);
+        k->work_dim = 2;
+        k->local[0] = k->local[1] = 1;
+        k->global[0] = (inner + ch - 1) / ch;
+        k->global[1] = (outer + rp - 1) / rp;
+    } else if (!is_reduce && r == 1) {
         sb_printf(src, "    const int i = get_global_id(0);\n    if (i >= d0) return;\n"
                        "    const int c0 = i;\n");
         sb_printf(src, "%s%s    out[out_off + i] = %s;\n}\n\n", loads.s ? loads.s : "",
@@ -619,6 +675,43 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         k->work_dim = 1;
         k->local[0] = WG_ELEMENTWISE;
         k->global[0] = ((size_t)n_out + WG_ELEMENTWISE - 1) / WG_ELEMENTWISE * WG_ELEMENTWISE;
+    } else if (cpu_rows) {
+        /* On a CPU device a sum over rows of the innermost dim (a bias gradient over
+         * [N, C, H, W]) runs as one work-item per output and part, reading each row in order
+         * into eight interleaved partial sums that the compiler keeps in one vector register:
+         * measured on pocl for the MNIST CNN's two bias gradients, 0.47 and 0.83 ms against
+         * 0.84 and 1.49 ms for the work-group tree below. */
+        sb_printf(src, "    const int o = get_global_id(0) / nparts, part = get_global_id(0) %% nparts;\n");
+        unravel(src, r, reduced, false, "o", "    ");
+        sb_printf(src, "    %s acc = 0;\n    %s a[8] = {0, 0, 0, 0, 0, 0, 0, 0};\n"
+                       "    const int nrow = ", ty, ty);
+        product_expr(src, r, outer_red, true);
+        sb_printf(src, ";\n    const int chunk = (nrow + nparts - 1) / nparts;\n"
+                       "    const int a0 = part * chunk, a1 = min(nrow, a0 + chunk);\n"
+                       "    for (int qa = a0; qa < a1; ++qa) {\n");
+        unravel(src, r, outer_red, true, "qa", "        ");
+        for (int tail = 0; tail < 2; ++tail) {
+            if (!tail)
+                sb_printf(src, "    int cc = 0;\n    for (; cc + 8 <= d%d; cc += 8) {\n"
+                               "#pragma unroll\n    for (int j = 0; j < 8; ++j) {\n"
+                               "    const int c%d = cc + j;\n", r - 1, r - 1);
+            else
+                sb_printf(src, "    for (; cc < d%d; ++cc) {\n    const int c%d = cc;\n", r - 1,
+                          r - 1);
+            if (lin) {
+                sb_printf(src, "        const int lin = ");
+                offset_expr(src, lin_k, r, cst);
+                sb_printf(src, ";\n");
+            }
+            sb_printf(src, "%s%s", loads.s ? loads.s : "", body.s ? body.s : "");
+            sb_printf(src, tail ? "        acc += %s;\n    }\n" : "        a[j] += %s;\n    }\n    }\n",
+                      root);
+        }
+        sb_printf(src, "    }\n    for (int j = 0; j < 8; ++j) acc += a[j];\n"
+                       "    out[out_off + o * nparts + part] = acc * scale;\n}\n\n");
+        k->work_dim = 1;
+        k->local[0] = 1;
+        k->global[0] = (size_t)(n_out * parts);
     } else {
         sb_printf(src, "    __local %s sh[%d];\n", ty, WG_REDUCE_MAX);
         if (rk == CLG_REDUCE_ARGMAX) sb_printf(src, "    __local int shi[%d];\n", WG_REDUCE_MAX);
@@ -632,14 +725,6 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
          * row, instead of unravelling every element's index with divisions (measured on
          * pocl: the MNIST CNN's two bias gradients, 2.9 ms that way, 1.9-2.2 ms this way).
          * Parts split the rows. */
-        bool outer_red[CLG_MAX_DIMS];
-        int n_reduced = 0;
-        for (int d = 0; d < r; ++d) {
-            outer_red[d] = reduced[d] && d < r - 1;
-            n_reduced += reduced[d];
-        }
-        bool rows = rk != CLG_REDUCE_ARGMAX && reduced[r - 1] && n_reduced >= 2 &&
-                    n_red / dims[r - 1] >= parts;
         if (rows) {
             sb_printf(src, ";\n    const int nrow = ");
             product_expr(src, r, outer_red, true);

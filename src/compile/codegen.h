@@ -1,7 +1,8 @@
 /* Generation of fused OpenCL kernels: one kernel per elementwise group (a materialised
  * elementwise node plus the producers inlined into it) and per reduction (with its fused
- * prologue). Sizes, strides and scalar values are kernel arguments, never source text, so
- * the same graph shape always yields the same program. */
+ * prologue). Sizes, strides and scalar values are kernel arguments, never source text (only
+ * which strides are 0 or 1 shows in it), so graphs that differ only in sizes, as a training
+ * graph and an evaluation graph with another batch size do, yield the same program. */
 #ifndef CLG_COMPILE_CODEGEN_H
 #define CLG_COMPILE_CODEGEN_H
 
