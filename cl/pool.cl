@@ -96,7 +96,31 @@ __kernel void max_pool2d_backward_disjoint(__global float *dx, int dx_off,
     if (is_quad(win, x_st)) {
         __global const float *r0 = x + base + y0 * x_st.s2, *r1 = r0 + x_st.s2;
         __global float *d0 = plane + y0 * W, *d1 = d0 + W;
-        for (int ox = 0; ox < OW; ++ox) {
+        int ox = 0;
+        /* Four windows at a time in explicit vectors: pocl does not vectorise the scalar loop
+         * below (stride-2 reads and writes), and this runs 3.1 -> 0.9 ms for the MNIST CNN's
+         * first pooling. Same choices as quad_argmax, lane by lane. */
+        for (; g_st.s3 == 1 && ox + 4 <= OW; ox += 4) {
+            float8 p = vload8(0, r0 + 2 * ox), q = vload8(0, r1 + 2 * ox);
+            float4 m = p.even, b = p.odd, cc = q.even, d = q.odd;
+            int4 arg = (int4)(0), t;
+            t = CLG_TAKES(b, m);
+            m = select(m, b, t);
+            arg = select(arg, (int4)(1), t);
+            t = CLG_TAKES(cc, m);
+            m = select(m, cc, t);
+            arg = select(arg, (int4)(2), t);
+            t = CLG_TAKES(d, m);
+            m = select(m, d, t);
+            arg = select(arg, (int4)(3), t);
+            float4 g = vload4(0, grow + ox), z = (float4)(0.0f);
+            if (relu_mask) g *= select(z, (float4)(1.0f), m > 0.0f);
+            float4 e0 = select(z, g, arg == 0), e1 = select(z, g, arg == 1);
+            float4 e2 = select(z, g, arg == 2), e3 = select(z, g, arg == 3);
+            vstore8((float8)(e0.s0, e1.s0, e0.s1, e1.s1, e0.s2, e1.s2, e0.s3, e1.s3), 0, d0 + 2 * ox);
+            vstore8((float8)(e2.s0, e3.s0, e2.s1, e3.s1, e2.s2, e3.s2, e2.s3, e3.s3), 0, d1 + 2 * ox);
+        }
+        for (; ox < OW; ++ox) {
             float m;
             int q = quad_argmax(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], &m);
             float g = grow[ox * g_st.s3];
