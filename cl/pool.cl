@@ -52,16 +52,39 @@ bool is_quad(int8 win, int4 x_st) {
            win.s5 == 0 && x_st.s3 == 1;
 }
 
-/* Work-items: (e, c, n), one output element each, e = oy * OW + ox. On a CPU device the
- * host makes a whole output plane one work-group (pocl then runs it as a vectorised loop):
- * measured on pocl for the MNIST CNN's two poolings, 1.0 and 0.5 ms, against 2.8 and 1.2 ms
- * for one output row per work-item. */
+/* Work-items: (e, c, n), one output element each, e = oy * OW + ox; or, with rows set (the
+ * 2 x 2 pooling on unit-stride rows of at least 8 windows), (oy, c, n), one output row each,
+ * four windows at a time in explicit vectors. On a CPU device the host makes a whole output
+ * plane one work-group for the element form (pocl then runs it as a vectorised loop).
+ * Measured on pocl for the MNIST CNN: rows of 14 windows 0.96 -> 0.72 ms in the row form;
+ * rows of 7, 0.52 ms as elements and 0.62 ms as rows. */
 __kernel void max_pool2d(__global float *out, int out_off, __global const float *x, int x_off,
-                         int4 x_st, int H, int W, int OW, int8 win) {
+                         int4 x_st, int H, int W, int OW, int8 win, int rows) {
     int e = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
-    int L = get_global_size(0), C = get_global_size(1);
-    int oy = e / OW, ox = e - oy * OW;
+    int C = get_global_size(1);
     int base = x_off + n * x_st.s0 + c * x_st.s1;
+    if (rows) {
+        int oy = e, OH = get_global_size(0);
+        __global const float *r0 = x + base + 2 * oy * x_st.s2, *r1 = r0 + x_st.s2;
+        __global float *row = out + out_off + ((n * C + c) * OH + oy) * OW;
+        int ox = 0;
+        for (; ox + 4 <= OW; ox += 4) {
+            float8 p = vload8(0, r0 + 2 * ox), q = vload8(0, r1 + 2 * ox);
+            float4 m = p.even, b = p.odd, cc = q.even, d = q.odd;
+            m = select(m, b, CLG_TAKES(b, m));
+            m = select(m, cc, CLG_TAKES(cc, m));
+            m = select(m, d, CLG_TAKES(d, m));
+            vstore4(m, 0, row + ox);
+        }
+        for (; ox < OW; ++ox) {
+            float m;
+            quad_argmax(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], &m);
+            row[ox] = m;
+        }
+        return;
+    }
+    int L = get_global_size(0);
+    int oy = e / OW, ox = e - oy * OW;
     float m;
     if (is_quad(win, x_st)) {
         __global const float *r0 = x + base + 2 * oy * x_st.s2, *r1 = r0 + x_st.s2;

@@ -264,27 +264,27 @@ START_TEST(max_pool_nan) {
 }
 END_TEST
 
-/* The 2 x 2 kernels' NaN rule, forward and backward, in the scalar and the four-window vector
- * paths (a row of five windows): a NaN takes the lead from a number wherever it sits in the
- * window, and the first of two NaNs keeps it. */
+/* The 2 x 2 kernels' NaN rule, forward and backward, in their scalar and four-window vector
+ * paths (rows of ten windows: two vector steps and a scalar tail): a NaN takes the lead from a
+ * number wherever it sits in the window, and the first of two NaNs keeps it. */
 START_TEST(max_pool_nan_2x2) {
-    const pool_case pc = {"2x2 with NaN", 1, 2, 4, 10, {.kernel_h = 2, .kernel_w = 2}, false};
-    float x[80], gy[20], y[20], dx[80];
-    fill_distinct(x, 80, 4, 0.1f);
-    fill(gy, 20, 44, 0.5f, 1.5f);
-    x[3] = NAN;           /* window (0, 1), position 1 */
-    x[14] = NAN;          /* window (0, 2), position 2 */
-    x[15] = NAN;          /* window (0, 2), position 3: the first NaN keeps the lead */
-    x[40 + 18] = NAN;     /* plane 1, window (0, 4), position 0 (scalar tail) */
-    x[40 + 27] = NAN;     /* plane 1, window (1, 3), position 3 */
+    const pool_case pc = {"2x2 with NaN", 1, 2, 4, 20, {.kernel_h = 2, .kernel_w = 2}, false};
+    float x[160], gy[40], y[40], dx[160];
+    fill_distinct(x, 160, 4, 0.1f);
+    fill(gy, 40, 44, 0.5f, 1.5f);
+    x[3] = NAN;            /* window (0, 1), position 1 */
+    x[24] = NAN;           /* window (0, 2), position 2 */
+    x[25] = NAN;           /* window (0, 2), position 3: the first NaN keeps the lead */
+    x[80 + 18] = NAN;      /* plane 1, window (0, 9), position 0 (scalar tail) */
+    x[80 + 67] = NAN;      /* plane 1, window (1, 3), position 3 */
     pool_ref(POOL_MAX, &pc, x, gy, y, dx);
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
-    clg_tensor *tx = clg_input(g, "x", CLG_F32, 4, (int64_t[]){1, 2, 4, 10});
+    clg_tensor *tx = clg_input(g, "x", CLG_F32, 4, (int64_t[]){1, 2, 4, 20});
     clg_assert_ok(clg_requires_grad(tx));
     clg_tensor *ty = clg_max_pool2d(g, tx, &pc.p);
     clg_tensor *loss = clg_sum(
-        g, clg_mul(g, ty, clg_constant(g, CLG_F32, 4, (int64_t[]){1, 2, 2, 5}, gy)), 0, NULL, false);
+        g, clg_mul(g, ty, clg_constant(g, CLG_F32, 4, (int64_t[]){1, 2, 2, 10}, gy)), 0, NULL, false);
     clg_assert_ok(clg_backward(g, loss));
     clg_assert_ok(clg_graph_output(g, ty));
     clg_assert_ok(clg_graph_output(g, clg_grad(g, tx)));
@@ -292,8 +292,8 @@ START_TEST(max_pool_nan_2x2) {
     clg_assert_ok(clg_graph_compile(g, NULL, &p));
     clg_assert_ok(clg_plan_write(p, tx, x, sizeof x));
     clg_assert_ok(clg_plan_run(p));
-    check_tensor(p, ty, y, 20, 0.0, 0.0, "max_pool2d 2x2 with NaN: forward");
-    check_tensor(p, clg_grad(g, tx), dx, 80, 0.0, 0.0, "max_pool2d 2x2 with NaN: d/dx");
+    check_tensor(p, ty, y, 40, 0.0, 0.0, "max_pool2d 2x2 with NaN: forward");
+    check_tensor(p, clg_grad(g, tx), dx, 160, 0.0, 0.0, "max_pool2d 2x2 with NaN: d/dx");
     clg_plan_free(p);
     clg_graph_free(g);
 }

@@ -132,10 +132,17 @@ static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_o
     clg_arg_int(&a, node->ia[6]);
     clg_arg_int(&a, node->ia[7]);
     clg_arg_int(&a, out->shape[3]);
+    /* the kernel's row form for the 2 x 2 pooling (see cl/pool.cl) */
+    const int64_t *ia = node->ia;
+    bool rows = ia[0] == 2 && ia[1] == 2 && ia[2] == 2 && ia[3] == 2 && ia[4] == 0 &&
+                ia[5] == 0 && x->strides[3] == 1 && out->shape[3] >= 8;
     clg_arg_raw(&a, sizeof win, &win);
+    clg_arg_int(&a, rows);
     size_t plane = (size_t)(out->shape[2] * out->shape[3]), local[3];
-    size_t global[3] = {plane, (size_t)out->shape[1], (size_t)out->shape[0]};
-    return clg_lower_args(lw, &a, 3, global, clg_plane_local(lw, plane, local), "max_pool2d");
+    size_t global[3] = {rows ? (size_t)out->shape[2] : plane, (size_t)out->shape[1],
+                        (size_t)out->shape[0]};
+    return clg_lower_args(lw, &a, 3, global, rows ? NULL : clg_plane_local(lw, plane, local),
+                          "max_pool2d");
 }
 
 static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
