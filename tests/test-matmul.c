@@ -166,9 +166,10 @@ static mm_case *new_case(mm_case *cases, int *n, clg_tensor *out, int64_t numel,
 /* ---- forward ---- */
 
 START_TEST(matmul_2d) {
-    /* the last: NT with a long k and a wide b, which the CPU backend runs as C^T = B A^T */
-    static const int64_t sizes[][3] = {{17, 33, 3}, {1, 17, 33}, {33, 1, 17}, {3, 3, 1},
-                                       {1, 33, 1},  {8, 16, 8},  {7, 2100, 40}};
+    /* the last two: NT with a long k and a wide b, which the CPU backend runs as
+     * C^T = B A^T; a short, very wide product, whose work-items there take all rows of C */
+    static const int64_t sizes[][3] = {{17, 33, 3}, {1, 17, 33},   {33, 1, 17},   {3, 3, 1},
+                                       {1, 33, 1},  {8, 16, 8},    {7, 2100, 40}, {64, 288, 2100}};
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
     mm_inputs ins = {0};

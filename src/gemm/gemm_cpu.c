@@ -57,13 +57,15 @@ static cpu_plan choose(size_t m, size_t n, size_t k, size_t batch, size_t v_stri
     /* A V of its own per batch entry that stays in cache (attention's 64 x 64) is read in place;
      * one shared by the batch is packed once and pays. */
     p.pack_v = tiles_m >= 8 && flop >= 8e6 && (batch == 1 || v_stride == 0 || k * n >= 65536);
-    /* A short, very wide product (a folded convolution: 64 x 288 times 288 x N OH OW) reads
-     * each V row segment from at most two work-items, so packing V would be a whole extra
-     * pass over it: measured on the MNIST CNN's conv2 forward, 5.4 -> 4.4 ms without it. */
+    /* A short, very wide product (a folded convolution: 64 x 288 times 288 x N OH OW) has
+     * work-items take all of M (below), so each V row segment is read once and packing V
+     * would be a whole extra pass over it: measured on the MNIST CNN's conv2 forward on pocl,
+     * 5.4 -> 4.4 ms without packing. */
     if (tiles_m <= 16 && n >= 2048) p.pack_v = 0;
     p.pack_s = tiles_n >= 16 && m >= 256 && k >= 256;
     if (p.pack_s && p.pack_v) return p;
     p.mb = tiles_m < 8 ? (int)tiles_m : 8;
+    if (!p.pack_v && tiles_m <= 16 && n >= 2048) p.mb = (int)tiles_m; /* V read once */
     p.nb = tiles_n < 4 ? (int)tiles_n : 4;
     while (p.mb * p.nb > 1 &&
            ceil_div(tiles_m, (size_t)p.mb) * ceil_div(tiles_n, (size_t)p.nb) * batch <
