@@ -44,6 +44,10 @@ typedef struct clg_device_info {
     size_t max_work_group_size;
     bool fp16;
     bool fp64;
+    /* Loop iterations one work-item may run in all before the driver silently stops its
+     * loops, or 0 where no such limit is known. Mesa's llvmpipe (rusticl, Clover) has one:
+     * 65535, shared by every loop of the work-item. clgrad sizes work-items to stay under it. */
+    uint32_t loop_limit;
 } clg_device_info;
 
 /* Enumerate every device of every platform. Platforms that list no device or whose queries

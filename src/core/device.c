@@ -313,6 +313,13 @@ clg_status clg_device_list(clg_device_info **list, size_t *count) {
             info.device_index = (int)d;
             memcpy(info.platform_name, platform_name, sizeof platform_name);
             memcpy(info.platform_version, platform_version, sizeof platform_version);
+            /* Mesa's gallivm caps the loop iterations of a shader invocation at 65535 (its
+             * loop limiter, against hangs), counting every loop together: measured on rusticl
+             * with a kernel of one counting loop, which stops at 65535 however far it should
+             * go. Its kernels then return wrong results without any error. */
+            if (strstr(info.name, "llvmpipe") &&
+                (strcmp(platform_name, "rusticl") == 0 || strcmp(platform_name, "Clover") == 0))
+                info.loop_limit = 65535;
             out[n++] = info;
         }
         free(devices);

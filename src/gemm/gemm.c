@@ -382,6 +382,10 @@ static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *o
     t.bias = bias;
     t.a_off = t.b_off = t.c_off = t.bias_off = 0;
     for (int be = 0; be < CLG_GEMM_BACKEND_COUNT && st == CLG_OK; ++be) {
+        if (be == CLG_GEMM_CPU && !clg_gemm_cpu_fits(ctx, call)) {
+            out_ms[be] = INFINITY;
+            continue;
+        }
         clg_gemm_call u = t;
         st = backend_prepare(ctx, &u, (clg_gemm_backend)be);
         double ms[MEASURE_RUNS];
@@ -425,8 +429,9 @@ clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
         st = clg_gemm_record_choice(ctx, key, winner, ms[CLG_GEMM_CLBLAST], ms[CLG_GEMM_CPU]);
         if (st != CLG_OK) return st;
     }
-    return backend_prepare(ctx, call,
-                           strcmp(winner, "cpu") == 0 ? CLG_GEMM_CPU : CLG_GEMM_CLBLAST);
+    /* a class's winner may be the CPU kernel where this k is past the device's loop limit */
+    bool cpu = strcmp(winner, "cpu") == 0 && clg_gemm_cpu_fits(ctx, call);
+    return backend_prepare(ctx, call, cpu ? CLG_GEMM_CPU : CLG_GEMM_CLBLAST);
 }
 
 clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *first,

@@ -42,6 +42,17 @@ static clg_status scratch(clg_context *ctx, size_t floats, cl_mem *out) {
     return CLG_OK;
 }
 
+/* k steps a work-item may run on a device with a loop limit: each step of the K loop counts
+ * about 8 iterations there (the MR-row loop inside it too, measured on rusticl: one 6 x 16
+ * tile fails from k = 8192 on), with a factor 2 to spare. */
+static size_t k_budget(const clg_context *ctx) {
+    return ctx->info.loop_limit ? ctx->info.loop_limit / 16 : SIZE_MAX;
+}
+
+bool clg_gemm_cpu_fits(const clg_context *ctx, const clg_gemm_call *c) {
+    return c->k <= k_budget(ctx);
+}
+
 typedef struct cpu_plan {
     int pack_s, pack_v, mb, nb;
 } cpu_plan;
@@ -103,6 +114,11 @@ static clg_status pack_kernel(clg_context *ctx, int rows, int k, int w, cl_mem x
 
 clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *c) {
     const size_t batch = c->batch ? c->batch : 1;
+    if (!clg_gemm_cpu_fits(ctx, c))
+        return clg_fail(CLG_ERR_UNSUPPORTED,
+                        "the CPU GEMM kernel cannot run k = %zu on %s: one work-item would loop "
+                        "past the driver's limit of %u iterations (CLGRAD_GEMM=clblast runs it)",
+                        c->k, ctx->info.name, (unsigned)ctx->info.loop_limit);
     /* NT must pack one operand along k (neither has contiguous rows along n). Packing B
      * costs n k, packing A (C^T = B A^T: S = B in place, V = A^T packed) m k: with a long k and
      * a wide B, as in a convolution's weight gradient (64 x 288 over k = N OH OW), pack A:
@@ -131,6 +147,13 @@ clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *c) {
     int v_ld = (int)(swap ? c->lda : c->ldb);
     int v_ks = v_t ? 1 : v_ld, v_ns = v_t ? v_ld : 1;
     if (v_ns != 1) plan.pack_v = 1;
+    /* Under a loop limit, fewer tiles per work-item (each runs all of k). */
+    while (plan.mb * plan.nb > 1 && (size_t)(plan.mb * plan.nb) * k > k_budget(ctx)) {
+        if (plan.mb >= plan.nb)
+            plan.mb = (plan.mb + 1) / 2;
+        else
+            plan.nb = (plan.nb + 1) / 2;
+    }
 
     size_t mp = ceil_div(m, MR) * MR, np = ceil_div(n, NR) * NR;
     size_t s_batches = s_bs ? batch : 1, v_batches = v_bs ? batch : 1;

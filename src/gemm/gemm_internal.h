@@ -27,6 +27,8 @@ struct clg_gemm_state {
 };
 
 clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *call);
+/* Whether the CPU kernel can run this call on ctx's device (its loop limit, if any). */
+bool clg_gemm_cpu_fits(const clg_context *ctx, const clg_gemm_call *call);
 
 /* CLBlast tuning (written by tools/clgrad-tune): the file for this device in dir, and one
  * line of it applied ("<kernel> NAME=value ..."). */
