@@ -7,15 +7,16 @@
 
 /* geometry: kh, kw, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w */
 
-/* Work-items: (k, n * G + g), each writing one whole row of columns (OH * OW values): on a CPU
- * device a work-item costs more than a short row's copy, so rows are long (measured on pocl,
- * the MNIST CNN's conv2 columns, 14.5 MB: 1.8-1.9 ms this way, 3.3 ms with one work-item per
- * output row). Per output row the in-image x range is found once, so the inner loop is a plain
+/* Work-items: (k, n * G + g, b), each writing rb output rows (from b * rb) of one row of
+ * columns: on a CPU device a work-item costs more than a short row's copy, so runs are long
+ * (measured on pocl, the MNIST CNN's conv2 columns, 14.5 MB: 1.8-1.9 ms with the whole image per
+ * work-item, 3.3 ms with one output row), but bounded for drivers that cap a work-item's loop
+ * iterations. Per output row the in-image x range is found once, so the inner loop is a plain
  * copy; taps outside the image read `pad` (0 for convolution). */
 __kernel void im2col(__global float *col, int col_off, int4 col_st, __global const float *x,
                      int x_off, int4 x_st, int C_g, int G, int H, int W, int OH, int OW, int8 geo,
-                     float pad) {
-    int k = get_global_id(0), ng = get_global_id(1);
+                     float pad, int rb) {
+    int k = get_global_id(0), ng = get_global_id(1), oy0 = get_global_id(2) * rb;
     int n = ng / G, g = ng - n * G;
     int kh = geo.s0, kw = geo.s1;
     int kj = k % kw, t = k / kw;
@@ -28,7 +29,7 @@ __kernel void im2col(__global float *col, int col_off, int4 col_st, __global con
     int lo = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw;
     int hi = x0 >= W ? 0 : min(OW, (W - 1 - x0) / sw + 1);
     if (hi < lo) hi = lo;
-    for (int oy = 0; oy < OH; ++oy) {
+    for (int oy = oy0; oy < min(OH, oy0 + rb); ++oy) {
         int y = oy * geo.s2 - geo.s4 + ki * geo.s6;
         __global float *d = dst + oy * OW * cs;
         if (y < 0 || y >= H) {
@@ -46,30 +47,34 @@ __kernel void im2col(__global float *col, int col_off, int4 col_st, __global con
     }
 }
 
-/* Work-items: (c, n), each summing one plane of the dense image [N, C, H, W]: the plane is
- * zeroed, then every tap (ki, kj) adds its column row into it, taps in ascending order, so
- * each pixel's sum has a fixed order and results are bit-identical run to run. The plane
- * stays in L1 while the taps stream through. */
+/* Work-items: (c, n, b), each summing rows [b * rb, b * rb + rb) of one plane of the dense
+ * image [N, C, H, W]: the band is zeroed, then every tap (ki, kj) adds the part of its column
+ * row that lands in the band, taps in ascending order, so each pixel's sum has a fixed order and
+ * results are bit-identical run to run. The band stays in L1 while the taps stream through. */
 __kernel void col2im(__global float *out, int out_off, __global const float *col, int col_off,
-                     int4 col_st, int C_g, int H, int W, int OH, int OW, int8 geo) {
+                     int4 col_st, int C_g, int H, int W, int OH, int OW, int8 geo, int rb) {
     int c = get_global_id(0), n = get_global_id(1);
     int C = get_global_size(0);
+    int y0 = get_global_id(2) * rb, y1 = min(H, y0 + rb);
     int g = c / C_g, cc = c - g * C_g;
     int kh = geo.s0, kw = geo.s1, sh = geo.s2, sw = geo.s3, dh = geo.s6, dw = geo.s7;
     __global float *plane = out + out_off + (n * C + c) * H * W;
     __global const float *base = col + col_off + n * col_st.s0 + g * col_st.s1;
     int cs = col_st.s3;
-    for (int i = 0; i < H * W; ++i) plane[i] = 0.0f;
+    for (int i = y0 * W; i < y1 * W; ++i) plane[i] = 0.0f;
     for (int ki = 0; ki < kh; ++ki) {
+        /* output rows oy whose tap ki lands in the band: oy * sh in [t0, t1) */
+        int t0 = y0 + geo.s4 - ki * dh, t1 = y1 + geo.s4 - ki * dh;
+        int oy_lo = t0 <= 0 ? 0 : (t0 + sh - 1) / sh;
+        int oy_hi = t1 <= 0 ? 0 : min(OH, (t1 + sh - 1) / sh);
         for (int kj = 0; kj < kw; ++kj) {
             int k = (cc * kh + ki) * kw + kj;
             __global const float *src = base + k * col_st.s2;
             int x0 = kj * dw - geo.s5;
             int lo = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw;
             int hi = x0 >= W ? 0 : min(OW, (W - 1 - x0) / sw + 1);
-            for (int oy = 0; oy < OH; ++oy) {
+            for (int oy = oy_lo; oy < oy_hi; ++oy) {
                 int y = oy * sh - geo.s4 + ki * dh;
-                if (y < 0 || y >= H) continue;
                 __global float *row = plane + y * W + x0;
                 __global const float *s = src + oy * OW * cs;
                 if (sw == 1 && cs == 1) {

@@ -276,6 +276,12 @@ static const conv_case grid[] = {
      {.padding = CLG_PADDING_SAME},
      true,
      true},
+    /* images large enough that im2col (81 output rows per work-item) and col2im (9 image rows
+     * per work-item) split them into bands */
+    {"3x3 same on 100x100, C1 -> O2", 1, 1, 100, 100, 2, 3, 3, {.padding = CLG_PADDING_SAME},
+     true, false},
+    {"3x3 stride 2, explicit (2,1,1,2) on 100x90", 1, 2, 100, 90, 2, 3, 3,
+     {.stride_h = 2, .stride_w = 2, EXPLICIT(2, 1, 1, 2)}, false, false},
 };
 #define N_GRID (int)(sizeof grid / sizeof grid[0])
 

@@ -369,9 +369,8 @@ static void offset_expr(strbuf *b, int k, int r, const int64_t (*st)[CLG_MAX_DIM
 }
 
 /* Strides 0 and 1 are source text, the others kernel arguments: a unit stride lets the
- * compiler see contiguous loads (pocl then vectorises across work-items with plain vector
- * loads instead of gathers), and which strides are 0 or 1 does not change with the batch
- * size, so graphs that differ only in sizes still share one program. */
+ * compiler see contiguous loads it can vectorise, and which strides are 0 or 1 does not
+ * change with the batch size, so graphs that differ only in sizes still share one program. */
 static bool stride_is_arg(int64_t stride) {
     return stride != 0 && stride != 1;
 }
@@ -495,8 +494,29 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
         int64_t want = n_red / 8192;
         parts = (int)(want > 64 ? 64 : want);
     }
-    /* Enough outputs, reduced along outer dims: the serial column form (see below). */
-    bool column = is_reduce && parts == 1 && !reduced[r - 1] && n_out >= 32;
+    /* The innermost dim reduced along with others: reductions walk rows of it. */
+    bool outer_red[CLG_MAX_DIMS];
+    int n_reduced = 0;
+    for (int d = 0; d < r; ++d) {
+        outer_red[d] = reduced[d] && d < r - 1;
+        n_reduced += reduced[d];
+    }
+    int64_t nrow = is_reduce && reduced[r - 1] ? n_red / dims[r - 1] : 0;
+    bool rows = is_reduce && rk != CLG_REDUCE_ARGMAX && reduced[r - 1] && n_reduced >= 2 &&
+                nrow >= parts;
+    bool cpu_rows = rows && cpu && rk == CLG_REDUCE_SUM;
+    /* A work-item of the CPU row form loops over all its elements: under a loop limit,
+     * enough parts that each takes at most a quarter of it, else the work-group form. */
+    uint32_t limit = c->ctx->info.loop_limit;
+    if (cpu_rows && limit) {
+        int64_t per = limit / 4, need = (n_red + per - 1) / per;
+        if (need > nrow || dims[r - 1] > per) cpu_rows = false;
+        else if (need > parts) parts = (int)need;
+    }
+    /* Enough outputs, reduced along outer dims: the serial column form (see below), which
+     * loops over the whole reduction in one work-item. */
+    bool column = is_reduce && parts == 1 && !reduced[r - 1] && n_out >= 32 &&
+                  (!limit || n_red <= (int64_t)limit / 2);
 
     /* fixed parameters: out (or the split's scratch), operands (buffer, offset, non-zero
      * strides), the linear index's strides when a reduction's prologue asks for it, dims,
@@ -591,23 +611,14 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
                        : rk == CLG_REDUCE_MIN ? "INFINITY"
                                               : "-INFINITY";
     sb_printf(src, "%s%s)\n{\n", head.s ? head.s : "", cg->extra_params.s ? cg->extra_params.s : "");
-    /* The innermost dim reduced along with others: reductions walk rows of it. */
-    bool outer_red[CLG_MAX_DIMS];
-    int n_reduced = 0;
-    for (int d = 0; d < r; ++d) {
-        outer_red[d] = reduced[d] && d < r - 1;
-        n_reduced += reduced[d];
-    }
-    bool rows = is_reduce && rk != CLG_REDUCE_ARGMAX && reduced[r - 1] && n_reduced >= 2 &&
-                n_red / dims[r - 1] >= parts;
-    bool cpu_rows = rows && cpu && rk == CLG_REDUCE_SUM;
     if (!is_reduce && cpu) {
         /* A CPU device (pocl) pays a few nanoseconds per work-item however the work-group is
          * shaped, so each work-item here loops over a run of the innermost dim (a whole row,
          * or several short rows) and the compiler vectorises that loop: measured on pocl for
-         * the CNN's bias + relu over 64 x 64 x 196 floats, 0.16 ms this way against 1.1-1.9 ms
-         * with one element per work-item. Work-item (x, y) takes rows [y rp, y rp + rp) and
-         * inner positions [x ch, x ch + ch). */
+         * the MNIST CNN's bias + relu over 64 x 64 x 196 floats, 0.16 ms this way against
+         * 1.1-1.9 ms with one element per work-item in a stand-alone test, 1.3 -> 0.43 ms in
+         * the training step. Work-item (x, y) takes rows [y rp, y rp + rp) and inner
+         * positions [x ch, x ch + ch). */
         sb_printf(src, "    const int in0 = get_global_id(0) * ch, in1 = min(d%d, in0 + ch);\n"
                        "    const int qo0 = get_global_id(1) * rp, qo1 = min(", r - 1);
         bool none[CLG_MAX_DIMS] = {false};

@@ -129,6 +129,15 @@ static cl_int8 geo_arg(const clg_conv_geo *geo) {
     return v;
 }
 
+/* Rows a work-item of im2col or col2im takes, each costing `per_row` inner iterations: up to
+ * ROW_ITEMS iterations in all, so work-items stay long on CPU devices (see cl/conv.cl) and
+ * within a driver's cap on a work-item's loop iterations (llvmpipe's 65535). */
+#define ROW_ITEMS 8192
+static int64_t rows_per_item(int64_t per_row, int64_t rows) {
+    int64_t rb = per_row > 0 ? ROW_ITEMS / per_row : rows;
+    return rb < 1 ? 1 : rb > rows ? (rows > 0 ? rows : 1) : rb;
+}
+
 static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out) {
     clg_conv_geo geo;
@@ -156,8 +165,10 @@ static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&a, geo.ow);
     clg_arg_raw(&a, sizeof ga, &ga);
     clg_arg_float(&a, node->fa[0]);
-    size_t global[2] = {(size_t)K, (size_t)(geo.n * G)};
-    return clg_lower_args(lw, &a, 2, global, NULL, "im2col");
+    int64_t rb = rows_per_item(geo.ow, geo.oh);
+    clg_arg_int(&a, rb);
+    size_t global[3] = {(size_t)K, (size_t)(geo.n * G), (size_t)((geo.oh + rb - 1) / rb)};
+    return clg_lower_args(lw, &a, 3, global, NULL, "im2col");
 }
 
 static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -181,8 +192,10 @@ static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&a, geo.oh);
     clg_arg_int(&a, geo.ow);
     clg_arg_raw(&a, sizeof ga, &ga);
-    size_t global[2] = {(size_t)geo.c, (size_t)geo.n};
-    return clg_lower_args(lw, &a, 2, global, NULL, "col2im");
+    int64_t rb = rows_per_item(geo.w * geo.kh * geo.kw, geo.h);
+    clg_arg_int(&a, rb);
+    size_t global[3] = {(size_t)geo.c, (size_t)geo.n, (size_t)((geo.h + rb - 1) / rb)};
+    return clg_lower_args(lw, &a, 3, global, NULL, "col2im");
 }
 
 /* ---- convgemm: the forward pass as one CLBlast call ---- */
