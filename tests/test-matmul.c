@@ -196,6 +196,56 @@ START_TEST(matmul_2d) {
 }
 END_TEST
 
+/* A k long enough that one work-item of the CPU kernel would loop past llvmpipe's limit
+ * (65535 iterations): correct on every device by whatever backend the library picks; with the
+ * CPU kernel forced (CLGRAD_GEMM=cpu) on a device with a loop limit, compiling must fail with
+ * CLG_ERR_UNSUPPORTED and say why, instead of returning wrong numbers. */
+START_TEST(matmul_long_k) {
+    const int64_t m = 8, k = 9000, n = 20;
+    clg_context *ctx = clg_test_context();
+    clg_graph *g = clg_graph_new(ctx);
+    ck_assert_ptr_nonnull(g);
+    float *av = malloc((size_t)(m * k) * sizeof *av), *bv = malloc((size_t)(k * n) * sizeof *bv);
+    float *want = malloc((size_t)(m * n) * sizeof *want), *got = malloc((size_t)(m * n) * sizeof *got);
+    ck_assert(av && bv && want && got);
+    clg_test_rng r;
+    clg_test_rng_seed(&r, 77);
+    clg_test_fill(&r, av, (size_t)(m * k), -1.0f, 1.0f);
+    clg_test_fill(&r, bv, (size_t)(k * n), -1.0f, 1.0f);
+    gemm_ref(av, bv, m, k, n, false, false, want);
+    clg_tensor *a = clg_input(g, "a", CLG_F32, 2, S(m, k)), *b = clg_input(g, "b", CLG_F32, 2, S(k, n));
+    clg_tensor *c = clg_matmul(g, a, b, false, false);
+    clg_assert_ok(clg_graph_output(g, c));
+    clg_plan *p = NULL;
+    clg_status st = clg_graph_compile(g, NULL, &p);
+    const char *forced = getenv("CLGRAD_GEMM");
+    uint32_t limit = clg_context_device(ctx)->loop_limit;
+    if (limit && forced && strcmp(forced, "cpu") == 0) {
+        ck_assert_int_eq(st, CLG_ERR_UNSUPPORTED);
+        ck_assert_msg(strstr(clg_last_error(), "loop") && strstr(clg_last_error(), "k = 9000"),
+                      "message: %s", clg_last_error());
+        printf("matmul_long_k: %s has a loop limit of %u: the forced CPU kernel declined k = %lld\n",
+               clg_context_device(ctx)->name, (unsigned)limit, (long long)k);
+    } else {
+        clg_assert_ok(st);
+        clg_assert_ok(clg_plan_write(p, a, av, (size_t)(m * k) * sizeof *av));
+        clg_assert_ok(clg_plan_write(p, b, bv, (size_t)(k * n) * sizeof *bv));
+        clg_assert_ok(clg_plan_run(p));
+        clg_assert_ok(clg_plan_read(p, c, got, (size_t)(m * n) * sizeof *got));
+        for (int64_t i = 0; i < m * n; ++i)
+            ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-3f * (1.0f + fabsf(want[i])),
+                          "element %lld: %g, want %g", (long long)i, (double)got[i],
+                          (double)want[i]);
+        clg_plan_free(p);
+    }
+    free(av);
+    free(bv);
+    free(want);
+    free(got);
+    clg_graph_free(g);
+}
+END_TEST
+
 START_TEST(matmul_batched) {
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
@@ -620,6 +670,7 @@ int main(void) {
     tcase_set_timeout(tf, 300);
     tcase_add_test(tf, matmul_2d);
     tcase_add_test(tf, matmul_batched);
+    tcase_add_test(tf, matmul_long_k);
     tcase_add_test(tf, matmul_views);
     tcase_add_test(tf, matmul_epilogue_fusion);
     suite_add_tcase(s, tf);
