@@ -141,6 +141,7 @@ static void print_json(const clg_device_info *list, size_t count, size_t selecte
         printf("    \"max_work_group_size\": %zu,\n", d->max_work_group_size);
         printf("    \"fp16\": %s,\n", d->fp16 ? "true" : "false");
         printf("    \"fp64\": %s,\n", d->fp64 ? "true" : "false");
+        printf("    \"loop_limit\": %u,\n", (unsigned)d->loop_limit);
         printf("    \"selected\": %s\n  }", have_selection && i == selected ? "true" : "false");
     }
     fputs(count ? "\n]\n" : "]\n", stdout);
