@@ -1,6 +1,8 @@
-/* Optimizer updates, one work-item per element, in place on the parameter and its state.
- * Formulas follow torch.optim. `scale` multiplies the raw gradient (global-norm clipping);
- * norm partials are summed per work-item from a small buffer, so no extra pass is needed. */
+/* Optimizer updates, in place on the parameter and its state: each work-item updates `run`
+ * consecutive elements (1 on GPUs; a long run on CPU devices, where a work-item costs more
+ * than an element's update and the loop vectorises). Formulas follow torch.optim. The clip
+ * scale multiplies the raw gradient (global-norm clipping); norm partials are summed per
+ * work-item from a small buffer, so no extra pass is needed. */
 
 float clg_clip_scale(__global const float *norm_sq, int n_norm, float clip) {
     if (clip <= 0.0f) return 1.0f;
@@ -32,53 +34,60 @@ __kernel void grad_sumsq(__global const float *g, int g_off, int n, __global flo
 __kernel void sgd_update(__global float *p, __global const float *g, int g_off,
                          __global float *buf, int n, float lr, float momentum, int nesterov,
                          float weight_decay, __global const float *norm_sq, int n_norm,
-                         float clip) {
-    int i = get_global_id(0);
-    if (i >= n) return;
-    float grad = g[g_off + i] * clg_clip_scale(norm_sq, n_norm, clip) + weight_decay * p[i];
-    if (momentum != 0.0f) {
-        float b = momentum * buf[i] + grad;
-        buf[i] = b;
-        grad = nesterov ? grad + momentum * b : b;
+                         float clip, int run) {
+    int i0 = get_global_id(0) * run, i1 = min(n, i0 + run);
+    float scale = clg_clip_scale(norm_sq, n_norm, clip);
+    for (int i = i0; i < i1; ++i) {
+        float grad = g[g_off + i] * scale + weight_decay * p[i];
+        if (momentum != 0.0f) {
+            float b = momentum * buf[i] + grad;
+            buf[i] = b;
+            grad = nesterov ? grad + momentum * b : b;
+        }
+        p[i] -= lr * grad;
     }
-    p[i] -= lr * grad;
 }
 
 /* Adam and AdamW: bc1 = 1 - beta1^t, bc2 = 1 - beta2^t. decoupled: AdamW's p *= 1 - lr wd. */
 __kernel void adam_update(__global float *p, __global const float *g, int g_off,
                           __global float *m, __global float *v, int n, float lr, float beta1,
                           float beta2, float eps, float weight_decay, int decoupled, float bc1,
-                          float bc2, __global const float *norm_sq, int n_norm, float clip) {
-    int i = get_global_id(0);
-    if (i >= n) return;
-    float w = p[i];
-    float grad = g[g_off + i] * clg_clip_scale(norm_sq, n_norm, clip);
-    if (decoupled)
-        w *= 1.0f - lr * weight_decay;
-    else
-        grad += weight_decay * w;
-    float mi = beta1 * m[i] + (1.0f - beta1) * grad;
-    float vi = beta2 * v[i] + (1.0f - beta2) * grad * grad;
-    m[i] = mi;
-    v[i] = vi;
-    float denom = sqrt(vi) / sqrt(bc2) + eps;
-    p[i] = w - (lr / bc1) * mi / denom;
+                          float bc2, __global const float *norm_sq, int n_norm, float clip,
+                          int run) {
+    int i0 = get_global_id(0) * run, i1 = min(n, i0 + run);
+    float scale = clg_clip_scale(norm_sq, n_norm, clip);
+    for (int i = i0; i < i1; ++i) {
+        float w = p[i];
+        float grad = g[g_off + i] * scale;
+        if (decoupled)
+            w *= 1.0f - lr * weight_decay;
+        else
+            grad += weight_decay * w;
+        float mi = beta1 * m[i] + (1.0f - beta1) * grad;
+        float vi = beta2 * v[i] + (1.0f - beta2) * grad * grad;
+        m[i] = mi;
+        v[i] = vi;
+        float denom = sqrt(vi) / sqrt(bc2) + eps;
+        p[i] = w - (lr / bc1) * mi / denom;
+    }
 }
 
 __kernel void rmsprop_update(__global float *p, __global const float *g, int g_off,
                              __global float *sq, __global float *buf, int n, float lr,
                              float alpha, float eps, float momentum, float weight_decay,
-                             __global const float *norm_sq, int n_norm, float clip) {
-    int i = get_global_id(0);
-    if (i >= n) return;
-    float grad = g[g_off + i] * clg_clip_scale(norm_sq, n_norm, clip) + weight_decay * p[i];
-    float s = alpha * sq[i] + (1.0f - alpha) * grad * grad;
-    sq[i] = s;
-    float step = grad / (sqrt(s) + eps);
-    if (momentum > 0.0f) {
-        float b = momentum * buf[i] + step;
-        buf[i] = b;
-        step = b;
+                             __global const float *norm_sq, int n_norm, float clip, int run) {
+    int i0 = get_global_id(0) * run, i1 = min(n, i0 + run);
+    float scale = clg_clip_scale(norm_sq, n_norm, clip);
+    for (int i = i0; i < i1; ++i) {
+        float grad = g[g_off + i] * scale + weight_decay * p[i];
+        float s = alpha * sq[i] + (1.0f - alpha) * grad * grad;
+        sq[i] = s;
+        float step = grad / (sqrt(s) + eps);
+        if (momentum > 0.0f) {
+            float b = momentum * buf[i] + step;
+            buf[i] = b;
+            step = b;
+        }
+        p[i] -= lr * step;
     }
-    p[i] -= lr * step;
 }

@@ -15,7 +15,9 @@
 #define PI 3.14159265358979323846
 
 /* Two parameters (the clipping norm is global over both) and a frozen third. */
-enum { NA = 7, NB = 3, NF = 2, NP = NA + NB };
+/* b spans more than two of the CPU form's 1024-element runs per work-item, and part of a
+ * third */
+enum { NA = 7, NB = 2500, NF = 2, NP = NA + NB };
 
 typedef struct ref_state {
     clg_optimizer_config cfg;

@@ -336,6 +336,8 @@ void clg_optimizer_after_run(clg_optimizer *o, clg_plan *plan) {
     if (find_binding(o, plan)) o->steps++;
 }
 
+#define UPDATE_RUN 1024
+
 static size_t pow2_floor(size_t x) {
     size_t p = 1;
     while (p * 2 <= x) p *= 2;
@@ -396,12 +398,18 @@ static clg_status add_update(clg_optimizer *o, clg_plan *plan, opt_binding *b, o
     clg_arg_mem(&a, norm);
     clg_arg_int(&a, n_norm);
     clg_arg_float(&a, c->clip_norm);
+    /* Elements per work-item: on a CPU device a run long enough that the work-item's cost
+     * vanishes (the MNIST MLP's 100,352-weight Adam update on pocl: 0.36 -> 0.07 ms), one
+     * element elsewhere. */
+    bool cpu = o->ctx->info.type == CLG_DEVICE_CPU;
+    size_t run = cpu ? UPDATE_RUN : 1, items = ((size_t)p->numel + run - 1) / run;
+    clg_arg_int(&a, (int)run);
     st = clg_args_done(&a, kname);
     if (st != CLG_OK) {
         clReleaseKernel(k);
         return st;
     }
-    size_t local = 64, global = ((size_t)p->numel + local - 1) / local * local;
+    size_t local = cpu ? 1 : 64, global = (items + local - 1) / local * local;
     b->update_steps[b->n_updates++] = plan->n_steps;
     char label[64];
     snprintf(label, sizeof label, "%s", kname);
