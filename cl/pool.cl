@@ -168,9 +168,9 @@ __kernel void max_pool2d_backward_disjoint(__global float *dx, int dx_off,
     }
 }
 
-/* Work-items: (e, c, n), one dx element each, e = y * W + x. */
-/* Overlapping or padded windows: the element sums the gradients of the windows whose maximum
- * it is, in ascending (oy, ox). */
+/* Overlapping or padded windows: work-items (e, c, n), one dx element each, e = y * W + x,
+ * summing the gradients of the windows whose maximum it is, in ascending (oy, ox); on a CPU
+ * device the host makes a whole plane one work-group. */
 __kernel void max_pool2d_backward(__global float *dx, int dx_off, __global const float *gout,
                                   int g_off, int4 g_st, __global const float *x, int x_off,
                                   int4 x_st, int H, int W, int OH, int OW, int8 win,
