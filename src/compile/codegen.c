@@ -426,16 +426,35 @@ static void emit_accumulate(strbuf *src, clg_reduce_kind rk, const char *v, cons
 
 /* The opening of a reduction kernel's loop body: the reduced coordinates of qq, the linear
  * index when the prologue asks for it, the operand loads and the fused prologue. */
-static void emit_reduce_body(strbuf *src, int r, const bool *reduced, bool lin, int lin_k,
-                             const int64_t (*cst)[CLG_MAX_DIMS], const strbuf *loads,
-                             const strbuf *body) {
-    unravel(src, r, reduced, true, "qq", "        ");
+/* One element of a reduction at the current coordinates: its linear index if the prologue
+ * asks for it, the operand loads and the fused body. */
+static void emit_element(strbuf *src, int r, bool lin, int lin_k,
+                         const int64_t (*cst)[CLG_MAX_DIMS], const strbuf *loads,
+                         const strbuf *body) {
     if (lin) {
         sb_printf(src, "        const int lin = ");
         offset_expr(src, lin_k, r, cst);
         sb_printf(src, ";\n");
     }
     sb_printf(src, "%s%s", loads->s ? loads->s : "", body->s ? body->s : "");
+}
+
+static void emit_reduce_body(strbuf *src, int r, const bool *reduced, bool lin, int lin_k,
+                             const int64_t (*cst)[CLG_MAX_DIMS], const strbuf *loads,
+                             const strbuf *body) {
+    unravel(src, r, reduced, true, "qq", "        ");
+    emit_element(src, r, lin, lin_k, cst, loads, body);
+}
+
+/* The row walk of a reduction over the innermost dim and outer ones: this part's share of the
+ * rows (outer reduced coordinates), opened as a loop over qa with its coordinates unravelled. */
+static void emit_row_walk(strbuf *src, int r, const bool *outer_red) {
+    sb_printf(src, "    const int nrow = ");
+    product_expr(src, r, outer_red, true);
+    sb_printf(src, ";\n    const int chunk = (nrow + nparts - 1) / nparts;\n"
+                   "    const int a0 = part * chunk, a1 = min(nrow, a0 + chunk);\n"
+                   "    for (int qa = a0; qa < a1; ++qa) {\n");
+    unravel(src, r, outer_red, true, "qa", "        ");
 }
 
 static size_t pow2_at_most(size_t x) {
@@ -694,13 +713,8 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
          * 0.84 and 1.49 ms for the work-group tree below. */
         sb_printf(src, "    const int o = get_global_id(0) / nparts, part = get_global_id(0) %% nparts;\n");
         unravel(src, r, reduced, false, "o", "    ");
-        sb_printf(src, "    %s acc = 0;\n    %s a[8] = {0, 0, 0, 0, 0, 0, 0, 0};\n"
-                       "    const int nrow = ", ty, ty);
-        product_expr(src, r, outer_red, true);
-        sb_printf(src, ";\n    const int chunk = (nrow + nparts - 1) / nparts;\n"
-                       "    const int a0 = part * chunk, a1 = min(nrow, a0 + chunk);\n"
-                       "    for (int qa = a0; qa < a1; ++qa) {\n");
-        unravel(src, r, outer_red, true, "qa", "        ");
+        sb_printf(src, "    %s acc = 0;\n    %s a[8] = {0, 0, 0, 0, 0, 0, 0, 0};\n", ty, ty);
+        emit_row_walk(src, r, outer_red);
         for (int tail = 0; tail < 2; ++tail) {
             if (!tail)
                 sb_printf(src, "    int cc = 0;\n    for (; cc + 8 <= d%d; cc += 8) {\n"
@@ -709,12 +723,7 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
             else
                 sb_printf(src, "    for (; cc < d%d; ++cc) {\n    const int c%d = cc;\n", r - 1,
                           r - 1);
-            if (lin) {
-                sb_printf(src, "        const int lin = ");
-                offset_expr(src, lin_k, r, cst);
-                sb_printf(src, ";\n");
-            }
-            sb_printf(src, "%s%s", loads.s ? loads.s : "", body.s ? body.s : "");
+            emit_element(src, r, lin, lin_k, cst, &loads, &body);
             sb_printf(src, tail ? "        acc += %s;\n    }\n" : "        a[j] += %s;\n    }\n    }\n",
                       root);
         }
@@ -737,20 +746,11 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
          * pocl: the MNIST CNN's two bias gradients, 2.9 ms that way, 1.9-2.2 ms this way).
          * Parts split the rows. */
         if (rows) {
-            sb_printf(src, ";\n    const int nrow = ");
-            product_expr(src, r, outer_red, true);
-            sb_printf(src, ";\n    const int chunk = (nrow + nparts - 1) / nparts;\n"
-                           "    const int a0 = part * chunk, a1 = min(nrow, a0 + chunk);\n"
-                           "    for (int qa = a0; qa < a1; ++qa) {\n");
-            unravel(src, r, outer_red, true, "qa", "        ");
+            sb_printf(src, ";\n");
+            emit_row_walk(src, r, outer_red);
             sb_printf(src, "    for (int c%d = lid; c%d < d%d; c%d += L) {\n", r - 1, r - 1, r - 1,
                       r - 1);
-            if (lin) {
-                sb_printf(src, "        const int lin = ");
-                offset_expr(src, lin_k, r, cst);
-                sb_printf(src, ";\n");
-            }
-            sb_printf(src, "%s%s", loads.s ? loads.s : "", body.s ? body.s : "");
+            emit_element(src, r, lin, lin_k, cst, &loads, &body);
             emit_accumulate(src, rk, root, "false");
             sb_printf(src, "    }\n    }\n    sh[lid] = acc;\n");
         } else {
