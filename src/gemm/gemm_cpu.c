@@ -72,11 +72,11 @@ static cpu_plan choose(size_t m, size_t n, size_t k, size_t batch, size_t v_stri
      * work-items take all of M (below), so each V row segment is read once and packing V
      * would be a whole extra pass over it: measured on the MNIST CNN's conv2 forward on pocl,
      * 5.4 -> 4.4 ms without packing. */
-    if (tiles_m <= 16 && n >= 2048) p.pack_v = 0;
+    const bool wide = tiles_m <= 16 && n >= 2048;
+    if (wide) p.pack_v = 0;
     p.pack_s = tiles_n >= 16 && m >= 256 && k >= 256;
     if (p.pack_s && p.pack_v) return p;
-    p.mb = tiles_m < 8 ? (int)tiles_m : 8;
-    if (!p.pack_v && tiles_m <= 16 && n >= 2048) p.mb = (int)tiles_m; /* V read once */
+    p.mb = wide ? (int)tiles_m : tiles_m < 8 ? (int)tiles_m : 8; /* wide: V read once */
     p.nb = tiles_n < 4 ? (int)tiles_n : 4;
     while (p.mb * p.nb > 1 &&
            ceil_div(tiles_m, (size_t)p.mb) * ceil_div(tiles_n, (size_t)p.nb) * batch <
@@ -126,14 +126,10 @@ clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *c) {
     const bool swap_nt = c->trans_b && !c->trans_a && c->k >= 2048 && 2 * c->m <= c->n;
     cpu_plan plan = swap_nt ? choose(c->n, c->m, c->k, batch, c->a_stride, ctx->info.compute_units)
                             : choose(c->m, c->n, c->k, batch, c->b_stride, ctx->info.compute_units);
-    /* op(B) = B^T has no contiguous rows along n: pack it. */
-    if (c->trans_b && !c->trans_a) plan.pack_v = 1;
     /* Both transposed: compute C^T = B A (S = B, V = A in place) unless B gets packed. */
     const bool swap = swap_nt || (c->trans_a && c->trans_b && !plan.pack_v);
     if (swap && !swap_nt) plan.pack_s = 0;
     const size_t m = swap ? c->n : c->m, n = swap ? c->m : c->n, k = c->k;
-    if (n < NR) plan.pack_v = 1; /* an in-place V must be at least one tile wide */
-    if (k == 0) plan.pack_s = plan.pack_v = 0;
 
     /* Swapped, S(m', k) = op(B)(k, m') and V(k, n') = op(A)(n', k). */
     cl_mem s_buf = swap ? c->b : c->a, v_buf = swap ? c->a : c->b;
@@ -146,7 +142,10 @@ clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *c) {
     bool v_t = swap ? !c->trans_a : c->trans_b; /* V stored n-major */
     int v_ld = (int)(swap ? c->lda : c->ldb);
     int v_ks = v_t ? 1 : v_ld, v_ns = v_t ? v_ld : 1;
-    if (v_ns != 1) plan.pack_v = 1;
+    /* V is read in place as rows along n at least one tile wide (op(B) = B^T has none: NT
+     * packs); K = 0 reads nothing. */
+    if (v_ns != 1 || n < NR) plan.pack_v = 1;
+    if (k == 0) plan.pack_s = plan.pack_v = 0;
     /* Under a loop limit, fewer tiles per work-item (each runs all of k). */
     while (plan.mb * plan.nb > 1 && (size_t)(plan.mb * plan.nb) * k > k_budget(ctx)) {
         if (plan.mb >= plan.nb)
