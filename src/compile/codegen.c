@@ -469,7 +469,7 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
     clg_status st = collect(c, m, &gr);
     if (st != CLG_OK) return st;
     bool is_reduce = m->info->kind == CLG_KIND_REDUCE;
-    bool cpu = c->ctx->info.type == CLG_DEVICE_CPU;
+    bool cpu = clg_long_work_items(c->ctx);
     clg_reduce_kind rk = is_reduce ? clg_reduce_kind_of(m) : CLG_REDUCE_SUM;
     int64_t dims[CLG_MAX_DIMS];
     bool reduced[CLG_MAX_DIMS];

@@ -23,8 +23,8 @@ clg_status clg_lower_args(clg_lowering *lw, const clg_args *a, cl_uint work_dim,
 }
 
 const size_t *clg_plane_local(clg_lowering *lw, size_t plane, size_t local[3]) {
-    const clg_device_info *info = &clg_lowering_context(lw)->info;
-    if (info->type != CLG_DEVICE_CPU || plane > info->max_work_group_size) return NULL;
+    const clg_context *ctx = clg_lowering_context(lw);
+    if (!clg_long_work_items(ctx) || plane > ctx->info.max_work_group_size) return NULL;
     local[0] = plane;
     local[1] = local[2] = 1;
     return local;

@@ -37,6 +37,14 @@ struct clg_context {
     uint64_t rng_offset;
 };
 
+/* Whether kernels should give each work-item a long run of elements: on a CPU device (pocl,
+ * llvmpipe) a work-item costs a few nanoseconds whatever it does and loops inside one
+ * vectorise, so generated and hand-written kernels loop over runs (kept under the device's
+ * loop_limit); elsewhere they keep one element or row per work-item. */
+static inline bool clg_long_work_items(const clg_context *ctx) {
+    return ctx->info.type == CLG_DEVICE_CPU;
+}
+
 /* Device buffer helpers: errors name what the buffer was for. */
 clg_status clg_buffer_create(clg_context *ctx, size_t bytes, const char *what, cl_mem *out);
 

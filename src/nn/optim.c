@@ -401,7 +401,7 @@ static clg_status add_update(clg_optimizer *o, clg_plan *plan, opt_binding *b, o
     /* Elements per work-item: on a CPU device a run long enough that the work-item's cost
      * vanishes (the MNIST MLP's 100,352-weight Adam update on pocl: 0.36 -> 0.07 ms), one
      * element elsewhere. */
-    bool cpu = o->ctx->info.type == CLG_DEVICE_CPU;
+    bool cpu = clg_long_work_items(o->ctx);
     size_t run = cpu ? UPDATE_RUN : 1, items = ((size_t)p->numel + run - 1) / run;
     clg_arg_int(&a, (int)run);
     st = clg_args_done(&a, kname);

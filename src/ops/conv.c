@@ -129,11 +129,13 @@ static cl_int8 geo_arg(const clg_conv_geo *geo) {
     return v;
 }
 
-/* Rows a work-item of im2col or col2im takes, each costing `per_row` inner iterations: up to
- * ROW_ITEMS iterations in all, so work-items stay long on CPU devices (see cl/conv.cl) and
- * within a driver's cap on a work-item's loop iterations (llvmpipe's 65535). */
+/* Rows a work-item of im2col or col2im takes, each costing `per_row` inner iterations: one
+ * where work-items should be short (GPUs); on CPU devices up to ROW_ITEMS iterations in all, so
+ * work-items stay long (see cl/conv.cl) and within a driver's cap on a work-item's loop
+ * iterations (llvmpipe's 65535). */
 #define ROW_ITEMS 8192
-static int64_t rows_per_item(int64_t per_row, int64_t rows) {
+static int64_t rows_per_item(clg_lowering *lw, int64_t per_row, int64_t rows) {
+    if (!clg_long_work_items(clg_lowering_context(lw))) return 1;
     int64_t rb = per_row > 0 ? ROW_ITEMS / per_row : rows;
     return rb < 1 ? 1 : rb > rows ? (rows > 0 ? rows : 1) : rb;
 }
@@ -165,7 +167,7 @@ static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&a, geo.ow);
     clg_arg_raw(&a, sizeof ga, &ga);
     clg_arg_float(&a, node->fa[0]);
-    int64_t rb = rows_per_item(geo.ow, geo.oh);
+    int64_t rb = rows_per_item(lw, geo.ow, geo.oh);
     clg_arg_int(&a, rb);
     size_t global[3] = {(size_t)K, (size_t)(geo.n * G), (size_t)((geo.oh + rb - 1) / rb)};
     return clg_lower_args(lw, &a, 3, global, NULL, "im2col");
@@ -192,7 +194,7 @@ static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&a, geo.oh);
     clg_arg_int(&a, geo.ow);
     clg_arg_raw(&a, sizeof ga, &ga);
-    int64_t rb = rows_per_item(geo.w * geo.kh * geo.kw, geo.h);
+    int64_t rb = rows_per_item(lw, geo.w * geo.kh * geo.kw, geo.h);
     clg_arg_int(&a, rb);
     size_t global[3] = {(size_t)geo.c, (size_t)geo.n, (size_t)((geo.h + rb - 1) / rb)};
     return clg_lower_args(lw, &a, 3, global, NULL, "col2im");
