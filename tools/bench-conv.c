@@ -275,9 +275,9 @@ int main(int argc, char **argv) {
             clg_plan_free(c[i].plan);
             free(c[i].t);
         }
-        clReleaseMemObject(im);
-        clReleaseMemObject(km);
-        clReleaseMemObject(out);
+        clg_buffer_release(ctx, im);
+        clg_buffer_release(ctx, km);
+        clg_buffer_release(ctx, out);
         free(d.x);
         free(d.w);
         free(d.b);

@@ -69,9 +69,9 @@ static void gemm_row(clg_context *ctx, const char *name, bool ta, bool tb, size_
         printf(" %10.1f", flop / (ms * 1e6));
     }
     printf("\n");
-    clReleaseMemObject(a);
-    clReleaseMemObject(b);
-    clReleaseMemObject(c);
+    clg_buffer_release(ctx, a);
+    clg_buffer_release(ctx, b);
+    clg_buffer_release(ctx, c);
 }
 
 /* Median ms of a compiled plan's run (inputs as they are), one wait per run. */

@@ -245,9 +245,9 @@ int main(int argc, char **argv) {
         if (choices[0] && remove(choices) == 0) printf("backend choices reset: %s\n", choices);
     }
     for (size_t i = 0; i < N_SHAPES; ++i) {
-        clReleaseMemObject(bf[i].a);
-        clReleaseMemObject(bf[i].b);
-        clReleaseMemObject(bf[i].c);
+        clg_buffer_release(ctx, bf[i].a);
+        clg_buffer_release(ctx, bf[i].b);
+        clg_buffer_release(ctx, bf[i].c);
     }
     clg_context_free(ctx);
     return 0;

@@ -47,7 +47,8 @@ const char *clg_dtype_name(clg_dtype dtype);
 
 /* Create a zero-filled parameter. Names are unique in a context (PyTorch state-dict keys such
  * as "fc1.weight" are the convention). NULL on failure (duplicate name, bad shape, device
- * memory), with the last error set. Trainable by default. */
+ * memory or the context's memory cap, see context.h), with the last error set. Trainable by
+ * default. */
 clg_param *clg_param_new(clg_context *ctx, const char *name, clg_dtype dtype, int ndim,
                          const int64_t *shape);
 /* The parameter called name, or NULL. */
@@ -133,7 +134,9 @@ typedef struct clg_compile_options {
 } clg_compile_options;
 
 /* Compile g into a plan. opts may be NULL. Fails with the graph's sticky error, or with
- * CLG_ERR_OUT_OF_MEMORY before anything runs if the plan cannot fit the device. */
+ * CLG_ERR_OUT_OF_MEMORY before anything runs if the plan cannot fit the device or the
+ * context's memory cap (checked for the plan's whole need, with the optimizer state it would
+ * create, before anything is allocated; a failed compile leaves no buffer of its own). */
 clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_plan **plan);
 void clg_plan_free(clg_plan *plan);
 

@@ -313,6 +313,66 @@ static clg_status leaf_storage(clg_compiler *c) {
     return CLG_OK;
 }
 
+/* The plan's whole device need, checked before anything is allocated (arenas come first, then
+ * inputs and constants, then the optimizer's new state), against the device's global memory
+ * and the context's cap, so a plan that does not fit fails with nothing to undo. Not counted
+ * here: split reductions' partial sums (a few KiB, sized by code generation) and GEMM scratch
+ * (shared by the context's plans); their own allocations are checked when they are made. */
+static clg_status check_device_memory(clg_compiler *c, size_t arena_total, size_t n_arenas) {
+    size_t inputs = 0, consts = 0, n_trained = 0;
+    for (size_t i = 0; i < c->n; ++i) {
+        const clg_tensor *t = c->g->nodes[i];
+        if (c->opts.optimizer && t->param && t->param->trainable && t->grad) n_trained++;
+        if (!c->np[i].reachable) continue;
+        size_t bytes = (size_t)clg_tensor_numel(t) * clg_dtype_size(t->dtype);
+        if (t->info == &clg_op_input) inputs += bytes;
+        if (t->info == &clg_op_constant) consts += bytes;
+    }
+    size_t state = 0;
+    char first_state[340] = "";
+    if (n_trained) {
+        clg_param **trained = malloc(n_trained * sizeof *trained);
+        if (!trained) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+        n_trained = 0;
+        for (size_t i = 0; i < c->n; ++i) {
+            const clg_tensor *t = c->g->nodes[i];
+            if (t->param && t->param->trainable && t->grad) trained[n_trained++] = t->param;
+        }
+        state = clg_optimizer_attach_bytes(c->opts.optimizer, n_trained, trained, first_state,
+                                           sizeof first_state);
+        free(trained);
+    }
+    const clg_device_info *dev = &c->ctx->info;
+    size_t params = 0;
+    for (size_t i = 0; i < c->ctx->n_params; ++i)
+        params += (size_t)c->ctx->params[i]->numel * 4;
+    if ((uint64_t)arena_total + inputs + consts + params > dev->global_mem_bytes)
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY,
+                        "clg_graph_compile: the plan needs %zu bytes of intermediates + %zu of "
+                        "inputs and constants + %zu of parameters, more than the %llu bytes of "
+                        "global memory of %s",
+                        arena_total, inputs + consts, params,
+                        (unsigned long long)dev->global_mem_bytes, dev->name);
+    size_t own = arena_total + inputs + consts;
+    if (clg_memory_fits(c->ctx, own + state)) return CLG_OK;
+    char what[400], a[64], cap[64];
+    if (clg_memory_fits(c->ctx, own))
+        snprintf(what, sizeof what, "optimizer state %s and the rest of the plan's new optimizer "
+                 "state", first_state);
+    else
+        snprintf(what, sizeof what, "the plan's intermediate tensors, inputs and constants");
+    return clg_fail(CLG_ERR_OUT_OF_MEMORY,
+                    "clg_graph_compile: allocating %s would take the context past its "
+                    "device-memory cap: the plan needs %zu bytes (%zu for intermediate tensors "
+                    "in %zu arena(s), %zu for inputs, %zu for constants, %zu for new optimizer "
+                    "state), the context already holds %s and the cap is %s "
+                    "(CLGRAD_MAX_DEVICE_BYTES or clg_context_set_memory_limit); nothing was "
+                    "allocated",
+                    what, own + state, arena_total, n_arenas, inputs, consts, state,
+                    clg_bytes_str(c->ctx->memory_used, a, sizeof a),
+                    clg_bytes_str(c->ctx->memory_limit, cap, sizeof cap));
+}
+
 static clg_status arena_storage(clg_compiler *c) {
     clg_plan *p = c->plan;
     size_t guard = (c->opts.guard_bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
@@ -369,18 +429,8 @@ static clg_status arena_storage(clg_compiler *c) {
     size_t total = 0;
     for (size_t a = 0; a < n_arenas; ++a) total += arena_bytes[a];
     p->peak_bytes = total;
-    size_t params = 0;
-    for (size_t i = 0; i < c->ctx->n_params; ++i)
-        params += (size_t)c->ctx->params[i]->numel * 4;
-    if ((uint64_t)total + p->fixed_bytes + params > dev->global_mem_bytes) {
-        st = clg_fail(CLG_ERR_OUT_OF_MEMORY,
-                      "clg_graph_compile: the plan needs %zu bytes of intermediates + %zu of "
-                      "inputs and constants + %zu of parameters, more than the %llu bytes of "
-                      "global memory of %s",
-                      total, p->fixed_bytes, params, (unsigned long long)dev->global_mem_bytes,
-                      dev->name);
-        goto done;
-    }
+    st = check_device_memory(c, total, n_arenas);
+    if (st != CLG_OK) goto done;
     p->n_arenas = n_arenas;
     for (size_t a = 0; a < n_arenas; ++a) {
         st = clg_buffer_create(c->ctx, arena_bytes[a], "the plan's intermediate tensors",
@@ -533,8 +583,9 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
         fuse_gemm_epilogues(&c);
         st = schedule(&c);
     }
-    if (st == CLG_OK) st = leaf_storage(&c);
+    /* arena_storage checks the plan's whole device need before it allocates */
     if (st == CLG_OK) st = arena_storage(&c);
+    if (st == CLG_OK) st = leaf_storage(&c);
     if (st == CLG_OK) st = emit_steps(&c);
     if (st == CLG_OK) st = attach_optimizer(&c);
     if (st == CLG_OK) {

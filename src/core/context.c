@@ -51,9 +51,19 @@ clg_status clg_context_create(const char *device_spec, clg_context **out) {
     *out = NULL;
     if (!device_spec) device_spec = getenv("CLGRAD_DEVICE");
 
+    /* read before any device work, so a malformed cap fails fast */
+    size_t memory_limit;
+    clg_status st = clg_memory_limit_parse(getenv("CLGRAD_MAX_DEVICE_BYTES"), &memory_limit);
+    if (st != CLG_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", clg_last_error());
+        return clg_fail(st, "clg_context_create: %s", msg);
+    }
+
     clg_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_context_create: out of host memory");
-    clg_status st = pick_device(device_spec, &ctx->info);
+    ctx->memory_limit = memory_limit;
+    st = pick_device(device_spec, &ctx->info);
     if (st != CLG_OK) {
         free(ctx);
         return st;
@@ -105,6 +115,10 @@ void clg_context_free(clg_context *ctx) {
     for (size_t i = 0; i < ctx->n_params; ++i) clg_param_destroy(ctx->params[i]);
     free(ctx->params);
     clg_gemm_free(ctx);
+    /* every buffer has been released through clg_buffer_release by now */
+    if (ctx->memory_used)
+        clg_trace("context freed with %zu device bytes still counted (a release was missed)",
+                  ctx->memory_used);
     clg_program_cache_free(ctx);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->cl) clReleaseContext(ctx->cl);
@@ -119,23 +133,6 @@ clg_status clg_context_finish(clg_context *ctx) {
     if (!ctx) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_context_finish: ctx is NULL");
     cl_int err = clFinish(ctx->queue);
     if (err != CL_SUCCESS) return clg_fail_cl(err, "clFinish on %s", ctx->info.name);
-    return CLG_OK;
-}
-
-clg_status clg_buffer_create(clg_context *ctx, size_t bytes, const char *what, cl_mem *out) {
-    *out = NULL;
-    if (bytes == 0) bytes = 4;
-    if (bytes > ctx->info.max_alloc_bytes)
-        return clg_fail(CLG_ERR_OUT_OF_MEMORY,
-                        "%s needs a buffer of %zu bytes, above this device's largest single "
-                        "allocation (CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes on %s)",
-                        what, bytes, (unsigned long long)ctx->info.max_alloc_bytes,
-                        ctx->info.name);
-    cl_int err;
-    cl_mem m = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (!m) return clg_fail_cl(err, "allocating %zu bytes for %s on %s", bytes, what,
-                               ctx->info.name);
-    *out = m;
     return CLG_OK;
 }
 

@@ -35,6 +35,10 @@ struct clg_context {
     /* Random streams: every run of a plan with random ops draws from counter values starting
      * at rng_offset and advances it, so a checkpoint that saves it resumes exactly. */
     uint64_t rng_offset;
+
+    /* Device bytes held through clg_buffer_create (core/memory.c), and the cap on them
+     * (0: none; CLGRAD_MAX_DEVICE_BYTES sets it at creation). */
+    size_t memory_used, memory_limit;
 };
 
 /* Whether kernels should give each work-item a long run of elements: on a CPU device (pocl,
@@ -45,8 +49,20 @@ static inline bool clg_long_work_items(const clg_context *ctx) {
     return ctx->info.type == CLG_DEVICE_CPU;
 }
 
-/* Device buffer helpers: errors name what the buffer was for. */
+/* Device buffers (core/memory.c). Every buffer clgrad makes is created here, counted against
+ * the context's cap (CLG_ERR_OUT_OF_MEMORY naming `what` when it would go past), and released
+ * with clg_buffer_release, which subtracts its size again. Errors name what it was for. */
 clg_status clg_buffer_create(clg_context *ctx, size_t bytes, const char *what, cl_mem *out);
+void clg_buffer_release(clg_context *ctx, cl_mem mem); /* NULL: no-op */
+/* Whether bytes more fit under the cap; for callers that check a whole need up front. */
+bool clg_memory_fits(const clg_context *ctx, size_t bytes);
+/* Fail with CLG_ERR_OUT_OF_MEMORY: allocating `what` (bytes) would pass the cap. */
+clg_status clg_memory_refuse(const clg_context *ctx, const char *what, size_t bytes);
+/* CLGRAD_MAX_DEVICE_BYTES's grammar: bytes, optionally K/M/G/T (powers of 1024); NULL or ""
+ * is 0 (no cap). A malformed value fails naming the variable. */
+clg_status clg_memory_limit_parse(const char *text, size_t *bytes);
+/* "N bytes", with MiB or GiB after it for large N; returns buf. */
+const char *clg_bytes_str(size_t bytes, char *buf, size_t size);
 
 /* Track/untrack graphs and optimizers so clg_context_free releases them. */
 clg_status clg_context_add_graph(clg_context *ctx, clg_graph *g);

@@ -193,9 +193,9 @@ clg_status clg_gemm_init(clg_context *ctx) {
 void clg_gemm_free(clg_context *ctx) {
     clg_gemm_state *s = ctx->gemm;
     if (!s) return;
-    if (s->temp) clReleaseMemObject(s->temp);
-    if (s->cpu_scratch) clReleaseMemObject(s->cpu_scratch);
-    for (size_t i = 0; i < s->n_old_scratch; ++i) clReleaseMemObject(s->old_scratch[i]);
+    clg_buffer_release(ctx, s->temp);
+    clg_buffer_release(ctx, s->cpu_scratch);
+    for (size_t i = 0; i < s->n_old_scratch; ++i) clg_buffer_release(ctx, s->old_scratch[i]);
     free(s->old_scratch);
     free(s->choices);
     free(s);
@@ -263,7 +263,7 @@ static clg_status clblast_prepare(clg_context *ctx, clg_gemm_call *call) {
         if (st != CLG_OK) return st;
         if (s->temp) {
             clFinish(ctx->queue); /* steps queued earlier may still use the old scratch */
-            clReleaseMemObject(s->temp);
+            clg_buffer_release(ctx, s->temp);
         }
         s->temp = m;
         s->temp_bytes = bytes;
@@ -352,7 +352,8 @@ const char *clg_gemm_choices_path(const clg_context *ctx) {
 
 /* Time both backends on this shape with buffers of their own (the plan's buffers hold nothing
  * yet, and garbage can hide denormals): out_ms[backend] is the median of MEASURE_RUNS after a
- * warm-up run that compiles, or of fewer when the second backend falls far behind. */
+ * warm-up run that compiles, or of fewer when the second backend falls far behind. Both are
+ * NaN, measuring nothing, when those buffers would take the context past its memory cap. */
 static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *out_ms) {
     clg_gemm_call t = *call;
     size_t ar = t.trans_a ? t.k : t.m, ac = t.trans_a ? t.m : t.k;
@@ -360,16 +361,19 @@ static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *o
     size_t batch = t.batch ? t.batch : 1;
     size_t na = extent(ar, ac, t.lda, t.a_stride, batch), nb = extent(br, bc, t.ldb, t.b_stride, batch);
     size_t nc = extent(t.m, t.n, t.ldc, t.c_stride, batch);
+    size_t nbias = t.bias ? t.m * t.bias_rs + t.n * t.bias_cs + 1 : 0;
+    if (!clg_memory_fits(ctx, (na + nb + nc + nbias) * 4)) {
+        out_ms[CLG_GEMM_CLBLAST] = out_ms[CLG_GEMM_CPU] = NAN;
+        return CLG_OK;
+    }
     cl_mem a = NULL, b = NULL, c = NULL, bias = NULL;
     clg_status st = clg_buffer_create(ctx, na * 4, "GEMM measurement", &a);
     if (st == CLG_OK) st = clg_buffer_create(ctx, nb * 4, "GEMM measurement", &b);
     if (st == CLG_OK) st = clg_buffer_create(ctx, nc * 4, "GEMM measurement", &c);
-    if (st == CLG_OK && t.bias)
-        st = clg_buffer_create(ctx, (t.m * t.bias_rs + t.n * t.bias_cs + 1) * 4, "GEMM measurement",
-                               &bias);
+    if (st == CLG_OK && t.bias) st = clg_buffer_create(ctx, nbias * 4, "GEMM measurement", &bias);
     const float fill = 0.5f;
     cl_mem bufs[4] = {a, b, c, bias};
-    size_t sizes[4] = {na, nb, nc, bias ? (t.m * t.bias_rs + t.n * t.bias_cs + 1) : 0};
+    size_t sizes[4] = {na, nb, nc, nbias};
     for (int i = 0; i < 4 && st == CLG_OK; ++i)
         if (bufs[i]) {
             cl_int err = clEnqueueFillBuffer(ctx->queue, bufs[i], &fill, sizeof fill, 0,
@@ -406,7 +410,7 @@ static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *o
         out_ms[be] = clg_median(ms, runs);
     }
     for (int i = 0; i < 4; ++i)
-        if (bufs[i]) clReleaseMemObject(bufs[i]);
+        clg_buffer_release(ctx, bufs[i]);
     return st;
 }
 
@@ -422,6 +426,12 @@ clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
         double ms[CLG_GEMM_BACKEND_COUNT];
         clg_status st = measure(ctx, call, ms);
         if (st != CLG_OK) return st;
+        /* Under a tight cap the measurement's buffers would make the compile fail: CLBlast
+         * serves every shape, and nothing is recorded, so a later roomier run measures. */
+        if (isnan(ms[CLG_GEMM_CLBLAST])) {
+            clg_trace("GEMM %s: no room under the memory cap to measure: clblast", key);
+            return backend_prepare(ctx, call, CLG_GEMM_CLBLAST);
+        }
         winner = clg_gemm_backend_name(ms[CLG_GEMM_CPU] < ms[CLG_GEMM_CLBLAST] ? CLG_GEMM_CPU
                                                                                : CLG_GEMM_CLBLAST);
         clg_trace("GEMM %s: clblast %.3f ms, cpu %.3f ms: %s", key, ms[CLG_GEMM_CLBLAST],

@@ -30,7 +30,7 @@ static clg_status scratch(clg_context *ctx, size_t floats, cl_mem *out) {
         if (st != CLG_OK) return st;
         cl_mem *old = realloc(s->old_scratch, (s->n_old_scratch + 1) * sizeof *old);
         if (!old) {
-            clReleaseMemObject(m);
+            clg_buffer_release(ctx, m);
             return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM scratch: out of host memory");
         }
         s->old_scratch = old;

@@ -69,7 +69,7 @@ clg_param *clg_param_new(clg_context *ctx, const char *name, clg_dtype dtype, in
                                      NULL, NULL);
     if (err != CL_SUCCESS) {
         clg_fail_cl(err, "zero-filling parameter '%s'", name);
-        clReleaseMemObject(p->buffer);
+        clg_buffer_release(ctx, p->buffer);
         free(nm);
         free(p);
         return NULL;
@@ -80,7 +80,7 @@ clg_param *clg_param_new(clg_context *ctx, const char *name, clg_dtype dtype, in
 
 void clg_param_destroy(clg_param *p) {
     if (!p) return;
-    if (p->buffer) clReleaseMemObject(p->buffer);
+    clg_buffer_release(p->ctx, p->buffer);
     free(p->name);
     free(p);
 }

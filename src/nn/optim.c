@@ -115,7 +115,8 @@ void clg_optimizer_free(clg_optimizer *o) {
     while (o->n_bindings) clg_plan_free(o->bindings[o->n_bindings - 1].plan);
     free(o->bindings);
     for (size_t i = 0; i < o->n_states; ++i)
-        for (int b = 0; b < o->states[i].n_bufs; ++b) clReleaseMemObject(o->states[i].buf[b]);
+        for (int b = 0; b < o->states[i].n_bufs; ++b)
+            clg_buffer_release(o->ctx, o->states[i].buf[b]);
     free(o->states);
     clg_context_remove_optimizer(o->ctx, o);
     free(o);
@@ -177,7 +178,7 @@ static int state_names(const clg_optimizer_config *c, const char **names) {
     }
 }
 
-static opt_state *find_state(clg_optimizer *o, const clg_param *p) {
+static opt_state *find_state(const clg_optimizer *o, const clg_param *p) {
     for (size_t i = 0; i < o->n_states; ++i)
         if (o->states[i].param == p) return &o->states[i];
     return NULL;
@@ -204,7 +205,9 @@ static clg_status ensure_state(clg_optimizer *o, clg_param *p, opt_state **out) 
     size_t bytes = (size_t)p->numel * 4;
     for (int b = 0; b < n; ++b) {
         snprintf(s->name[b], sizeof s->name[b], "%s.%s", p->name, names[b]);
-        clg_status st = clg_buffer_create(o->ctx, bytes, s->name[b], &s->buf[b]);
+        char what[340];
+        snprintf(what, sizeof what, "optimizer state %s", s->name[b]);
+        clg_status st = clg_buffer_create(o->ctx, bytes, what, &s->buf[b]);
         const cl_uint zero = 0;
         if (st == CLG_OK) {
             cl_int err = clEnqueueFillBuffer(o->ctx->queue, s->buf[b], &zero, sizeof zero, 0,
@@ -212,8 +215,7 @@ static clg_status ensure_state(clg_optimizer *o, clg_param *p, opt_state **out) 
             if (err != CL_SUCCESS) st = clg_fail_cl(err, "zeroing optimizer state %s", s->name[b]);
         }
         if (st != CLG_OK) {
-            for (int k = 0; k <= b; ++k)
-                if (s->buf[k]) clReleaseMemObject(s->buf[k]);
+            for (int k = 0; k <= b; ++k) clg_buffer_release(o->ctx, s->buf[k]);
             return st;
         }
         s->n_bufs = b + 1;
@@ -223,16 +225,45 @@ static clg_status ensure_state(clg_optimizer *o, clg_param *p, opt_state **out) 
     return CLG_OK;
 }
 
+/* Release the states created from index `from` on: a call that failed half-way leaves the
+ * device memory it found, so a retry under a raised cap starts from the same use. */
+static void drop_states_from(clg_optimizer *o, size_t from) {
+    while (o->n_states > from) {
+        opt_state *s = &o->states[--o->n_states];
+        for (int b = 0; b < s->n_bufs; ++b) clg_buffer_release(o->ctx, s->buf[b]);
+    }
+}
+
 clg_status clg_optimizer_init_state(clg_optimizer *o) {
     if (!o) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_optimizer_init_state: NULL");
+    size_t n0 = o->n_states;
     for (size_t i = 0; i < o->ctx->n_params; ++i) {
         clg_param *p = o->ctx->params[i];
         if (!p->trainable) continue;
         opt_state *s;
         clg_status st = ensure_state(o, p, &s);
-        if (st != CLG_OK) return st;
+        if (st != CLG_OK) {
+            drop_states_from(o, n0);
+            return st;
+        }
     }
     return CLG_OK;
+}
+
+size_t clg_optimizer_attach_bytes(const clg_optimizer *o, size_t n, clg_param *const *params,
+                                  char *first, size_t first_size) {
+    const char *names[MAX_STATE] = {""};
+    size_t per_elem = (size_t)state_names(&o->cfg, names) * 4, total = 0;
+    if (first_size) first[0] = '\0';
+    for (size_t i = 0; i < n; ++i) {
+        bool seen = find_state(o, params[i]) != NULL;
+        for (size_t j = 0; j < i && !seen; ++j) seen = params[j] == params[i];
+        if (seen || !per_elem) continue;
+        if (!total && first_size) snprintf(first, first_size, "%s.%s", params[i]->name, names[0]);
+        total += (size_t)params[i]->numel * per_elem;
+    }
+    if (o->cfg.clip_norm > 0.0f && n > 0) total += n * sizeof(float); /* gradient norms */
+    return total;
 }
 
 size_t clg_optimizer_state_count(const clg_optimizer *o) {
@@ -449,9 +480,10 @@ clg_status clg_optimizer_attach(clg_optimizer *o, clg_plan *plan, size_t n,
     b->plan = plan;
     b->update_steps = malloc((n ? n : 1) * sizeof *b->update_steps);
     if (!b->update_steps) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "optimizer: out of host memory");
+    size_t n_states0 = o->n_states;
     clg_status st = CLG_OK;
     if (o->cfg.clip_norm > 0.0f && n > 0) {
-        st = clg_buffer_create(o->ctx, n * sizeof(float), "gradient norms", &b->norm);
+        st = clg_buffer_create(o->ctx, n * sizeof(float), "the optimizer's gradient norms", &b->norm);
         for (size_t i = 0; i < n && st == CLG_OK; ++i)
             st = add_norm(o, plan, b->norm, &grads[i], params[i]->numel, (int)i);
     }
@@ -465,6 +497,8 @@ clg_status clg_optimizer_attach(clg_optimizer *o, clg_plan *plan, size_t n,
         if (st == CLG_OK) st = add_update(o, plan, b, s, &grads[i], b->norm ? (int)n : 0);
     }
     if (st == CLG_OK) st = clg_plan_add_hook(plan, before_run, o);
+    /* the failed plan is freed next, with the update kernels that name these states */
+    if (st != CLG_OK) drop_states_from(o, n_states0);
     return st;
 }
 
@@ -472,7 +506,7 @@ void clg_optimizer_detach(clg_optimizer *o, clg_plan *plan) {
     for (size_t i = 0; i < o->n_bindings; ++i) {
         if (o->bindings[i].plan != plan) continue;
         free(o->bindings[i].update_steps);
-        if (o->bindings[i].norm) clReleaseMemObject(o->bindings[i].norm);
+        clg_buffer_release(o->ctx, o->bindings[i].norm);
         memmove(o->bindings + i, o->bindings + i + 1,
                 (o->n_bindings - i - 1) * sizeof *o->bindings);
         o->n_bindings--;

@@ -77,7 +77,14 @@ bool clg_conv_prefers_convgemm(clg_context *ctx, const clg_conv_geo *geo, int64_
         clg_trace("conv %s: im2col measurement failed: %s", key, clg_last_error());
         return false;
     }
-    if (time_lowering(ctx, geo, out_channels, 1, MEASURE_GIVE_UP * ms[0], &ms[1]) != CLG_OK) {
+    clg_status st = time_lowering(ctx, geo, out_channels, 1, MEASURE_GIVE_UP * ms[0], &ms[1]);
+    if (st == CLG_ERR_OUT_OF_MEMORY) {
+        /* no room now (a memory cap, a busy device) says nothing about the device: measure
+         * again next time rather than record convgemm as failed */
+        clg_trace("conv %s: no memory to measure convgemm (%s): im2col", key, clg_last_error());
+        return false;
+    }
+    if (st != CLG_OK) {
         clg_trace("conv %s: convgemm failed (%s): im2col", key, clg_last_error());
         ms[1] = -1.0; /* recorded as failed, so it is not retried on every start */
     }

@@ -435,14 +435,14 @@ void clg_plan_free(clg_plan *p) {
     }
     free(p->steps);
     for (size_t a = 0; a < p->n_arenas; ++a)
-        if (p->arenas[a]) clReleaseMemObject(p->arenas[a]);
+        clg_buffer_release(p->ctx, p->arenas[a]);
     free(p->arenas);
     free(p->arena_bytes);
-    for (size_t i = 0; i < p->n_owned; ++i) clReleaseMemObject(p->owned[i]);
+    for (size_t i = 0; i < p->n_owned; ++i) clg_buffer_release(p->ctx, p->owned[i]);
     free(p->owned);
     for (size_t i = 0; i < p->n_inputs; ++i) {
         if (p->inputs[i].pending) clReleaseEvent(p->inputs[i].pending);
-        if (p->inputs[i].mem) clReleaseMemObject(p->inputs[i].mem);
+        clg_buffer_release(p->ctx, p->inputs[i].mem);
         free(p->inputs[i].staging);
     }
     free(p->inputs);
