@@ -69,7 +69,7 @@ static int count_temporaries(void) {
     DIR *d = opendir(tmpdir);
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
+        if (strstr(e->d_name, CLG_ATOMIC_TMP_TAG)) n++;
     if (d) closedir(d);
     return n;
 }

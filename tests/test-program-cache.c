@@ -1,16 +1,22 @@
 /* The program cache: in-memory hits, disk misses and hits, corrupt and truncated entries
- * (silent misses that get rewritten), foreign entries, the "off" switch, and build failures
- * that name the program and carry the build log. Each check makes fresh contexts, since the
- * disk cache is read at context creation. */
+ * (silent misses that get rewritten), foreign entries, the "off" switch, an unusable cache
+ * folder (said on stderr), entries written without following planted symlinks, the entry
+ * parser, and build failures that name the program and carry the build log. Each check makes
+ * fresh contexts, since the disk cache is read at context creation. */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/program.h"
 #include "harness.h"
+#include "io/atomic_file.h"
 
 static const char *SOURCE = "__kernel void twice(__global float *x) {\n"
                             "    x[get_global_id(0)] *= 2.0f;\n"
@@ -35,14 +41,14 @@ static void fresh_dir(void) {
     setenv("CLGRAD_CACHE_BINARIES", "1", 1);
 }
 
-/* The one entry file in dir, or "" if there are none. */
+/* The number of entry files in dir; path gets the last one's. */
 static int entries(char *path, size_t size) {
     DIR *d = opendir(dir);
     ck_assert_ptr_nonnull(d);
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strstr(e->d_name, ".bin") && !strstr(e->d_name, ".tmp")) {
+        if (strstr(e->d_name, ".bin") && !strstr(e->d_name, CLG_ATOMIC_TMP_TAG)) {
             n++;
             if (path) snprintf(path, size, "%s/%s", dir, e->d_name);
         }
@@ -184,6 +190,221 @@ START_TEST(off_switch) {
 }
 END_TEST
 
+/* ---- An unusable cache folder ---- */
+
+/* The whole file, NUL-terminated, with 16 spare bytes after it. */
+static char *read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = calloc((size_t)n + 16, 1);
+    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    if (size) *size = (size_t)n;
+    return b;
+}
+
+static int occurrences(const char *text, const char *what) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+        n++;
+    return n;
+}
+
+/* stderr goes to a file between the two calls; the second returns what was printed. */
+static int saved_stderr = -1;
+static char capture_path[300];
+
+static void capture_begin(void) {
+    snprintf(capture_path, sizeof capture_path, "%s/stderr.txt", dir);
+    fflush(stderr);
+    saved_stderr = dup(2);
+    int fd = open(capture_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dup2(fd, 2), 2);
+    close(fd);
+}
+
+static char *capture_end(void) {
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    char *text = read_file(capture_path, NULL);
+    fprintf(stderr, "%s", text); /* the log keeps it */
+    return text;
+}
+
+START_TEST(cache_dir_not_a_directory_is_said) {
+    fresh_dir();
+    char file[300];
+    snprintf(file, sizeof file, "%s/not-a-dir", dir);
+    FILE *f = fopen(file, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("a file", f);
+    fclose(f);
+    setenv("CLGRAD_CACHE_DIR", file, 1);
+    capture_begin();
+    clg_program_stats s1 = build_once(SOURCE);
+    clg_program_stats s2 = build_once(SOURCE);
+    char *text = capture_end();
+    char want[600];
+    snprintf(want, sizeof want,
+             "clgrad: CLGRAD_CACHE_DIR=%s is not a directory (a regular file); the program "
+             "cache is off\n",
+             file);
+    ck_assert_msg(occurrences(text, want) == 1, "want \"%s\" once on stderr, got:\n%s", want,
+                  text);
+    free(text);
+    ck_assert_uint_eq(s1.disk_writes + s2.disk_writes, 0);
+    ck_assert_uint_eq(s2.disk_hits, 0);
+    char *content = read_file(file, NULL);
+    ck_assert_str_eq(content, "a file");
+    free(content);
+}
+END_TEST
+
+/* A folder this process may not write to: as root that takes another user, so a child drops
+ * to nobody (it only asks clg_cache_dir, no OpenCL, which does not survive fork). */
+START_TEST(cache_dir_not_writable_is_said) {
+    fresh_dir();
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    char ro[300];
+    snprintf(ro, sizeof ro, "%s/read-only", dir);
+    ck_assert_int_eq(mkdir(ro, 0555), 0);
+    chmod(ro, 0555); /* whatever the umask */
+    setenv("CLGRAD_CACHE_DIR", ro, 1);
+    capture_begin();
+    fflush(stdout);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(77);
+        char out[4096];
+        bool a = clg_cache_dir(out, sizeof out), b = clg_cache_dir(out, sizeof out);
+        _exit(a || b ? 1 : 0);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    char *text = capture_end();
+    ck_assert(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        printf("cache_dir_not_writable_is_said: skipped: running as root, and setuid(65534) to "
+               "drop it failed\n");
+        free(text);
+        return;
+    }
+    ck_assert_msg(WEXITSTATUS(status) == 0, "clg_cache_dir accepted read-only %s", ro);
+    char want[600];
+    snprintf(want, sizeof want, "clgrad: CLGRAD_CACHE_DIR=%s is not writable: ", ro);
+    ck_assert_msg(occurrences(text, want) == 1, "want \"%s...\" once on stderr, got:\n%s", want,
+                  text);
+    ck_assert_msg(strstr(text, "the program cache is off\n"), "%s", text);
+    free(text);
+}
+END_TEST
+
+/* ---- Writing entries safely ---- */
+
+START_TEST(entry_write_never_follows_a_planted_symlink) {
+    fresh_dir();
+    build_once(SOURCE);
+    char entry[512];
+    ck_assert_int_eq(entries(entry, sizeof entry), 1);
+    ck_assert_int_eq(unlink(entry), 0);
+    /* the name the old code wrote through, and guessable names of the new scheme */
+    char victim[300], planted[3][600];
+    snprintf(victim, sizeof victim, "%s/victim.txt", dir);
+    FILE *f = fopen(victim, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("VICTIM", f);
+    fclose(f);
+    snprintf(planted[0], sizeof planted[0], "%s.tmp.%ld", entry, (long)getpid());
+    snprintf(planted[1], sizeof planted[1], "%s" CLG_ATOMIC_TMP_TAG "%ld.0000000000000000",
+             entry, (long)getpid());
+    snprintf(planted[2], sizeof planted[2], "%s" CLG_ATOMIC_TMP_TAG "%ld.ffffffffffffffff",
+             entry, (long)getpid());
+    for (int i = 0; i < 3; ++i)
+        ck_assert_int_eq(symlink(victim, planted[i]), 0);
+    clg_program_stats s = build_once(SOURCE);
+    ck_assert_uint_eq(s.disk_writes, 1);
+    char *content = read_file(victim, NULL);
+    ck_assert_msg(strcmp(content, "VICTIM") == 0, "the entry was written through a symlink");
+    free(content);
+    struct stat sb;
+    ck_assert_int_eq(lstat(entry, &sb), 0);
+    ck_assert_msg(S_ISREG(sb.st_mode), "%s is not a regular file", entry);
+    for (int i = 0; i < 3; ++i)
+        ck_assert(lstat(planted[i], &sb) == 0 && S_ISLNK(sb.st_mode));
+    s = build_once(SOURCE);
+    ck_assert_uint_eq(s.disk_hits, 1);
+}
+END_TEST
+
+/* ---- The entry parser ---- */
+
+START_TEST(entry_decode_accepts_only_the_exact_entry) {
+    fresh_dir();
+    build_once(SOURCE);
+    char entry[512];
+    ck_assert_int_eq(entries(entry, sizeof entry), 1);
+    size_t size;
+    unsigned char *data = (unsigned char *)read_file(entry, &size);
+    /* the key is stored after the magic and its u32 length */
+    uint32_t key_len;
+    ck_assert_uint_gt(size, 12);
+    memcpy(&key_len, data + 8, 4);
+    ck_assert_uint_lt(key_len, size);
+    char *key = malloc(key_len + 2);
+    memcpy(key, data + 12, key_len);
+    key[key_len] = '\0';
+
+    size_t off = 0, len = 0;
+    ck_assert(clg_program_entry_decode(data, size, key, &off, &len));
+    ck_assert_uint_eq(off, 12 + key_len + 8);
+    ck_assert_uint_eq(off + len + 8, size);
+    size_t o2, l2; /* outputs of the calls that must fail */
+    /* every cut; a flipped byte anywhere in the fields and the checksum, and at 64 places in
+     * the binary (each try checksums all of it); trailing bytes, another key, no data */
+    for (size_t cut = 0; cut < size; ++cut)
+        ck_assert_msg(!clg_program_entry_decode(data, cut, key, &o2, &l2), "cut %zu", cut);
+    /* cuts again at the end of an allocation of their exact size, where a sanitizer build
+     * sees any read past them: the fields, some of the binary, the checksum */
+    unsigned char *exact = malloc(size);
+    for (size_t cut = 0; cut < size; cut += cut < off + 16 || cut + 16 > size ? 1 : 997) {
+        memcpy(exact + size - cut, data, cut);
+        ck_assert(!clg_program_entry_decode(exact + size - cut, cut, key, &o2, &l2));
+    }
+    free(exact);
+    size_t step = len / 64 ? len / 64 : 1;
+    for (size_t i = 0; i < size; i += i < off || i >= off + len ? 1 : step) {
+        data[i] ^= 0x5A;
+        ck_assert_msg(!clg_program_entry_decode(data, size, key, &o2, &l2), "byte %zu", i);
+        data[i] ^= 0x5A;
+    }
+    data[size] = 0;
+    ck_assert(!clg_program_entry_decode(data, size + 1, key, &o2, &l2));
+    key[key_len - 1] ^= 1;
+    ck_assert(!clg_program_entry_decode(data, size, key, &o2, &l2));
+    key[key_len - 1] ^= 1;
+    ck_assert(!clg_program_entry_decode(NULL, 0, key, &o2, &l2));
+    ck_assert(!clg_program_entry_decode(data, size, NULL, &o2, &l2));
+    /* a binary length larger than what follows, and one that wraps a size_t */
+    uint64_t huge[] = {size, UINT64_MAX, UINT64_MAX - 7};
+    for (int i = 0; i < 3; ++i) {
+        uint64_t saved;
+        memcpy(&saved, data + 12 + key_len, 8);
+        memcpy(data + 12 + key_len, &huge[i], 8);
+        ck_assert(!clg_program_entry_decode(data, size, key, &o2, &l2));
+        memcpy(data + 12 + key_len, &saved, 8);
+    }
+    ck_assert(clg_program_entry_decode(data, size, key, &off, &len));
+    free(key);
+    free(data);
+}
+END_TEST
+
 START_TEST(build_failure_names_program_and_log) {
     fresh_dir();
     clg_context *ctx = NULL;
@@ -210,6 +431,10 @@ int main(void) {
     tcase_add_test(tc, garbage_entry_is_a_silent_miss);
     tcase_add_test(tc, foreign_entry_is_a_miss);
     tcase_add_test(tc, off_switch);
+    tcase_add_test(tc, cache_dir_not_a_directory_is_said);
+    tcase_add_test(tc, cache_dir_not_writable_is_said);
+    tcase_add_test(tc, entry_write_never_follows_a_planted_symlink);
+    tcase_add_test(tc, entry_decode_accepts_only_the_exact_entry);
     tcase_add_test(tc, build_failure_names_program_and_log);
     suite_add_tcase(s, tc);
     return clg_test_run(s);

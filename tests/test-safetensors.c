@@ -76,14 +76,14 @@ static unsigned char *read_bytes(const char *path, size_t *size) {
     return b;
 }
 
-/* Entries of tmpdir whose name contains ".tmp." (left-over temporaries). */
+/* Entries of tmpdir whose name carries the temporaries' tag (left-overs). */
 static int count_temporaries(const char *dir) {
     DIR *d = opendir(dir);
     ck_assert_ptr_nonnull(d);
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
+        if (strstr(e->d_name, CLG_ATOMIC_TMP_TAG)) n++;
     closedir(d);
     return n;
 }

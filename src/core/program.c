@@ -4,6 +4,9 @@
  * by a hash of everything that changes the binary and repeats that key inside the file, so a
  * corrupt, truncated or foreign entry is a silent miss that gets rewritten. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +18,16 @@
 #include "core/error.h"
 #include "core/kernel_source.h"
 #include "core/program.h"
+#include "io/atomic_file.h"
 
 /* Bump when the entry layout or the build options change meaning. */
 #define CACHE_FORMAT "clgrad-program-cache-1"
 #define ENTRY_MAGIC "CLGPROG1"
+
+/* No device binary comes near this; a larger length field is corruption. The whole entry adds
+ * the magic, the key (under 2 KiB, see program_get) and three length and checksum fields. */
+#define MAX_BINARY_BYTES ((uint64_t)1 << 31)
+#define MAX_ENTRY_BYTES (MAX_BINARY_BYTES + 65536)
 
 typedef struct cache_entry {
     uint64_t h1, h2; /* 128-bit key hash */
@@ -85,8 +94,66 @@ static bool platform_wants_binaries(const clg_context *ctx) {
     return strstr(ctx->info.platform_name, "Portable Computing Language") == NULL;
 }
 
+/* Says on stderr, once per process and problem, that the cache is off and why: an unusable
+ * folder would otherwise cost every run its build time without a word (issue 11). Every
+ * context asks again, so a table of what was said keeps it to once. */
+static void warn_cache_off(const char *fmt, ...) CLG_PRINTF(1, 2);
+static void warn_cache_off(const char *fmt, ...) {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static uint64_t said[32];
+    static size_t n_said;
+    char msg[4400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    hasher h;
+    hash_init(&h);
+    hash_str(&h, msg);
+    bool fresh = true;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < n_said && fresh; ++i)
+        fresh = said[i] != h.a;
+    if (fresh && n_said < sizeof said / sizeof *said) said[n_said++] = h.a;
+    pthread_mutex_unlock(&lock);
+    if (fresh) fprintf(stderr, "clgrad: %s; the program cache is off\n", msg);
+}
+
+static const char *file_kind(mode_t mode) {
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "not a folder";
+}
+
+/* mkdir_p succeeds when the name already exists, whatever it is; only a folder we may create
+ * files in is a usable cache. */
+static bool usable_cache_dir(const char *dir, const char *what) {
+    struct stat sb;
+    if (mkdir_p(dir) != 0) {
+        warn_cache_off("%s cannot be created: %s", what, strerror(errno));
+        return false;
+    }
+    if (stat(dir, &sb) != 0) {
+        warn_cache_off("%s cannot be used: %s", what, strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        warn_cache_off("%s is not a directory (%s)", what, file_kind(sb.st_mode));
+        return false;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        warn_cache_off("%s is not writable: %s", what, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 bool clg_cache_dir(char *out, size_t size) {
     const char *dir = getenv("CLGRAD_CACHE_DIR");
+    const char *from = "CLGRAD_CACHE_DIR";
     out[0] = '\0';
     if (dir && strcmp(dir, "off") == 0) return false;
     if (dir && *dir) {
@@ -94,12 +161,21 @@ bool clg_cache_dir(char *out, size_t size) {
     } else {
         const char *xdg = getenv("XDG_CACHE_HOME");
         const char *home = getenv("HOME");
-        if (xdg && *xdg)
+        if (xdg && *xdg) {
             snprintf(out, size, "%s/clgrad", xdg);
-        else if (home && *home)
+            from = "XDG_CACHE_HOME";
+        } else if (home && *home) {
             snprintf(out, size, "%s/.cache/clgrad", home);
+            from = "HOME";
+        }
     }
-    if (!out[0] || mkdir_p(out) != 0) {
+    if (!out[0]) return false;
+    char what[4200];
+    if (dir && *dir)
+        snprintf(what, sizeof what, "CLGRAD_CACHE_DIR=%s", out);
+    else
+        snprintf(what, sizeof what, "the cache folder %s (from %s)", out, from);
+    if (!usable_cache_dir(out, what)) {
         out[0] = '\0';
         return false;
     }
@@ -159,57 +235,87 @@ static uint64_t checksum(const unsigned char *data, size_t n) {
     return h.a ^ h.b;
 }
 
-/* Read an entry; any inconsistency is a miss (NULL), never an error. */
-static unsigned char *load_entry(const char *path, const char *key, size_t *binary_size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *bin = NULL;
-    char magic[8];
-    uint32_t key_len;
+bool clg_program_entry_decode(const unsigned char *data, size_t size, const char *key,
+                              size_t *binary_offset, size_t *binary_size) {
+    if (!data || !key) return false;
+    size_t key_len = strlen(key);
+    uint32_t stored_key_len;
     uint64_t bin_len, sum;
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, ENTRY_MAGIC, 8) != 0) goto miss;
-    if (fread(&key_len, sizeof key_len, 1, f) != 1 || key_len != strlen(key)) goto miss;
-    char *stored = malloc(key_len + 1);
-    if (!stored) goto miss;
-    if (fread(stored, 1, key_len, f) != key_len || memcmp(stored, key, key_len) != 0) {
-        free(stored);
-        goto miss;
-    }
-    free(stored);
-    if (fread(&bin_len, sizeof bin_len, 1, f) != 1 || bin_len == 0 || bin_len > (1ull << 31))
-        goto miss;
-    bin = malloc((size_t)bin_len);
-    if (!bin || fread(bin, 1, (size_t)bin_len, f) != bin_len) goto miss;
-    if (fread(&sum, sizeof sum, 1, f) != 1 || sum != checksum(bin, (size_t)bin_len)) goto miss;
-    if (fgetc(f) != EOF) goto miss; /* trailing garbage: not ours */
-    fclose(f);
-    *binary_size = (size_t)bin_len;
-    return bin;
-miss:
-    free(bin);
-    fclose(f);
-    return NULL;
+    /* Layout: magic[8], u32 key length, key, u64 binary length, binary, u64 checksum, all in
+     * host byte order (an entry never leaves the machine that wrote it). Every check compares
+     * against what is left, so no length field can make a read run past size. */
+    size_t pos = 0;
+    if (size < 8 || memcmp(data, ENTRY_MAGIC, 8) != 0) return false;
+    pos += 8;
+    if (size - pos < sizeof stored_key_len) return false;
+    memcpy(&stored_key_len, data + pos, sizeof stored_key_len);
+    pos += sizeof stored_key_len;
+    if (stored_key_len != key_len || size - pos < key_len) return false;
+    if (memcmp(data + pos, key, key_len) != 0) return false;
+    pos += key_len;
+    if (size - pos < sizeof bin_len) return false;
+    memcpy(&bin_len, data + pos, sizeof bin_len);
+    pos += sizeof bin_len;
+    if (bin_len == 0 || bin_len > MAX_BINARY_BYTES || bin_len > size - pos) return false;
+    size_t offset = pos;
+    pos += (size_t)bin_len;
+    if (size - pos != sizeof sum) return false; /* a short tail, or trailing garbage */
+    memcpy(&sum, data + pos, sizeof sum);
+    if (sum != checksum(data + offset, (size_t)bin_len)) return false;
+    if (binary_offset) *binary_offset = offset;
+    if (binary_size) *binary_size = (size_t)bin_len;
+    return true;
 }
 
-/* Write an entry to a temporary file and rename it into place; failures only log. */
+/* Read a whole entry and check it; any inconsistency is a miss (NULL), never an error. The
+ * binary is at the returned buffer + *offset. */
+static unsigned char *load_entry(const char *path, const char *key, size_t *offset,
+                                 size_t *binary_size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat sb;
+    unsigned char *data = NULL;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
+        (uint64_t)sb.st_size <= MAX_ENTRY_BYTES) {
+        /* One byte more than the size: a file that grew since fstat is not what we checked. */
+        size_t size = (size_t)sb.st_size, got = 0;
+        data = malloc(size + 1);
+        while (data && got <= size) {
+            ssize_t r = read(fd, data + got, size + 1 - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        if (data &&
+            (got != size || !clg_program_entry_decode(data, size, key, offset, binary_size))) {
+            free(data);
+            data = NULL;
+        }
+    }
+    close(fd);
+    return data;
+}
+
+/* Write an entry through the atomic file (a reader never sees half an entry, and a planted
+ * name is refused); failures only log: the cache is an optimisation. */
 static void store_entry(clg_program_cache *c, const char *path, const char *key,
                         const unsigned char *bin, size_t bin_len) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        clg_trace("program cache: cannot write %s: %s", tmp, strerror(errno));
-        return;
-    }
     uint32_t key_len = (uint32_t)strlen(key);
     uint64_t len = bin_len, sum = checksum(bin, bin_len);
-    bool ok = fwrite(ENTRY_MAGIC, 1, 8, f) == 8 && fwrite(&key_len, sizeof key_len, 1, f) == 1 &&
-              fwrite(key, 1, key_len, f) == key_len && fwrite(&len, sizeof len, 1, f) == 1 &&
-              fwrite(bin, 1, bin_len, f) == bin_len && fwrite(&sum, sizeof sum, 1, f) == 1;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        clg_trace("program cache: cannot write %s", path);
-        remove(tmp);
+    clg_atomic_file *f;
+    clg_status st = clg_atomic_file_open(path, &f);
+    if (st == CLG_OK) {
+        /* A failed write is remembered by f and reported by the commit, which then aborts. */
+        clg_atomic_file_write(f, ENTRY_MAGIC, 8);
+        clg_atomic_file_write(f, &key_len, sizeof key_len);
+        clg_atomic_file_write(f, key, key_len);
+        clg_atomic_file_write(f, &len, sizeof len);
+        clg_atomic_file_write(f, bin, bin_len);
+        clg_atomic_file_write(f, &sum, sizeof sum);
+        st = clg_atomic_file_commit(f);
+    }
+    if (st != CLG_OK) {
+        clg_trace("program cache: entry not stored: %s", clg_last_error());
         return;
     }
     c->stats.disk_writes++;
@@ -322,11 +428,11 @@ static clg_status program_get(clg_context *ctx, const char *name, const char *fa
     char path[4200] = "";
     if (c->dir[0]) {
         entry_path(c, kh.a, kh.b, path, sizeof path);
-        size_t bin_len = 0;
-        unsigned char *bin = load_entry(path, key, &bin_len);
-        if (bin) {
-            p = try_binary(ctx, bin, bin_len, opts);
-            free(bin);
+        size_t offset = 0, bin_len = 0;
+        unsigned char *entry = load_entry(path, key, &offset, &bin_len);
+        if (entry) {
+            p = try_binary(ctx, entry + offset, bin_len, opts);
+            free(entry);
         }
         if (p) {
             c->stats.disk_hits++;

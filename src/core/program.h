@@ -12,7 +12,8 @@
 #include "core/context.h"
 
 /* clgrad's cache folder (CLGRAD_CACHE_DIR, else $XDG_CACHE_HOME/clgrad, else
- * ~/.cache/clgrad), created if needed; false when it is off or cannot be created. */
+ * ~/.cache/clgrad), created if needed; false when it is off or unusable (cannot be created,
+ * not a directory, not writable), which is said once per process and problem on stderr. */
 bool clg_cache_dir(char *out, size_t size);
 
 /* Set up / tear down ctx->programs. */
@@ -31,6 +32,13 @@ clg_status clg_program_family(clg_context *ctx, const char *family, cl_program *
 /* A new kernel object from family cl/<family>.cl (caller releases it). */
 clg_status clg_kernel_new(clg_context *ctx, const char *family, const char *kernel,
                           cl_kernel *out);
+
+/* Parse the bytes of a disk-cache entry (host only; the fuzz harness calls it too): true when
+ * data holds exactly one well-formed entry for key (magic, key length and text, binary length,
+ * binary, checksum, nothing after), the binary being data[*binary_offset ..] of *binary_size
+ * bytes. Never reads outside data[0 .. size); false on anything else, NULL data included. */
+bool clg_program_entry_decode(const unsigned char *data, size_t size, const char *key,
+                              size_t *binary_offset, size_t *binary_size);
 
 /* Statistics for tests and CLGRAD_LOG. */
 typedef struct clg_program_stats {

@@ -1,6 +1,9 @@
-/* Atomic file replacement: write "<path>.tmp.<pid>" in the target's directory, flush and fsync
- * it, rename it over the target and fsync the directory. A failure at any step removes the
- * temporary file and leaves the previous file untouched; messages name the path. */
+/* Atomic file replacement: write a temporary "<path>.clgtmp.<pid>.<16 random hex digits>" in
+ * the target's directory (created with O_EXCL|O_NOFOLLOW, mode 0644 less the umask), flush and
+ * fsync it, rename it over the target and fsync the directory. A failure at any step removes
+ * the temporary file and leaves the previous file untouched; messages name the path. Opening
+ * also removes the temporaries of the same path whose writer process is gone (killed
+ * mid-write), never a live process's and never anything but a regular file. */
 #ifndef CLG_IO_ATOMIC_FILE_H
 #define CLG_IO_ATOMIC_FILE_H
 
@@ -10,7 +13,10 @@
 
 typedef struct clg_atomic_file clg_atomic_file;
 
-/* Create the temporary file for path. */
+/* What marks a temporary's name, between the target's name and the pid. */
+#define CLG_ATOMIC_TMP_TAG ".clgtmp."
+
+/* Create the temporary file for path (after sweeping away stale ones of that path). */
 clg_status clg_atomic_file_open(const char *path, clg_atomic_file **out);
 /* Append bytes to the temporary file. After a failure only _abort is useful. */
 clg_status clg_atomic_file_write(clg_atomic_file *f, const void *data, size_t size);
