@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <zlib.h>
@@ -290,6 +293,86 @@ START_TEST(idx_zero_and_huge_dims) {
     uint32_t big[] = {60000, 200, 1000}; /* 12 GB of u8 */
     n = idx_bytes(buf, CLG_IDX_U8, 3, big, NULL, 0);
     expect_error(write_file("big", buf, n, false), CLG_ERR_FORMAT, "60000x200x1000 u8");
+}
+END_TEST
+
+/* AddressSanitizer reserves terabytes of address space up front: RLIMIT_AS cannot be used. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN_BUILD 1
+#endif
+#endif
+
+#ifndef ASAN_BUILD
+/* clg_idx_load's status in a child whose address space may grow by only 512 MiB more than it
+ * has now: a loader that allocates what a header claims fails there with OUT_OF_MEMORY. */
+static clg_status load_in_small_address_space(const char *path) {
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &pages) != 1) pages = 0;
+        fclose(f);
+    }
+    rlim_t now = pages > 0 ? (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) : (rlim_t)256 << 20;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct rlimit rl = {now + ((rlim_t)512 << 20), now + ((rlim_t)512 << 20)};
+        if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(100);
+        clg_idx *idx = NULL;
+        clg_status st = clg_idx_load(path, &idx);
+        clg_idx_free(idx);
+        _exit((int)st);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 100,
+                  "the child under RLIMIT_AS did not report a status (%d)", status);
+    return (clg_status)WEXITSTATUS(status);
+}
+#endif
+
+START_TEST(idx_header_claims_more_than_the_file_holds) {
+    /* 12 bytes claiming 2^29 i32 = 2 GiB (4 of them present), the same gzipped, and dims that
+     * claim the 8 GiB cap with no payload at all. */
+    unsigned char buf[64];
+    uint32_t dims[] = {1u << 29};
+    size_t n = idx_bytes(buf, CLG_IDX_I32, 1, dims, "abcd", 4);
+    ck_assert_uint_eq(n, 12);
+    const char *plain = write_file("claims-2g-idx1", buf, n, false);
+    const char *gz = write_file("claims-2g-idx1.gz", buf, n, true);
+    uint32_t cap_dims[] = {1u << 31, 4};
+    size_t n8 = idx_bytes(buf, CLG_IDX_U8, 2, cap_dims, NULL, 0);
+    const char *cap = write_file("claims-8g-idx2", buf, n8, false);
+    const char *cap_gz = write_file("claims-8g-idx2.gz", buf, n8, true);
+
+    const char *claim = "the header claims more data than the file holds";
+    expect_error(plain, CLG_ERR_FORMAT, "header says 536870912 i32 = 2147483648 bytes of data, "
+                                        "file has 4: the header claims more data than the file "
+                                        "holds");
+    expect_error(gz, CLG_ERR_FORMAT, "header says 536870912 i32 = 2147483648 bytes of data, "
+                                     "decompressed file has 4: the header claims more data than "
+                                     "the file holds");
+    expect_error(cap, CLG_ERR_FORMAT, "2147483648x4 u8 = 8589934592 bytes of data, file has 0");
+    expect_error(cap_gz, CLG_ERR_FORMAT, claim);
+
+#ifdef ASAN_BUILD
+    printf("idx_header_claims_more_than_the_file_holds: AddressSanitizer build, RLIMIT_AS "
+           "cannot be used; the no-allocation check is skipped\n");
+#else
+    const char *files[] = {plain, gz, cap, cap_gz};
+    for (int i = 0; i < 4; ++i) {
+        clg_status st = load_in_small_address_space(files[i]);
+        ck_assert_msg(st == CLG_ERR_FORMAT,
+                      "%s under a 512 MiB address-space allowance: %s, want CLG_ERR_FORMAT (the "
+                      "claimed size was allocated before reading)",
+                      files[i], clg_status_name(st));
+    }
+#endif
 }
 END_TEST
 
@@ -708,6 +791,7 @@ static Suite *idx_suite(void) {
     tcase_add_test(tc, idx_bad_type_and_ndim);
     tcase_add_test(tc, idx_count_disagrees_with_size);
     tcase_add_test(tc, idx_zero_and_huge_dims);
+    tcase_add_test(tc, idx_header_claims_more_than_the_file_holds);
     tcase_add_test(tc, idx_corrupt_gzip);
     tcase_add_test(tc, idx_missing_file);
     suite_add_tcase(s, tc);

@@ -2,10 +2,13 @@
  * payload before and while reading it, so a corrupt file is a message naming the file and the
  * problem, never a crash, an out-of-bounds read or a giant allocation. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -18,6 +21,10 @@
 
 /* gzread takes an unsigned int count; stay well inside it. */
 #define READ_CHUNK ((size_t)1 << 30)
+
+/* Where the payload's size cannot be known up front (gzip, a pipe), its buffer starts this
+ * large and doubles as data arrives, so a header claiming gigabytes costs only what came. */
+#define FIRST_BUFFER ((size_t)1 << 16)
 
 static const char *type_name(int code) {
     switch (code) {
@@ -117,7 +124,34 @@ static void to_host_order(void *data, int64_t count, size_t elem) {
     }
 }
 
-static clg_status parse(gzFile gz, const char *path, clg_idx *idx) {
+/* Reads the payload into a buffer of cap bytes (cap <= bytes), doubling it up to bytes while
+ * it fills; *got says how much arrived. The buffer goes to *data, also on failure. */
+static clg_status read_payload(gzFile gz, const char *path, size_t bytes, size_t cap,
+                               const char *shape, unsigned char **data, size_t *got) {
+    size_t done = 0;
+    *got = 0;
+    *data = malloc(cap);
+    if (!*data)
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for %s", path, cap,
+                        shape);
+    for (;;) {
+        size_t n;
+        clg_status st = read_some(gz, path, *data + done, cap - done, &n);
+        done += n;
+        *got = done;
+        if (st != CLG_OK || done < cap || cap == bytes) return st;
+        size_t next = cap > bytes / 2 ? bytes : 2 * cap;
+        unsigned char *grown = realloc(*data, next);
+        if (!grown)
+            return clg_fail(CLG_ERR_OUT_OF_MEMORY,
+                            "%s: cannot allocate %zu bytes for %s (%zu bytes of it read)", path,
+                            next, shape, done);
+        *data = grown;
+        cap = next;
+    }
+}
+
+static clg_status parse(gzFile gz, const char *path, const struct stat *file, clg_idx *idx) {
     unsigned char magic[4];
     size_t got;
     clg_status st = read_some(gz, path, magic, 4, &got);
@@ -174,16 +208,30 @@ static clg_status parse(gzFile gz, const char *path, clg_idx *idx) {
                         path, shape);
     idx->count = (int64_t)(bytes / elem);
 
-    idx->data = malloc(bytes ? (size_t)bytes : 1);
-    if (!idx->data)
-        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: cannot allocate %llu bytes for %s", path,
-                        (unsigned long long)bytes, shape);
-    st = read_some(gz, path, idx->data, (size_t)bytes, &got);
+    /* A plain file's size is known: a header claiming more than follows it is refused before
+     * anything is allocated (a 12-byte file can claim 2 GiB). */
+    uint64_t header = 4 + need;
+    size_t cap = bytes < FIRST_BUFFER ? (size_t)bytes : FIRST_BUFFER;
+    if (gzdirect(gz) && S_ISREG(file->st_mode)) {
+        uint64_t size = (uint64_t)file->st_size;
+        uint64_t has = size > header ? size - header : 0;
+        if (has < bytes)
+            return clg_fail(CLG_ERR_FORMAT,
+                            "%s: truncated: header says %s = %llu bytes of data, %s has %llu: "
+                            "the header claims more data than the file holds",
+                            path, shape, (unsigned long long)bytes, form,
+                            (unsigned long long)has);
+        cap = (size_t)bytes;
+    }
+    unsigned char *data;
+    st = read_payload(gz, path, (size_t)bytes, cap, shape, &data, &got);
+    idx->data = data;
     if (st != CLG_OK) return st;
     if (got < bytes)
         return clg_fail(CLG_ERR_FORMAT,
-                        "%s: truncated: header says %s = %llu bytes of data, %s has %zu", path,
-                        shape, (unsigned long long)bytes, form, got);
+                        "%s: truncated: header says %s = %llu bytes of data, %s has %zu: the "
+                        "header claims more data than the file holds",
+                        path, shape, (unsigned long long)bytes, form, got);
 
     /* Count what follows the payload: a file longer than its header says is as suspect as a
      * shorter one (a wrong header, or two files concatenated). */
@@ -209,15 +257,24 @@ clg_status clg_idx_load(const char *path, clg_idx **out) {
     if (!out) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_idx_load: out is NULL");
     *out = NULL;
     if (!path) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_idx_load: path is NULL");
-    errno = 0;
-    gzFile gz = gzopen(path, "rb");
-    if (!gz)
-        return clg_fail(errno ? CLG_ERR_IO : CLG_ERR_OUT_OF_MEMORY, "%s: cannot open: %s", path,
-                        errno ? strerror(errno) : "out of memory");
+    /* Opened here rather than by gzopen, so that parse can compare the header's claim with
+     * the file's size. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        return clg_fail(CLG_ERR_IO, "%s: cannot open: %s", path, strerror(err));
+    }
+    gzFile gz = gzdopen(fd, "rb");
+    if (!gz) {
+        close(fd);
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: cannot open: out of memory", path);
+    }
     gzbuffer(gz, 1u << 17);
     clg_idx *idx = calloc(1, sizeof *idx);
-    clg_status st =
-        idx ? parse(gz, path, idx) : clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    clg_status st = idx ? parse(gz, path, &sb, idx)
+                        : clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     gzclose(gz);
     if (st != CLG_OK) {
         clg_idx_free(idx);
