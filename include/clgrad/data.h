@@ -67,6 +67,10 @@ const float *clg_dataset_features(const clg_dataset *ds);
 const int32_t *clg_dataset_labels(const clg_dataset *ds);
 /* Number of classes: 1 + the largest label. */
 int32_t clg_dataset_num_classes(const clg_dataset *ds);
+/* Check every label against a model's class count before training: a label outside
+ * [0, classes) is CLG_ERR_FORMAT naming the label file and the item number in it (for a
+ * dataset made from arrays, CLG_ERR_INVALID_ARGUMENT naming the index). */
+clg_status clg_dataset_check_labels(const clg_dataset *ds, int32_t classes);
 
 /* Keep samples [start, start + count) (copied into a new dataset). */
 clg_status clg_dataset_subset(const clg_dataset *ds, int64_t start, int64_t count,
@@ -100,6 +104,12 @@ clg_status clg_loader_new(const clg_dataset *ds, const clg_loader_options *opts,
 void clg_loader_free(clg_loader *loader);
 /* Start epoch `epoch` (reshuffles if shuffle is on). */
 void clg_loader_start_epoch(clg_loader *loader, int64_t epoch);
+/* Start epoch `epoch` at batch `batch` (0 .. batches): where a resumed run left off. The
+ * order depends on (seed, epoch) only, so the batches that follow are the ones an
+ * uninterrupted run would have seen. */
+clg_status clg_loader_seek(clg_loader *loader, int64_t epoch, int64_t batch);
+/* The current epoch and the next batch's number in it (what a checkpoint records). */
+void clg_loader_position(const clg_loader *loader, int64_t *epoch, int64_t *batch);
 /* Next batch of the current epoch into *batch; false at the end of the epoch. */
 bool clg_loader_next(clg_loader *loader, clg_batch *batch);
 /* Batches per epoch. */

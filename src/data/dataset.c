@@ -18,12 +18,17 @@ struct clg_dataset {
     int64_t sample_numel;
     float *features; /* (n, sample_numel) */
     int32_t *labels; /* (n) */
+    /* Where the labels came from, for messages: the label file (NULL: host arrays), and the
+     * item number in it of sample 0 (a subset starts further in). */
+    char *labels_source;
+    int64_t source_first;
 };
 
 struct clg_loader {
     const clg_dataset *ds;
     clg_loader_options opts;
     int64_t batches;
+    int64_t epoch;   /* current epoch */
     int64_t next;    /* next batch of the current epoch */
     int64_t *order;  /* sample order of the current epoch */
     float *features; /* (batch_size, sample_numel) staging */
@@ -77,7 +82,17 @@ void clg_dataset_free(clg_dataset *ds) {
     if (!ds) return;
     free(ds->features);
     free(ds->labels);
+    free(ds->labels_source);
     free(ds);
+}
+
+static clg_status set_source(clg_dataset *ds, const char *source, int64_t first) {
+    ds->source_first = first;
+    if (!source) return CLG_OK;
+    ds->labels_source = malloc(strlen(source) + 1);
+    if (!ds->labels_source) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of memory", source);
+    strcpy(ds->labels_source, source);
+    return CLG_OK;
 }
 
 clg_status clg_dataset_from_arrays(int64_t n, int sample_ndim, const int64_t *sample_shape,
@@ -176,6 +191,11 @@ static clg_status pair_idx(const clg_idx *images, const char *images_path, const
         ds->features[i] = (float)px[i] / 255.0f;
     for (int64_t i = 0; i < n; ++i)
         ds->labels[i] = (int32_t)idx_label(labels, i);
+    st = set_source(ds, labels_path, 0);
+    if (st != CLG_OK) {
+        clg_dataset_free(ds);
+        return st;
+    }
     *out = ds;
     return CLG_OK;
 }
@@ -263,6 +283,25 @@ int32_t clg_dataset_num_classes(const clg_dataset *ds) {
     return max + 1;
 }
 
+clg_status clg_dataset_check_labels(const clg_dataset *ds, int32_t classes) {
+    if (!ds || classes < 1)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                        "clg_dataset_check_labels: need a dataset and classes >= 1");
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < ds->n; ++i)
+        if (ds->labels[i] < 0 || ds->labels[i] >= classes) {
+            if (first < 0) first = i;
+            bad++;
+        }
+    if (first < 0) return CLG_OK;
+    const char *src = ds->labels_source ? ds->labels_source : "labels given as an array";
+    return clg_fail(ds->labels_source ? CLG_ERR_FORMAT : CLG_ERR_INVALID_ARGUMENT,
+                    "%s: item %lld has label %d, outside the model's %d classes (0 to %d); "
+                    "%lld of %lld labels are out of range",
+                    src, (long long)(ds->source_first + first), (int)ds->labels[first],
+                    (int)classes, (int)classes - 1, (long long)bad, (long long)ds->n);
+}
+
 clg_status clg_dataset_subset(const clg_dataset *ds, int64_t start, int64_t count,
                               clg_dataset **out) {
     if (!out) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_dataset_subset: out is NULL");
@@ -282,6 +321,11 @@ clg_status clg_dataset_subset(const clg_dataset *ds, int64_t start, int64_t coun
         memcpy(sub->features, ds->features + (size_t)start * row,
                (size_t)count * row * sizeof(float));
         memcpy(sub->labels, ds->labels + start, (size_t)count * sizeof(int32_t));
+    }
+    st = set_source(sub, ds->labels_source, ds->source_first + start);
+    if (st != CLG_OK) {
+        clg_dataset_free(sub);
+        return st;
     }
     *out = sub;
     return CLG_OK;
@@ -358,7 +402,24 @@ void clg_loader_start_epoch(clg_loader *loader, int64_t epoch) {
             loader->order[j] = t;
         }
     }
+    loader->epoch = epoch;
     loader->next = 0;
+}
+
+clg_status clg_loader_seek(clg_loader *loader, int64_t epoch, int64_t batch) {
+    if (!loader) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_loader_seek: loader is NULL");
+    if (epoch < 0 || batch < 0 || batch > loader->batches)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                        "clg_loader_seek: epoch %lld, batch %lld: an epoch has batches 0 to %lld",
+                        (long long)epoch, (long long)batch, (long long)loader->batches);
+    clg_loader_start_epoch(loader, epoch);
+    loader->next = batch;
+    return CLG_OK;
+}
+
+void clg_loader_position(const clg_loader *loader, int64_t *epoch, int64_t *batch) {
+    if (epoch) *epoch = loader ? loader->epoch : 0;
+    if (batch) *batch = loader ? loader->next : 0;
 }
 
 clg_status clg_loader_new(const clg_dataset *ds, const clg_loader_options *opts, clg_loader **out) {
