@@ -131,6 +131,11 @@ typedef struct clg_compile_options {
     size_t guard_bytes;       /* testing: pad each buffer with this many guard bytes, checked
                                  by clg_plan_check_guards; intermediate buffers start out as
                                  NaN, so an element no kernel wrote shows up in the results */
+    bool check_finite;        /* debugging (also CLGRAD_CHECK_FINITE=1 for every plan): every
+                                 run waits and checks its inputs, parameters and each op's
+                                 result; the first NaN or Inf makes clg_plan_run fail with
+                                 CLG_ERR_NOT_FINITE naming that op. Compiles unfused, with no
+                                 buffer reuse: slow, for finding where a NaN comes from */
 } clg_compile_options;
 
 /* Compile g into a plan. opts may be NULL. Fails with the graph's sticky error, or with

@@ -25,6 +25,7 @@ typedef enum clg_status {
     CLG_ERR_MISMATCH,          /* a checkpoint does not fit the model */
     CLG_ERR_UNSUPPORTED,       /* valid request the device or build cannot serve */
     CLG_ERR_INTERNAL,          /* a bug in clgrad */
+    CLG_ERR_NOT_FINITE,        /* a value became NaN or infinite (CLGRAD_CHECK_FINITE) */
     CLG_STATUS_COUNT
 } clg_status;
 

@@ -261,6 +261,15 @@ static clg_status schedule(clg_compiler *c) {
     return CLG_OK;
 }
 
+/* The materialised results in schedule order, for CLGRAD_CHECK_FINITE. */
+static clg_status list_checked(clg_compiler *c) {
+    clg_plan *p = c->plan;
+    p->checked = malloc((c->n_sched ? (size_t)c->n_sched : 1) * sizeof *p->checked);
+    if (!p->checked) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+    for (int k = 0; k < c->n_sched; ++k) p->checked[p->n_checked++] = c->g->nodes[c->schedule[k]];
+    return CLG_OK;
+}
+
 /* ---- storage ---- */
 
 static clg_status leaf_storage(clg_compiler *c) {
@@ -408,8 +417,9 @@ static clg_status arena_storage(clg_compiler *c) {
         bytes[k] = b + 2 * guard;
         /* With guards every tensor keeps its own bytes, so a guard never overlaps another
          * tensor's data and any change to it is an out-of-bounds write. */
-        start[k] = guard ? 0 : (int)k;
-        end[k] = guard ? c->n_sched : (c->np[c->schedule[k]].last_use < (int)k
+        bool keep = guard || p->check_finite;
+        start[k] = keep ? 0 : (int)k;
+        end[k] = keep ? c->n_sched : (c->np[c->schedule[k]].last_use < (int)k
                                            ? (int)k
                                            : c->np[c->schedule[k]].last_use);
     }
@@ -554,6 +564,9 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
     if (g->error) return clg_fail(g->error, "%s", g->error_msg);
     clg_compiler c = {.g = g, .ctx = g->ctx, .n = g->n_nodes};
     if (opts) c.opts = *opts;
+    /* Finite checks look at every op's own result: nothing fused, nothing reused. */
+    bool check_finite = c.opts.check_finite || clg_env_flag("CLGRAD_CHECK_FINITE");
+    if (check_finite) c.opts.no_fusion = true;
     if (c.opts.optimizer && !g->backward_done)
         return clg_fail(CLG_ERR_GRAPH,
                         "clg_graph_compile: an optimizer needs gradients: call clg_backward first");
@@ -569,6 +582,7 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
     p->ctx = g->ctx;
     p->graph = g;
     p->n_nodes = c.n;
+    p->check_finite = check_finite;
     c.plan = p;
     clg_status st = clg_graph_add_plan(g, p);
     if (st != CLG_OK) {
@@ -583,6 +597,7 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
         fuse_gemm_epilogues(&c);
         st = schedule(&c);
     }
+    if (st == CLG_OK && check_finite) st = list_checked(&c);
     /* arena_storage checks the plan's whole device need before it allocates */
     if (st == CLG_OK) st = arena_storage(&c);
     if (st == CLG_OK) st = leaf_storage(&c);

@@ -28,6 +28,7 @@ const char *clg_status_name(clg_status status) {
         [CLG_ERR_MISMATCH] = "CLG_ERR_MISMATCH",
         [CLG_ERR_UNSUPPORTED] = "CLG_ERR_UNSUPPORTED",
         [CLG_ERR_INTERNAL] = "CLG_ERR_INTERNAL",
+        [CLG_ERR_NOT_FINITE] = "CLG_ERR_NOT_FINITE",
     };
     if ((int)status < 0 || status >= CLG_STATUS_COUNT) return "CLG_ERR_UNKNOWN";
     return names[status];

@@ -182,6 +182,10 @@ clg_status clg_plan_run(clg_plan *p) {
         clg_status st = p->hooks[h](p, p->hook_users[h]);
         if (st != CLG_OK) return st;
     }
+    if (p->check_finite) {
+        clg_status st = clg_check_finite_before(p);
+        if (st != CLG_OK) return st;
+    }
     for (size_t i = 0; i < p->n_steps; ++i) {
         clg_step *s = &p->steps[i];
         cl_event *ev = p->events ? &p->events[i] : NULL;
@@ -213,7 +217,7 @@ clg_status clg_plan_run(clg_plan *p) {
     if (p->events) p->events_pending = true;
     if (p->optimizer) clg_optimizer_after_run(p->optimizer, p);
     p->runs++;
-    return CLG_OK;
+    return p->check_finite ? clg_check_finite_after(p) : CLG_OK;
 }
 
 clg_status clg_plan_finish(clg_plan *p) {
@@ -449,6 +453,7 @@ void clg_plan_free(clg_plan *p) {
     free(p->storage);
     free(p->hooks);
     free(p->hook_users);
+    free(p->checked);
     free(p->events);
     free(p->first_events);
     free(p->kernel_ms);

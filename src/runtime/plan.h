@@ -94,6 +94,11 @@ struct clg_plan {
     clg_optimizer *optimizer;
     uint64_t runs;
 
+    /* CLGRAD_CHECK_FINITE (runtime/check_finite.c): every op's result, in schedule order */
+    bool check_finite;
+    const clg_tensor **checked;
+    size_t n_checked;
+
     /* CLGRAD_PROFILE */
     cl_event *events;       /* per step: its (last) kernel's event */
     cl_event *first_events; /* per step of several kernels: the first one's, or NULL */
@@ -113,6 +118,12 @@ clg_status clg_plan_add_fill(clg_plan *plan, cl_mem mem, size_t offset_bytes, si
 clg_status clg_plan_add_hook(clg_plan *plan, clg_run_hook hook, void *user);
 /* A device buffer that lives as long as the plan (scratch for a kernel's partial results). */
 clg_status clg_plan_own_buffer(clg_plan *plan, size_t bytes, const char *what, cl_mem *out);
+
+/* CLGRAD_CHECK_FINITE: before a run's steps are queued, its inputs and parameters must be
+ * finite; after them, every op's result and then every parameter (CLG_ERR_NOT_FINITE naming
+ * the first op, input or parameter that is not). */
+clg_status clg_check_finite_before(clg_plan *plan);
+clg_status clg_check_finite_after(clg_plan *plan);
 
 /* Storage of a node in this plan (NULL mem if it has none). */
 const clg_storage *clg_plan_storage(const clg_plan *plan, const clg_tensor *t);
