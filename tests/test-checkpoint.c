@@ -784,6 +784,123 @@ START_TEST(test_clgrad_fixture) {
 }
 END_TEST
 
+/* ---- Metadata: the optimizer's whole configuration and the caller's entries ---- */
+
+START_TEST(test_meta_and_config) {
+    clg_context *ctx = new_context();
+    small_model(ctx);
+    clg_optimizer_config c = clg_optimizer_defaults(CLG_OPT_ADAMW);
+    c.lr = 3e-3f;
+    c.schedule = CLG_LR_COSINE;
+    c.warmup_steps = 117;
+    c.total_steps = 4680;
+    c.min_lr = 1.0f / 3.0f * 1e-4f; /* a float that decimal text must carry exactly */
+    c.clip_norm = 1.0f;
+    clg_optimizer *opt = clg_optimizer_new(ctx, &c);
+    ck_assert_ptr_nonnull(opt);
+    clg_assert_ok(clg_optimizer_set_steps(opt, 500));
+    randomize(ctx, opt, 3);
+    const char *path = tmp_path("meta.safetensors");
+    const clg_checkpoint_entry mine[] = {{"run.epoch", "3"}, {"run.note", "bit for bit"}};
+    clg_assert_ok(clg_checkpoint_save_meta(ctx, path, opt, mine, 2));
+
+    clg_checkpoint_info *info = NULL;
+    clg_assert_ok(clg_checkpoint_info_read(path, &info));
+    ck_assert_str_eq(clg_checkpoint_info_get(info, "run.epoch"), "3");
+    ck_assert_str_eq(clg_checkpoint_info_get(info, "run.note"), "bit for bit");
+    ck_assert_str_eq(clg_checkpoint_info_get(info, "clgrad.optimizer"), "adamw");
+    ck_assert_ptr_null(clg_checkpoint_info_get(info, "run.missing"));
+    clg_optimizer_config got;
+    int64_t steps = 0;
+    clg_assert_ok(clg_checkpoint_info_optimizer(info, &got, &steps));
+    ck_assert_int_eq(steps, 500);
+    ck_assert_int_eq(got.kind, CLG_OPT_ADAMW);
+    ck_assert_int_eq(got.schedule, CLG_LR_COSINE);
+    ck_assert_int_eq(got.warmup_steps, 117);
+    ck_assert_int_eq(got.total_steps, 4680);
+    ck_assert(got.lr == c.lr && got.min_lr == c.min_lr && got.beta2 == c.beta2 &&
+              got.eps == c.eps && got.weight_decay == c.weight_decay && got.clip_norm == 1.0f);
+    clg_checkpoint_info_free(info);
+
+    /* The same model with another schedule's totals and lr: a mismatch naming each field,
+     * and nothing loaded. */
+    clg_context *ctx2 = new_context();
+    small_model(ctx2);
+    clg_optimizer_config c2 = c;
+    c2.total_steps = 2340;
+    c2.lr = 1e-3f;
+    clg_optimizer *opt2 = clg_optimizer_new(ctx2, &c2);
+    randomize(ctx2, opt2, 4);
+    size_t np2;
+    unsigned char *before = snapshot_params(ctx2, &np2);
+    ck_assert_int_eq(clg_checkpoint_load(ctx2, path, opt2), CLG_ERR_MISMATCH);
+    const char *msg = clg_last_error();
+    assert_has_line(msg, "optimizer lr: 0.00100000005 in model, 0.00300000003 in file");
+    assert_has_line(msg, "optimizer total_steps: 2340 in model, 4680 in file");
+    ck_assert_ptr_null(strstr(msg, "warmup_steps"));
+    assert_unchanged(ctx2, NULL, before, np2, 0, 0);
+    free(before);
+    /* another kind: the kind is the mismatch, not its hyper-parameters */
+    clg_optimizer_config sgd = clg_optimizer_defaults(CLG_OPT_SGD);
+    clg_optimizer *opt3 = clg_optimizer_new(ctx2, &sgd);
+    ck_assert_int_eq(clg_checkpoint_load(ctx2, path, opt3), CLG_ERR_MISMATCH);
+    assert_has_line(clg_last_error(), "optimizer: sgd in model, adamw in file");
+    ck_assert_ptr_null(strstr(clg_last_error(), "optimizer lr"));
+    /* with the recorded configuration it loads, step count included */
+    clg_optimizer *opt4 = clg_optimizer_new(ctx2, &got);
+    clg_assert_ok(clg_checkpoint_load(ctx2, path, opt4));
+    ck_assert_int_eq(clg_optimizer_steps(opt4), 500);
+    clg_context_free(ctx2);
+
+    /* Reserved and malformed entries are refused before anything is written. */
+    const clg_checkpoint_entry reserved[] = {{"clgrad.epoch", "1"}};
+    ck_assert_int_eq(clg_checkpoint_save_meta(ctx, tmp_path("r.safetensors"), opt, reserved, 1),
+                     CLG_ERR_INVALID_ARGUMENT);
+    const clg_checkpoint_entry fmt[] = {{"format", "np"}};
+    ck_assert_int_eq(clg_checkpoint_save_meta(ctx, tmp_path("r.safetensors"), opt, fmt, 1),
+                     CLG_ERR_INVALID_ARGUMENT);
+    const clg_checkpoint_entry twice[] = {{"a", "1"}, {"a", "2"}};
+    ck_assert_int_eq(clg_checkpoint_save_meta(ctx, tmp_path("r.safetensors"), opt, twice, 2),
+                     CLG_ERR_INVALID_ARGUMENT);
+    struct stat sb;
+    ck_assert_int_ne(stat(tmp_path("r.safetensors"), &sb), 0);
+    clg_context_free(ctx);
+}
+END_TEST
+
+/* Files whose clgrad entries are wrong are format errors naming the entry. */
+START_TEST(test_meta_malformed) {
+    static const float w[2] = {1, 2};
+    const clg_st_tensor t = {"w", CLG_ST_DTYPE_F32, 1, (int64_t[]){2}, w};
+    const struct {
+        clg_st_meta meta[3];
+        size_t n;
+        const char *expect;
+    } cases[] = {
+        {{{"clgrad.format", "clgrad checkpoint v9"}}, 1, "unsupported checkpoint format"},
+        {{{"clgrad.rng_offset", "-3"}}, 1, "clgrad.rng_offset = \"-3\" is not a counter"},
+        {{{"clgrad.optimizer", "lamb"}}, 1, "\"lamb\" is not an optimizer"},
+        {{{"clgrad.optimizer", "adam"}, {"clgrad.optimizer.lr", "fast"}},
+         2,
+         "clgrad.optimizer.lr = \"fast\" is not a valid finite number"},
+        {{{"clgrad.optimizer", "adam"}, {"clgrad.optimizer.lr", "0.001"}},
+         2,
+         "holds 1 of the 15 optimizer hyper-parameters"},
+        {{{"clgrad.optimizer_steps", "4"}}, 1, "optimizer entries but no clgrad.optimizer"},
+        {{{"clgrad.epoch", "4"}}, 1, "unknown metadata entry \"clgrad.epoch\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
+        const char *path = tmp_path("malformed.safetensors");
+        clg_assert_ok(clg_safetensors_save(path, &t, 1, cases[i].meta, cases[i].n));
+        clg_checkpoint_info *info = (clg_checkpoint_info *)1;
+        ck_assert_int_eq(clg_checkpoint_info_read(path, &info), CLG_ERR_FORMAT);
+        ck_assert_ptr_null(info);
+        ck_assert_msg(strstr(clg_last_error(), cases[i].expect) && strstr(clg_last_error(), path),
+                      "case %zu: %s", i, clg_last_error());
+    }
+}
+END_TEST
+
 static int write_fixture(const char *path) {
     clg_context *ctx = NULL;
     clg_optimizer *opt;
@@ -806,6 +923,8 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_resume_exact);
     tcase_add_test(tc, test_torch_fixture);
     tcase_add_test(tc, test_clgrad_fixture);
+    tcase_add_test(tc, test_meta_and_config);
+    tcase_add_test(tc, test_meta_malformed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -13,19 +13,7 @@
 #include "core/error.h"
 #include "graph/graph_internal.h"
 #include "io/safetensors.h"
-
-#define FORMAT_KEY "clgrad.format"
-#define FORMAT_V1 "clgrad checkpoint v1"
-#define RNG_KEY "clgrad.rng_offset"
-#define OPT_KEY "clgrad.optimizer"
-#define STEPS_KEY "clgrad.optimizer_steps"
-
-static const char *const kind_names[CLG_OPT_KIND_COUNT] = {
-    [CLG_OPT_SGD] = "sgd",
-    [CLG_OPT_ADAM] = "adam",
-    [CLG_OPT_ADAMW] = "adamw",
-    [CLG_OPT_RMSPROP] = "rmsprop",
-};
+#include "nn/checkpoint_internal.h"
 
 /* PyTorch's per-parameter state keys: a file tensor "<tensor>.<key>" whose <tensor> is also
  * in the file is optimizer state, which a load without an optimizer skips. */
@@ -45,9 +33,21 @@ static clg_status prepare_optimizer(clg_context *ctx, clg_optimizer *opt, const 
 /* ---- Saving ---- */
 
 clg_status clg_checkpoint_save(clg_context *ctx, const char *path, clg_optimizer *opt) {
+    return clg_checkpoint_save_meta(ctx, path, opt, NULL, 0);
+}
+
+clg_status clg_checkpoint_save_meta(clg_context *ctx, const char *path, clg_optimizer *opt,
+                                    const clg_checkpoint_entry *meta, size_t n_meta) {
     if (!ctx || !path || !*path)
         return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_checkpoint_save: ctx and path are required");
     clg_status pst = prepare_optimizer(ctx, opt, "clg_checkpoint_save");
+    if (pst != CLG_OK) return pst;
+    /* The metadata first: a bad caller entry fails before anything is read or written. */
+    clg_st_meta *entries = NULL;
+    size_t n_entries = 0;
+    char *store = NULL;
+    pst = clg_checkpoint_meta_encode(ctx->rng_offset, opt, meta, n_meta, &entries, &n_entries,
+                                     &store);
     if (pst != CLG_OK) return pst;
     size_t n_params = ctx->n_params, n_states = opt ? clg_optimizer_state_count(opt) : 0;
     size_t n = n_params + n_states;
@@ -79,27 +79,13 @@ clg_status clg_checkpoint_save(clg_context *ctx, const char *path, clg_optimizer
             .data = bufs[i],
         };
     }
-    if (st == CLG_OK) {
-        char rng[32], steps[32];
-        snprintf(rng, sizeof rng, "%" PRIu64, ctx->rng_offset);
-        clg_st_meta meta[5] = {
-            {"format", "pt"}, /* what PyTorch-side loaders (transformers) look for */
-            {FORMAT_KEY, FORMAT_V1},
-            {RNG_KEY, rng},
-        };
-        size_t n_meta = 3;
-        if (opt) {
-            const clg_optimizer_config *c = clg_optimizer_get_config(opt);
-            snprintf(steps, sizeof steps, "%" PRId64, clg_optimizer_steps(opt));
-            meta[n_meta++] = (clg_st_meta){OPT_KEY, kind_names[c->kind]};
-            meta[n_meta++] = (clg_st_meta){STEPS_KEY, steps};
-        }
-        st = clg_safetensors_save(path, ts, n, meta, n_meta);
-    }
+    if (st == CLG_OK) st = clg_safetensors_save(path, ts, n, entries, n_entries);
     for (size_t i = 0; bufs && i < n; ++i)
         free(bufs[i]);
     free(bufs);
     free(ts);
+    free(entries);
+    free(store);
     return st;
 }
 
@@ -189,43 +175,23 @@ static bool is_state_name(const clg_safetensors *st, const char *name) {
     return found;
 }
 
-static bool parse_u64(const char *s, uint64_t *out) {
-    if (!s || *s < '0' || *s > '9') return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) return false;
-    *out = (uint64_t)v;
-    return true;
-}
-
 /* What the loader will write once everything checked out. */
 typedef struct load_plan {
     const clg_st_view **params; /* per context parameter */
     const clg_st_view **states; /* per optimizer state index */
-    bool has_rng;
-    uint64_t rng, steps;
+    clg_ckpt_meta meta;
 } load_plan;
+
+static void add_line(const char *line, void *user) {
+    add_mismatch(user, "%s", line);
+}
 
 static clg_status validate(clg_context *ctx, const char *path, clg_optimizer *opt,
                            const clg_safetensors *st, load_plan *lp) {
     // Metadata first: a malformed or newer file is a format error, not a list of mismatches.
-    const char *format = clg_safetensors_meta_get(st, FORMAT_KEY);
-    if (format && strcmp(format, FORMAT_V1) != 0)
-        return clg_fail(CLG_ERR_FORMAT,
-                        "%s: unsupported checkpoint format \"%s\" (this clgrad "
-                        "reads \"" FORMAT_V1 "\")",
-                        path, format);
-    const char *rng = clg_safetensors_meta_get(st, RNG_KEY);
-    if (rng && !parse_u64(rng, &lp->rng))
-        return clg_fail(CLG_ERR_FORMAT, "%s: metadata " RNG_KEY " = \"%s\" is not a counter", path,
-                        rng);
-    lp->has_rng = rng != NULL;
-    const char *file_kind = clg_safetensors_meta_get(st, OPT_KEY);
-    const char *steps = clg_safetensors_meta_get(st, STEPS_KEY);
-    if (steps && (!parse_u64(steps, &lp->steps) || lp->steps > INT64_MAX))
-        return clg_fail(CLG_ERR_FORMAT, "%s: metadata " STEPS_KEY " = \"%s\" is not a step count",
-                        path, steps);
+    clg_status status = clg_checkpoint_meta_decode(st, path, &lp->meta);
+    if (status != CLG_OK) return status;
+    const clg_ckpt_meta *fm = &lp->meta;
 
     mismatches m = {0};
     for (size_t i = 0; i < ctx->n_params; ++i) {
@@ -235,15 +201,20 @@ static clg_status validate(clg_context *ctx, const char *path, clg_optimizer *op
     }
     size_t n_states = opt ? clg_optimizer_state_count(opt) : 0;
     if (opt) {
-        const char *kind = kind_names[clg_optimizer_get_config(opt)->kind];
-        if (!file_kind) {
+        const clg_optimizer_config *cfg = clg_optimizer_get_config(opt);
+        if (!fm->has_kind) {
             add_mismatch(&m, "optimizer state: missing from file (it was saved without an "
                              "optimizer; load it without one to start the optimizer afresh)");
-        } else if (strcmp(file_kind, kind) != 0) {
-            add_mismatch(&m, "optimizer: %s in model, %s in file", kind, file_kind);
-        } else if (!steps) {
-            add_mismatch(&m, "optimizer step count: missing from file (" STEPS_KEY ")");
+        } else if (fm->kind != cfg->kind) {
+            add_mismatch(&m, "optimizer: %s in model, %s in file",
+                         clg_checkpoint_kind_name(cfg->kind), clg_checkpoint_kind_name(fm->kind));
+        } else if (!fm->has_steps) {
+            add_mismatch(&m, "optimizer step count: missing from file (" CLG_CKPT_STEPS_KEY ")");
         }
+        /* Other hyper-parameters (another schedule's totals, say) would silently continue a
+         * different run than the one saved. */
+        if (fm->has_config && fm->kind == cfg->kind)
+            clg_checkpoint_config_diff(cfg, &fm->config, add_line, &m);
         for (size_t i = 0; i < n_states; ++i) {
             const clg_param *p = clg_optimizer_state_param(opt, i);
             const char *name = clg_optimizer_state_name(opt, i);
@@ -259,7 +230,6 @@ static clg_status validate(clg_context *ctx, const char *path, clg_optimizer *op
         if (!known && !opt && is_state_name(st, name)) known = true; /* skipped */
         if (!known) add_mismatch(&m, "%s: not in model", name);
     }
-    clg_status status = CLG_OK;
     if (m.oom) {
         status = clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
     } else if (m.n) {
@@ -297,8 +267,8 @@ clg_status clg_checkpoint_load(clg_context *ctx, const char *path, clg_optimizer
         status = clg_param_write(ctx->params[i], lp.params[i]->data, lp.params[i]->nbytes);
     for (size_t i = 0; status == CLG_OK && i < n_states; ++i)
         status = clg_optimizer_state_write(opt, i, lp.states[i]->data, lp.states[i]->nbytes);
-    if (status == CLG_OK && opt) status = clg_optimizer_set_steps(opt, (int64_t)lp.steps);
-    if (status == CLG_OK && lp.has_rng) ctx->rng_offset = lp.rng;
+    if (status == CLG_OK && opt) status = clg_optimizer_set_steps(opt, lp.meta.steps);
+    if (status == CLG_OK && lp.meta.has_rng) ctx->rng_offset = lp.meta.rng;
 
     free(lp.params);
     free(lp.states);

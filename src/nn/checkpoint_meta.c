@@ -1,0 +1,393 @@
+/* Checkpoint metadata (nn/checkpoint_internal.h): clgrad's entries written as strings that
+ * read back exactly (floats with 9 significant digits round-trip through strtof), decoded
+ * strictly, and clg_checkpoint_info for programs that need a file's record before they build
+ * a model. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "nn/checkpoint_internal.h"
+
+static const char *const kind_names[CLG_OPT_KIND_COUNT] = {
+    [CLG_OPT_SGD] = "sgd",
+    [CLG_OPT_ADAM] = "adam",
+    [CLG_OPT_ADAMW] = "adamw",
+    [CLG_OPT_RMSPROP] = "rmsprop",
+};
+
+static const char *const schedule_names[CLG_LR_SCHEDULE_COUNT] = {
+    [CLG_LR_CONSTANT] = "constant",
+    [CLG_LR_STEP] = "step",
+    [CLG_LR_COSINE] = "cosine",
+};
+
+const char *clg_checkpoint_kind_name(clg_optimizer_kind kind) {
+    return (int)kind >= 0 && kind < CLG_OPT_KIND_COUNT ? kind_names[kind] : "?";
+}
+
+/* Every hyper-parameter of clg_optimizer_config, by field. */
+typedef enum field_type { FIELD_FLOAT, FIELD_INT, FIELD_BOOL, FIELD_SCHEDULE } field_type;
+
+typedef struct field {
+    const char *name;
+    field_type type;
+    size_t offset;
+} field;
+
+#define FIELD(name, type) {#name, type, offsetof(clg_optimizer_config, name)}
+static const field fields[] = {
+    FIELD(lr, FIELD_FLOAT),           FIELD(momentum, FIELD_FLOAT),
+    FIELD(nesterov, FIELD_BOOL),      FIELD(beta1, FIELD_FLOAT),
+    FIELD(beta2, FIELD_FLOAT),        FIELD(eps, FIELD_FLOAT),
+    FIELD(alpha, FIELD_FLOAT),        FIELD(weight_decay, FIELD_FLOAT),
+    FIELD(clip_norm, FIELD_FLOAT),    FIELD(schedule, FIELD_SCHEDULE),
+    FIELD(warmup_steps, FIELD_INT),   FIELD(total_steps, FIELD_INT),
+    FIELD(min_lr, FIELD_FLOAT),       FIELD(step_size, FIELD_INT),
+    FIELD(gamma, FIELD_FLOAT),
+};
+#undef FIELD
+#define N_FIELDS (sizeof fields / sizeof *fields)
+
+static void field_text(const field *f, const clg_optimizer_config *c, char *out, size_t size) {
+    const char *p = (const char *)c + f->offset;
+    switch (f->type) {
+    case FIELD_FLOAT: {
+        float v;
+        memcpy(&v, p, sizeof v);
+        snprintf(out, size, "%.9g", (double)v);
+        break;
+    }
+    case FIELD_INT: {
+        int64_t v;
+        memcpy(&v, p, sizeof v);
+        snprintf(out, size, "%" PRId64, v);
+        break;
+    }
+    case FIELD_BOOL: {
+        bool v;
+        memcpy(&v, p, sizeof v);
+        snprintf(out, size, "%s", v ? "true" : "false");
+        break;
+    }
+    case FIELD_SCHEDULE: {
+        clg_lr_schedule v;
+        memcpy(&v, p, sizeof v);
+        snprintf(out, size, "%s",
+                 (int)v >= 0 && v < CLG_LR_SCHEDULE_COUNT ? schedule_names[v] : "?");
+        break;
+    }
+    }
+}
+
+static bool parse_int64(const char *s, int64_t *out) {
+    if (!s || !((*s >= '0' && *s <= '9') || *s == '-')) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out) {
+    if (!s || *s < '0' || *s > '9') return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+/* false: the text is not a value of the field's type. */
+static bool field_parse(const field *f, const char *s, clg_optimizer_config *c) {
+    char *p = (char *)c + f->offset;
+    switch (f->type) {
+    case FIELD_FLOAT: {
+        char *end;
+        errno = 0;
+        float v = strtof(s, &end);
+        if (end == s || *end || !isfinite(v) || (errno && v != 0.0f)) return false;
+        memcpy(p, &v, sizeof v);
+        return true;
+    }
+    case FIELD_INT: {
+        int64_t v;
+        if (!parse_int64(s, &v)) return false;
+        memcpy(p, &v, sizeof v);
+        return true;
+    }
+    case FIELD_BOOL: {
+        bool v = strcmp(s, "true") == 0;
+        if (!v && strcmp(s, "false") != 0) return false;
+        memcpy(p, &v, sizeof v);
+        return true;
+    }
+    case FIELD_SCHEDULE:
+        for (int k = 0; k < CLG_LR_SCHEDULE_COUNT; ++k)
+            if (strcmp(s, schedule_names[k]) == 0) {
+                clg_lr_schedule v = (clg_lr_schedule)k;
+                memcpy(p, &v, sizeof v);
+                return true;
+            }
+        return false;
+    }
+    return false;
+}
+
+void clg_checkpoint_config_diff(const clg_optimizer_config *model, const clg_optimizer_config *file,
+                                void (*add)(const char *line, void *user), void *user) {
+    for (size_t i = 0; i < N_FIELDS; ++i) {
+        char a[64], b[64], line[200];
+        field_text(&fields[i], model, a, sizeof a);
+        field_text(&fields[i], file, b, sizeof b);
+        if (strcmp(a, b) == 0) continue;
+        snprintf(line, sizeof line, "optimizer %s: %s in model, %s in file", fields[i].name, a, b);
+        add(line, user);
+    }
+}
+
+/* ---- decoding ---- */
+
+clg_status clg_checkpoint_meta_decode(const clg_safetensors *st, const char *path,
+                                      clg_ckpt_meta *out) {
+    clg_ckpt_meta m;
+    memset(&m, 0, sizeof m);
+    size_t n_config = 0;
+    const size_t plen = strlen(CLG_CKPT_OPT_PREFIX);
+    for (size_t i = 0; i < clg_safetensors_meta_count(st); ++i) {
+        const clg_st_meta *e = clg_safetensors_meta_at(st, i);
+        const char *k = e->key, *v = e->value;
+        if (strncmp(k, "clgrad.", 7) != 0) continue; /* "format" and the caller's entries */
+        if (strcmp(k, CLG_CKPT_FORMAT_KEY) == 0) {
+            if (strcmp(v, CLG_CKPT_FORMAT_V1) != 0)
+                return clg_fail(CLG_ERR_FORMAT,
+                                "%s: unsupported checkpoint format \"%s\" (this clgrad reads "
+                                "\"" CLG_CKPT_FORMAT_V1 "\")",
+                                path, v);
+        } else if (strcmp(k, CLG_CKPT_RNG_KEY) == 0) {
+            if (!parse_u64(v, &m.rng))
+                return clg_fail(CLG_ERR_FORMAT,
+                                "%s: metadata " CLG_CKPT_RNG_KEY " = \"%s\" is not a counter", path,
+                                v);
+            m.has_rng = true;
+        } else if (strcmp(k, CLG_CKPT_STEPS_KEY) == 0) {
+            if (!parse_int64(v, &m.steps) || m.steps < 0)
+                return clg_fail(CLG_ERR_FORMAT,
+                                "%s: metadata " CLG_CKPT_STEPS_KEY " = \"%s\" is not a step count",
+                                path, v);
+            m.has_steps = true;
+        } else if (strcmp(k, CLG_CKPT_OPT_KEY) == 0) {
+            int kind = -1;
+            for (int j = 0; j < CLG_OPT_KIND_COUNT; ++j)
+                if (strcmp(v, kind_names[j]) == 0) kind = j;
+            if (kind < 0)
+                return clg_fail(CLG_ERR_FORMAT,
+                                "%s: metadata " CLG_CKPT_OPT_KEY " = \"%s\" is not an optimizer "
+                                "clgrad knows (sgd, adam, adamw, rmsprop)",
+                                path, v);
+            m.kind = (clg_optimizer_kind)kind;
+            m.has_kind = true;
+        } else if (strncmp(k, CLG_CKPT_OPT_PREFIX, plen) == 0) {
+            const field *f = NULL;
+            for (size_t j = 0; j < N_FIELDS; ++j)
+                if (strcmp(k + plen, fields[j].name) == 0) f = &fields[j];
+            if (!f)
+                return clg_fail(CLG_ERR_FORMAT, "%s: unknown metadata entry \"%s\"", path, k);
+            if (!field_parse(f, v, &m.config))
+                return clg_fail(CLG_ERR_FORMAT, "%s: metadata %s = \"%s\" is not a valid %s", path,
+                                k, v,
+                                f->type == FIELD_FLOAT  ? "finite number"
+                                : f->type == FIELD_INT  ? "whole number"
+                                : f->type == FIELD_BOOL ? "true/false"
+                                                        : "schedule (constant, step, cosine)");
+            n_config++; /* safetensors refuses repeated keys, so each field counts once */
+        } else {
+            return clg_fail(CLG_ERR_FORMAT, "%s: unknown metadata entry \"%s\"", path, k);
+        }
+    }
+    if (n_config && n_config != N_FIELDS)
+        return clg_fail(CLG_ERR_FORMAT,
+                        "%s: the metadata holds %zu of the %zu optimizer hyper-parameters "
+                        "(" CLG_CKPT_OPT_PREFIX "*): the file was cut or edited",
+                        path, n_config, N_FIELDS);
+    if ((n_config || m.has_steps) && !m.has_kind)
+        return clg_fail(CLG_ERR_FORMAT,
+                        "%s: the metadata has optimizer entries but no " CLG_CKPT_OPT_KEY, path);
+    if (n_config) {
+        m.config.kind = m.kind;
+        m.has_config = true;
+    }
+    if (out) *out = m;
+    return CLG_OK;
+}
+
+clg_status clg_checkpoint_meta_check(const clg_safetensors *st, const char *path) {
+    return clg_checkpoint_meta_decode(st, path, NULL);
+}
+
+/* ---- encoding ---- */
+
+/* Strings of the encoded entries, one block: each put() appends one and returns it. */
+typedef struct text_store {
+    char *buf;
+    size_t cap, used;
+} text_store;
+
+static const char *put(text_store *t, const char *fmt, ...) CLG_PRINTF(2, 3);
+static const char *put(text_store *t, const char *fmt, ...) {
+    char *at = t->buf + t->used;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(at, t->cap - t->used, fmt, ap);
+    va_end(ap);
+    t->used += n > 0 ? (size_t)n + 1 : 1;
+    return at;
+}
+
+clg_status clg_checkpoint_meta_encode(uint64_t rng, const clg_optimizer *opt,
+                                      const clg_checkpoint_entry *meta, size_t n_meta,
+                                      clg_st_meta **out, size_t *n_out, char **store) {
+    *out = NULL;
+    *store = NULL;
+    *n_out = 0;
+    if (n_meta && !meta)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "checkpoint metadata: entries are NULL");
+    for (size_t i = 0; i < n_meta; ++i) {
+        const char *k = meta[i].key;
+        if (!k || !*k || !meta[i].value)
+            return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                            "checkpoint metadata: entry %zu has no key or no value", i);
+        if (strcmp(k, "format") == 0 || strncmp(k, "clgrad.", 7) == 0)
+            return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                            "checkpoint metadata: key \"%s\" is reserved for clgrad's own "
+                            "entries",
+                            k);
+    }
+    size_t n_own = 3 + (opt ? 2 + N_FIELDS : 0);
+    /* every string clgrad writes is far below 64 bytes: two per hyper-parameter, two more */
+    text_store t = {.cap = (2 * N_FIELDS + 2) * 64};
+    clg_st_meta *m = calloc(n_own + n_meta, sizeof *m);
+    t.buf = malloc(t.cap);
+    if (!m || !t.buf) {
+        free(m);
+        free(t.buf);
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "checkpoint metadata: out of host memory");
+    }
+    size_t n = 0;
+    m[n++] = (clg_st_meta){"format", "pt"}; /* what PyTorch-side loaders (transformers) look for */
+    m[n++] = (clg_st_meta){CLG_CKPT_FORMAT_KEY, CLG_CKPT_FORMAT_V1};
+    m[n++] = (clg_st_meta){CLG_CKPT_RNG_KEY, put(&t, "%" PRIu64, rng)};
+    if (opt) {
+        const clg_optimizer_config *c = clg_optimizer_get_config(opt);
+        m[n++] = (clg_st_meta){CLG_CKPT_OPT_KEY, kind_names[c->kind]};
+        m[n++] = (clg_st_meta){CLG_CKPT_STEPS_KEY, put(&t, "%" PRId64, clg_optimizer_steps(opt))};
+        for (size_t i = 0; i < N_FIELDS; ++i) {
+            char v[64];
+            field_text(&fields[i], c, v, sizeof v);
+            const char *key = put(&t, CLG_CKPT_OPT_PREFIX "%s", fields[i].name);
+            m[n++] = (clg_st_meta){key, put(&t, "%s", v)};
+        }
+    }
+    for (size_t i = 0; i < n_meta; ++i)
+        m[n++] = (clg_st_meta){meta[i].key, meta[i].value};
+    *out = m;
+    *n_out = n;
+    *store = t.buf;
+    return CLG_OK;
+}
+
+/* ---- clg_checkpoint_info ---- */
+
+struct clg_checkpoint_info {
+    clg_checkpoint_entry *entries;
+    size_t n;
+    clg_ckpt_meta meta;
+};
+
+void clg_checkpoint_info_free(clg_checkpoint_info *info) {
+    if (!info) return;
+    for (size_t i = 0; i < info->n; ++i) {
+        free((char *)info->entries[i].key);
+        free((char *)info->entries[i].value);
+    }
+    free(info->entries);
+    free(info);
+}
+
+static char *dup_text(const char *s) {
+    char *d = malloc(strlen(s) + 1);
+    if (d) strcpy(d, s);
+    return d;
+}
+
+clg_status clg_checkpoint_info_read(const char *path, clg_checkpoint_info **out) {
+    if (!out) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_checkpoint_info_read: out is NULL");
+    *out = NULL;
+    if (!path || !*path)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_checkpoint_info_read: empty path");
+    clg_safetensors *st = NULL;
+    clg_status s = clg_safetensors_load(path, &st);
+    clg_checkpoint_info *info = NULL;
+    if (s == CLG_OK) {
+        info = calloc(1, sizeof *info);
+        if (!info) s = clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+    }
+    if (s == CLG_OK) s = clg_checkpoint_meta_decode(st, path, &info->meta);
+    size_t n = s == CLG_OK ? clg_safetensors_meta_count(st) : 0;
+    if (s == CLG_OK) {
+        info->entries = calloc(n ? n : 1, sizeof *info->entries);
+        if (!info->entries) s = clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+    }
+    for (size_t i = 0; s == CLG_OK && i < n; ++i) {
+        const clg_st_meta *e = clg_safetensors_meta_at(st, i);
+        info->entries[i].key = dup_text(e->key);
+        info->entries[i].value = dup_text(e->value);
+        info->n = i + 1;
+        if (!info->entries[i].key || !info->entries[i].value)
+            s = clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+    }
+    clg_safetensors_free(st);
+    if (s != CLG_OK) {
+        clg_checkpoint_info_free(info);
+        return s;
+    }
+    *out = info;
+    return CLG_OK;
+}
+
+size_t clg_checkpoint_info_count(const clg_checkpoint_info *info) {
+    return info ? info->n : 0;
+}
+
+const clg_checkpoint_entry *clg_checkpoint_info_at(const clg_checkpoint_info *info, size_t index) {
+    return info && index < info->n ? &info->entries[index] : NULL;
+}
+
+const char *clg_checkpoint_info_get(const clg_checkpoint_info *info, const char *key) {
+    for (size_t i = 0; info && key && i < info->n; ++i)
+        if (strcmp(info->entries[i].key, key) == 0) return info->entries[i].value;
+    return NULL;
+}
+
+clg_status clg_checkpoint_info_optimizer(const clg_checkpoint_info *info,
+                                         clg_optimizer_config *config, int64_t *steps) {
+    if (!info || !config)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_checkpoint_info_optimizer: NULL argument");
+    if (!info->meta.has_kind)
+        return clg_fail(CLG_ERR_MISMATCH, "the checkpoint holds no optimizer state");
+    if (!info->meta.has_config)
+        return clg_fail(CLG_ERR_MISMATCH,
+                        "the checkpoint records the optimizer's kind (%s) but not its "
+                        "hyper-parameters (written by an older clgrad)",
+                        kind_names[info->meta.kind]);
+    *config = info->meta.config;
+    if (steps) *steps = info->meta.has_steps ? info->meta.steps : 0;
+    return CLG_OK;
+}
