@@ -130,7 +130,8 @@ int main(int argc, char **argv) {
                      .extra_usage = "[--arch classic|bn] [--saliency FILE.png]\n       ",
                      .has_arch = true,
                      .has_saliency = true,
-                     .archs = archs};
+                     .archs = archs,
+                     .default_epochs = 10};
     int rc = train_flags_parse(&cli, &flags, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     /* Say so before training rather than after it. */
@@ -141,7 +142,9 @@ int main(int argc, char **argv) {
     }
     cnn model = {0};
     classifier_model cm = {.name = "cnn_mnist",
+                           .cli = &cli,
                            .sample_ndim = 2,
+                           .classes = 10,
                            .sample_shape = {28, 28},
                            .init = cnn_init,
                            .forward = cnn_forward,

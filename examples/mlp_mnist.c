@@ -51,12 +51,13 @@ int main(int argc, char **argv) {
                          .optimizer = "adam",
                          .loss = "ce",
                          .seed = 1};
-    train_cli cli = {.program = "mlp_mnist"};
+    train_cli cli = {.program = "mlp_mnist", .default_epochs = 10};
     int rc = train_flags_parse(&cli, &flags, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     mlp model = {0};
-    classifier_model cm = {.name = "mlp_mnist", .sample_ndim = 1, .sample_shape = {784},
-                           .init = mlp_init, .forward = mlp_forward, .model = &model};
+    classifier_model cm = {.name = "mlp_mnist", .cli = &cli, .sample_ndim = 1,
+                           .sample_shape = {784}, .classes = 10, .init = mlp_init,
+                           .forward = mlp_forward, .model = &model};
     printf("MLP 784-128-64-10, %s, %s lr %g, batch %d, %d epochs, seed %llu\n",
            strcmp(flags.loss, "mse") == 0 ? "no activations + MSE (tutorial version)"
                                           : "ReLU + cross-entropy",

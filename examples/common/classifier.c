@@ -1,4 +1,5 @@
 /* The shared MNIST training loop (classifier.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,10 @@ static int fail(const char *what) {
 static clg_status load_data(session *s) {
     clg_status st = clg_dataset_load_mnist(s->f->data, true, &s->train);
     if (st == CLG_OK) st = clg_dataset_load_mnist(s->f->data, false, &s->test);
+    /* A label the model has no output for would train on NaN: refuse it before any work,
+     * naming the file and the item. */
+    if (st == CLG_OK) st = clg_dataset_check_labels(s->train, s->m->classes);
+    if (st == CLG_OK) st = clg_dataset_check_labels(s->test, s->m->classes);
     if (st != CLG_OK) return st;
     if (s->f->train_limit && s->f->train_limit < clg_dataset_size(s->train)) {
         clg_dataset *sub = NULL;
@@ -41,7 +46,7 @@ static clg_status load_data(session *s) {
     clg_dataset_stats(s->train, &mean, &std);
     st = clg_dataset_normalize(s->train, mean, std);
     if (st == CLG_OK) st = clg_dataset_normalize(s->test, mean, std);
-    s->classes = clg_dataset_num_classes(s->train);
+    s->classes = s->m->classes;
     return st;
 }
 
@@ -59,7 +64,7 @@ static clg_optimizer_config optimizer_config(const train_flags *f, int64_t steps
     clg_optimizer_config c = clg_optimizer_defaults(optimizer_kind(f->optimizer));
     c.lr = f->lr;
     if (c.kind == CLG_OPT_SGD) c.momentum = 0.9f;
-    int64_t total = steps_per_epoch * f->epochs;
+    int64_t total = steps_per_epoch * f->schedule_epochs;
     if (total > 1) {
         c.schedule = CLG_LR_COSINE;
         c.warmup_steps = steps_per_epoch / 4 < total - 1 ? steps_per_epoch / 4 : total - 1;
@@ -131,6 +136,45 @@ static void free_session(session *s) {
     clg_dataset_free(s->test);
 }
 
+/* --resume restores weights, optimizer state, step count and random counter, and refuses a
+ * file that does not fit (another optimizer kind or schedule); --load takes weights only. */
+static int restore(session *s) {
+    const train_flags *f = s->f;
+    if (f->resume) {
+        if (clg_checkpoint_load(s->ctx, f->resume, s->opt) != CLG_OK) {
+            fprintf(stderr, "error: --resume: %s\n", clg_last_error());
+            return 1;
+        }
+        printf("resumed %s after epoch %d (step %lld)\n", f->resume, f->resume_epochs_done,
+               (long long)clg_optimizer_steps(s->opt));
+        clg_loader_seek(s->train_loader, f->resume_data_epoch, f->resume_data_batch);
+    } else if (f->load) {
+        if (clg_checkpoint_load(s->ctx, f->load, NULL) != CLG_OK) {
+            fprintf(stderr, "error: --load: %s\n", clg_last_error());
+            return 1;
+        }
+        printf("loaded the weights of %s (a new run: fresh optimizer and schedule)\n", f->load);
+    }
+    return 0;
+}
+
+/* After every epoch: the checkpoint with the run record, so --resume continues from here. */
+static int save_checkpoint(session *s, const char *path, int epochs_done, int64_t step) {
+    int64_t data_epoch, data_batch;
+    clg_loader_position(s->train_loader, &data_epoch, &data_batch);
+    if (data_batch >= clg_loader_batches(s->train_loader)) {
+        data_epoch++; /* the epoch is over: the next batch is the next epoch's first */
+        data_batch = 0;
+    }
+    run_record rec;
+    run_record_make(&rec, s->m->cli, s->f, epochs_done, step, data_epoch, data_batch);
+    if (clg_checkpoint_save_meta(s->ctx, path, s->opt, rec.entries, rec.n) != CLG_OK) {
+        fprintf(stderr, "error: saving the checkpoint: %s\n", clg_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 int classifier_run(const classifier_model *m, const train_flags *f, classifier_result *out) {
     double t_start = now_seconds();
     session s = {.m = m, .f = f};
@@ -164,17 +208,8 @@ int classifier_run(const classifier_model *m, const train_flags *f, classifier_r
         rc = fail("creating the model");
         goto done;
     }
-    if (f->load) {
-        if (clg_checkpoint_load(s.ctx, f->load, s.opt) == CLG_OK) {
-            printf("resumed from %s at step %lld\n", f->load,
-                   (long long)clg_optimizer_steps(s.opt));
-        } else if (clg_checkpoint_load(s.ctx, f->load, NULL) == CLG_OK) {
-            printf("loaded parameters from %s (no optimizer state in it)\n", f->load);
-        } else {
-            rc = fail(f->load);
-            goto done;
-        }
-    }
+    rc = restore(&s);
+    if (rc) goto done;
     if (build_plans(&s) != CLG_OK) {
         rc = fail("building the model");
         goto done;
@@ -186,21 +221,26 @@ int classifier_run(const classifier_model *m, const train_flags *f, classifier_r
     snprintf(log_default, sizeof log_default, "%s_log.csv", m->name);
     snprintf(save_default, sizeof save_default, "%s.safetensors", m->name);
     const char *log_path = f->log ? f->log : log_default;
+    const char *save = f->save ? f->save : save_default;
     epoch_log log;
-    if (!epoch_log_open(&log, log_path)) {
+    if (!epoch_log_open(&log, log_path, f->resume != NULL)) {
         fprintf(stderr, "error: cannot write the log %s\n", log_path);
         rc = 1;
         goto done;
     }
 
     double train_time = 0.0; /* training steps only, without the first (compiling) step */
-    int64_t train_samples = 0, step = 0;
-    for (int epoch = 1; epoch <= f->epochs; ++epoch) {
+    int64_t train_samples = 0, step = f->resume ? f->resume_step : 0, run_steps = 0;
+    for (int epoch = f->resume_epochs_done + 1; epoch <= f->epochs; ++epoch) {
         progress pr;
+        int64_t first_batch = 0;
+        if (epoch > f->resume_epochs_done + 1 || !f->resume)
+            clg_loader_start_epoch(s.train_loader, epoch - 1);
+        else
+            clg_loader_position(s.train_loader, NULL, &first_batch);
         progress_start(&pr, epoch, f->epochs, steps_per_epoch);
-        clg_loader_start_epoch(s.train_loader, epoch - 1);
         double loss_sum = 0.0, correct_sum = 0.0, t_epoch = now_seconds();
-        int64_t seen = 0, done_batches = 0;
+        int64_t seen = 0, done_batches = first_batch;
         clg_batch batch;
         while (clg_loader_next(s.train_loader, &batch)) {
             double t0 = now_seconds();
@@ -211,16 +251,33 @@ int classifier_run(const classifier_model *m, const train_flags *f, classifier_r
             if (st == CLG_OK) st = clg_plan_read(s.tp, s.correct, &c, sizeof c);
             if (st != CLG_OK) {
                 progress_end(&pr);
-                rc = fail("training step");
+                fprintf(stderr, "error: training step %lld (epoch %d, batch %lld): %s\n",
+                        (long long)step + 1, epoch, (long long)batch.index + 1, clg_last_error());
+                rc = 1;
                 goto close_log;
             }
-            if (step > 0) {
+            /* A NaN loss would poison every parameter it reaches: stop now, before it is saved
+             * over the last good checkpoint. */
+            if (!isfinite(l)) {
+                progress_end(&pr);
+                fprintf(stderr,
+                        "error: training step %lld (epoch %d, batch %lld): the loss is %s; "
+                        "stopping without saving (%s keeps the last epoch's checkpoint, if "
+                        "any). Run with CLGRAD_CHECK_FINITE=1 to find the op that first "
+                        "produces a NaN or Inf.\n",
+                        (long long)step + 1, epoch, (long long)batch.index + 1,
+                        isnan(l) ? "NaN" : "infinite", save);
+                rc = 1;
+                goto close_log;
+            }
+            if (run_steps > 0) {
                 train_time += now_seconds() - t0;
                 train_samples += batch.rows;
             } else if (!pr.tty) {
                 printf("first training step done %.2f s after start\n", now_seconds() - t_start);
             }
             step++;
+            run_steps++;
             loss_sum += l * (double)batch.rows;
             correct_sum += c;
             seen += batch.rows;
@@ -238,11 +295,17 @@ int classifier_run(const classifier_model *m, const train_flags *f, classifier_r
             goto close_log;
         }
         double sps = train_time > 0 ? (double)train_samples / train_time : 0.0;
-        printf("epoch %d/%d: loss %.4f  train accuracy %.2f%%  test accuracy %.2f%%  (%.1f s)\n",
-               epoch, f->epochs, loss_sum / (double)seen, 100.0 * correct_sum / (double)seen,
-               100.0 * test_acc, now_seconds() - t_epoch);
-        epoch_log_write(&log, epoch, step, loss_sum / (double)seen, correct_sum / (double)seen,
-                        test_acc, sps, clg_optimizer_lr(s.opt), now_seconds() - t_start);
+        double mean_loss = seen ? loss_sum / (double)seen : 0.0;
+        double train_acc = seen ? correct_sum / (double)seen : 0.0;
+        rc = save_checkpoint(&s, save, epoch, step);
+        if (rc) goto close_log;
+        printf("epoch %d/%d: loss %.4f  train accuracy %.2f%%  test accuracy %.2f%%  (%.1f s), "
+               "saved\n",
+               epoch, f->epochs, mean_loss, 100.0 * train_acc, 100.0 * test_acc,
+               now_seconds() - t_epoch);
+        fflush(stdout);
+        epoch_log_write(&log, epoch, step, mean_loss, train_acc, test_acc, sps,
+                        clg_optimizer_lr(s.opt), now_seconds() - t_start);
     }
 
     clg_confusion *conf = NULL;
@@ -258,15 +321,14 @@ int classifier_run(const classifier_model *m, const train_flags *f, classifier_r
     clg_confusion_free(conf);
     out->test_accuracy = acc;
     out->samples_per_s = train_time > 0 ? (double)train_samples / train_time : 0.0;
-    printf("\nwall time %.1f s\ntraining speed %.0f samples/s (first step, which compiles, "
-           "excluded)\n",
-           now_seconds() - t_start, out->samples_per_s);
-    const char *save = f->save ? f->save : save_default;
-    if (clg_checkpoint_save(s.ctx, save, s.opt) != CLG_OK) {
-        rc = fail("saving the checkpoint");
-        goto close_log;
+    printf("\nwall time %.1f s\n", now_seconds() - t_start);
+    if (run_steps == 0) {
+        printf("nothing to train: the run in %s already has %d epochs\n", f->resume, f->epochs);
+    } else {
+        printf("training speed %.0f samples/s (first step, which compiles, excluded)\n",
+               out->samples_per_s);
+        printf("checkpoint saved to %s after every epoch, per-epoch log in %s\n", save, log_path);
     }
-    printf("checkpoint saved to %s, per-epoch log in %s\n", save, log_path);
 
 close_log:
     epoch_log_close(&log);

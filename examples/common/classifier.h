@@ -11,8 +11,10 @@
 
 typedef struct classifier_model {
     const char *name; /* "mlp_mnist": default checkpoint and log file names derive from it */
+    const train_cli *cli; /* the example's flags, for the checkpoint's run record */
     int sample_ndim;  /* shape of one input sample as the model wants it, e.g. [784] or */
     int64_t sample_shape[3]; /* [1, 28, 28] */
+    int classes;             /* outputs of the model: every label must be below this */
     /* Create and initialise the parameters in ctx. */
     clg_status (*init)(clg_context *ctx, void *model, const train_flags *flags);
     /* Logits [batch, classes] from x [batch, sample...]; training selects dropout/batch norm

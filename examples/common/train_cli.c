@@ -17,9 +17,16 @@ void train_flags_usage(const train_cli *cli, FILE *out) {
     fprintf(out,
             "usage: %s [--data DIR] [--epochs N] [--batch N] [--lr X]\n"
             "       [--optimizer sgd|adam|adamw|rmsprop] [--loss ce|mse] [--seed N]\n"
-            "       [--save FILE] [--load FILE] [--device SPEC] [--log FILE]\n"
-            "       [--train-limit N] %s[--help]\n",
-            cli->program, cli->extra_usage ? cli->extra_usage : "");
+            "       [--save FILE] [--resume FILE | --load FILE] [--schedule-epochs N]\n"
+            "       [--device SPEC] [--log FILE] [--train-limit N] %s[--help]\n"
+            "  --epochs N           train to N epochs in all (a resumed run counts its own)\n"
+            "  --save FILE          write the checkpoint after every epoch (atomically)\n"
+            "  --resume FILE        continue the run that wrote FILE: weights, optimizer state,\n"
+            "                       schedule, data order and random streams, bit for bit\n"
+            "  --load FILE          start a new run from FILE's weights (fresh optimizer)\n"
+            "  --schedule-epochs N  length of the learning-rate schedule (default: the larger\n"
+            "                       of --epochs and %d); --epochs says where this run stops\n",
+            cli->program, cli->extra_usage ? cli->extra_usage : "", cli->default_epochs);
 }
 
 static int usage_error(const train_cli *cli, const char *fmt, const char *a, const char *b) {
@@ -45,7 +52,26 @@ static bool one_of(const char *s, const char *const *allowed) {
     return false;
 }
 
-int train_flags_parse(const train_cli *cli, train_flags *f, int argc, char **argv) {
+static const char *const flag_names[FLAG_COUNT] = {
+    [FLAG_DATA] = "--data",
+    [FLAG_EPOCHS] = "--epochs",
+    [FLAG_BATCH] = "--batch",
+    [FLAG_LR] = "--lr",
+    [FLAG_OPTIMIZER] = "--optimizer",
+    [FLAG_LOSS] = "--loss",
+    [FLAG_SEED] = "--seed",
+    [FLAG_SAVE] = "--save",
+    [FLAG_LOAD] = "--load",
+    [FLAG_RESUME] = "--resume",
+    [FLAG_DEVICE] = "--device",
+    [FLAG_LOG] = "--log",
+    [FLAG_ARCH] = "--arch",
+    [FLAG_SALIENCY] = "--saliency",
+    [FLAG_TRAIN_LIMIT] = "--train-limit",
+    [FLAG_SCHEDULE_EPOCHS] = "--schedule-epochs",
+};
+
+static int parse_args(const train_cli *cli, train_flags *f, int argc, char **argv) {
     static const char *const optimizers[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
     static const char *const losses[] = {"ce", "mse", NULL};
     for (int i = 1; i < argc; ++i) {
@@ -54,16 +80,14 @@ int train_flags_parse(const train_cli *cli, train_flags *f, int argc, char **arg
             train_flags_usage(cli, stdout);
             return -1;
         }
-        bool known = strcmp(a, "--data") == 0 || strcmp(a, "--epochs") == 0 ||
-                     strcmp(a, "--batch") == 0 || strcmp(a, "--lr") == 0 ||
-                     strcmp(a, "--optimizer") == 0 || strcmp(a, "--loss") == 0 ||
-                     strcmp(a, "--seed") == 0 || strcmp(a, "--save") == 0 ||
-                     strcmp(a, "--load") == 0 || strcmp(a, "--device") == 0 ||
-                     strcmp(a, "--log") == 0 || strcmp(a, "--train-limit") == 0 ||
-                     (cli->has_arch && strcmp(a, "--arch") == 0) ||
-                     (cli->has_saliency && strcmp(a, "--saliency") == 0);
-        if (!known) return usage_error(cli, "unknown flag '%s'%s", a, "");
+        int flag = -1;
+        for (int k = 0; k < FLAG_COUNT; ++k)
+            if (strcmp(a, flag_names[k]) == 0) flag = k;
+        if ((flag == FLAG_ARCH && !cli->has_arch) || (flag == FLAG_SALIENCY && !cli->has_saliency))
+            flag = -1;
+        if (flag < 0) return usage_error(cli, "unknown flag '%s'%s", a, "");
         if (i + 1 >= argc) return usage_error(cli, "%s needs a value%s", a, "");
+        f->given[flag] = true;
         const char *v = argv[++i];
         long n;
         if (strcmp(a, "--data") == 0) {
@@ -100,6 +124,13 @@ int train_flags_parse(const train_cli *cli, train_flags *f, int argc, char **arg
             f->save = v;
         } else if (strcmp(a, "--load") == 0) {
             f->load = v;
+        } else if (strcmp(a, "--resume") == 0) {
+            f->resume = v;
+        } else if (strcmp(a, "--schedule-epochs") == 0) {
+            if (!parse_long(v, 1, 100000, &n))
+                return usage_error(cli, "--schedule-epochs: '%s' is not a whole number from 1%s",
+                                   v, "");
+            f->schedule_epochs = (int)n;
         } else if (strcmp(a, "--device") == 0) {
             f->device = v;
         } else if (strcmp(a, "--log") == 0) {
@@ -116,6 +147,18 @@ int train_flags_parse(const train_cli *cli, train_flags *f, int argc, char **arg
             f->saliency = v;
         }
     }
+    if (f->load && f->resume)
+        return usage_error(cli, "%s%s", "--load and --resume exclude each other: --resume "
+                           "continues a run, --load starts a new one from its weights", "");
+    return 0;
+}
+
+int train_flags_parse(const train_cli *cli, train_flags *f, int argc, char **argv) {
+    int rc = parse_args(cli, f, argc, argv);
+    if (rc) return rc;
+    if (f->resume) return run_record_apply(cli, f);
+    if (!f->schedule_epochs)
+        f->schedule_epochs = f->epochs > cli->default_epochs ? f->epochs : cli->default_epochs;
     return 0;
 }
 
@@ -153,12 +196,13 @@ void progress_end(progress *p) {
 
 /* ---- log ---- */
 
-bool epoch_log_open(epoch_log *log, const char *path) {
+bool epoch_log_open(epoch_log *log, const char *path, bool append) {
     log->f = NULL;
     if (!path) return true;
-    log->f = fopen(path, "w");
+    log->f = fopen(path, append ? "a" : "w");
     if (!log->f) return false;
-    fprintf(log->f, "epoch,step,loss,train_accuracy,test_accuracy,samples_per_s,lr,seconds\n");
+    if (ftell(log->f) == 0)
+        fprintf(log->f, "epoch,step,loss,train_accuracy,test_accuracy,samples_per_s,lr,seconds\n");
     fflush(log->f);
     return true;
 }
