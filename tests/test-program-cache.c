@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "core/program.h"
+#include "gemm/gemm.h"
+#include "gemm/gemm_internal.h"
 #include "harness.h"
 #include "io/atomic_file.h"
 
@@ -342,6 +344,36 @@ START_TEST(entry_write_never_follows_a_planted_symlink) {
 }
 END_TEST
 
+/* The GEMM backend choices share the cache folder: a link planted at their file is refused,
+ * not appended through (the choice is still used in this process). */
+START_TEST(gemm_choices_never_follow_a_planted_symlink) {
+    fresh_dir();
+    char victim[300];
+    snprintf(victim, sizeof victim, "%s/victim.txt", dir);
+    FILE *f = fopen(victim, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("VICTIM", f);
+    fclose(f);
+    clg_context *ctx = NULL;
+    clg_assert_ok(clg_context_create(NULL, &ctx));
+    const char *choices = clg_gemm_choices_path(ctx);
+    ck_assert_msg(choices[0], "no choices file in the cache folder");
+    ck_assert_int_eq(symlink(victim, choices), 0);
+    clg_assert_ok(clg_gemm_record_choice(ctx, "test-shape", "cpu", 1.0, 2.0));
+    ck_assert_str_eq(clg_gemm_find_choice(ctx, "test-shape"), "cpu");
+    char *content = read_file(victim, NULL);
+    ck_assert_msg(strcmp(content, "VICTIM") == 0, "the choice was appended through a symlink");
+    free(content);
+    /* with the link gone, the file is created and holds the choice */
+    ck_assert_int_eq(unlink(choices), 0);
+    clg_assert_ok(clg_gemm_record_choice(ctx, "test-shape-2", "clblast", 1.0, 2.0));
+    content = read_file(choices, NULL);
+    ck_assert_msg(strstr(content, "test-shape-2 clblast"), "%s", content);
+    free(content);
+    clg_context_free(ctx);
+}
+END_TEST
+
 /* ---- The entry parser ---- */
 
 START_TEST(entry_decode_accepts_only_the_exact_entry) {
@@ -434,6 +466,7 @@ int main(void) {
     tcase_add_test(tc, cache_dir_not_a_directory_is_said);
     tcase_add_test(tc, cache_dir_not_writable_is_said);
     tcase_add_test(tc, entry_write_never_follows_a_planted_symlink);
+    tcase_add_test(tc, gemm_choices_never_follow_a_planted_symlink);
     tcase_add_test(tc, entry_decode_accepts_only_the_exact_entry);
     tcase_add_test(tc, build_failure_names_program_and_log);
     suite_add_tcase(s, tc);

@@ -19,6 +19,7 @@
 #include "core/context.h"
 #include "core/program.h"
 #include "gemm/gemm_internal.h"
+#include "io/atomic_file.h"
 
 typedef struct shape {
     const char *name;
@@ -224,21 +225,28 @@ int main(int argc, char **argv) {
     printf("\nCLBlast tuned: %.2f ms vs %.2f ms with its own parameters: %s\n", best_total,
            base_total, improved ? "storing the tuning" : "keeping CLBlast's own parameters");
     if (!dry) {
-        FILE *f = fopen(path, "w");
-        if (!f) {
-            fprintf(stderr, "clgrad-tune: cannot write %s\n", path);
+        /* written as one atomic replacement: never through a planted link, never half */
+        char text[2048];
+        int len = snprintf(text, sizeof text,
+                           "# clgrad-tune for %s (%s, driver %s): %.2f ms -> %.2f ms on the shape "
+                           "set\n",
+                           ctx->info.name, ctx->info.platform_name, ctx->info.driver_version,
+                           base_total, best_total);
+        if (improved && best >= 0) {
+            len += snprintf(text + len, sizeof text - (size_t)len, "Xgemm");
+            for (int i = 0; i < 16; ++i)
+                len += snprintf(text + len, sizeof text - (size_t)len, " %s=%zu", XGEMM_NAMES[i],
+                                CANDIDATES[best][i]);
+            len += snprintf(text + len, sizeof text - (size_t)len, "\n");
+        }
+        if (improved && best_switch)
+            len += snprintf(text + len, sizeof text - (size_t)len,
+                            "GemmRoutine XGEMM_MIN_INDIRECT_SIZE=%zu\n", best_switch);
+        if (len < 0 || (size_t)len >= sizeof text ||
+            clg_atomic_write(path, text, (size_t)len) != CLG_OK) {
+            fprintf(stderr, "clgrad-tune: cannot write %s: %s\n", path, clg_last_error());
             return 1;
         }
-        fprintf(f, "# clgrad-tune for %s (%s, driver %s): %.2f ms -> %.2f ms on the shape set\n",
-                ctx->info.name, ctx->info.platform_name, ctx->info.driver_version, base_total,
-                best_total);
-        if (improved && best >= 0) {
-            fprintf(f, "Xgemm");
-            for (int i = 0; i < 16; ++i) fprintf(f, " %s=%zu", XGEMM_NAMES[i], CANDIDATES[best][i]);
-            fprintf(f, "\n");
-        }
-        if (improved && best_switch) fprintf(f, "GemmRoutine XGEMM_MIN_INDIRECT_SIZE=%zu\n", best_switch);
-        fclose(f);
         printf("tuning written to %s\n", path);
         /* backend choices were measured against the old CLBlast: measure again on next use */
         const char *choices = clg_gemm_choices_path(ctx);

@@ -4,10 +4,14 @@
  * creates what the call needs. CLBLast calls go through row-major SGEMM with a scratch buffer
  * owned here (not allocated per call) or strided-batched SGEMM; CLBlast status codes become
  * clgrad's. */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <clblast_c.h>
 
@@ -67,15 +71,24 @@ static void load_choices(clg_gemm_state *s) {
     fclose(f);
 }
 
-/* Append one choice; a lost race with another process only costs a repeated measurement. */
+/* Append one choice as one write to a file opened O_APPEND (so concurrent processes interleave
+ * whole lines) and O_NOFOLLOW (a link planted at the name is refused, not written through); a
+ * lost race only costs a repeated measurement. */
 static void save_choice(const clg_gemm_state *s, const clg_gemm_choice *c) {
     if (!s->choices_path[0]) return;
-    FILE *f = fopen(s->choices_path, "a+");
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    if (ftell(f) == 0) fprintf(f, "%s\n", CHOICES_FORMAT);
-    fprintf(f, "%s %s %.6f %.6f\n", c->key, c->winner, c->ms[0], c->ms[1]);
-    fclose(f);
+    int fd = open(s->choices_path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        clg_trace("GEMM choices: cannot append to %s: %s", s->choices_path, strerror(errno));
+        return;
+    }
+    struct stat sb;
+    bool fresh = fstat(fd, &sb) == 0 && sb.st_size == 0;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%s%s%s %s %.6f %.6f\n", fresh ? CHOICES_FORMAT : "",
+                     fresh ? "\n" : "", c->key, c->winner, c->ms[0], c->ms[1]);
+    if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) != (ssize_t)n)
+        clg_trace("GEMM choices: writing %s failed: %s", s->choices_path, strerror(errno));
+    close(fd);
 }
 
 const char *clg_gemm_find_choice(clg_context *ctx, const char *key) {
