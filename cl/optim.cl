@@ -1,15 +1,26 @@
 /* Optimizer updates, in place on the parameter and its state: each work-item updates `run`
  * consecutive elements (1 on GPUs; a long run on CPU devices, where a work-item costs more
- * than an element's update and the loop vectorises). Formulas follow torch.optim. The clip
- * scale multiplies the raw gradient (global-norm clipping); norm partials are summed per
+ * than an element's update and the loop vectorises). Formulas follow torch.optim. The
+ * gradient read is gscale times the buffer (1/N of a sum accumulated over N runs, else 1),
+ * then scaled for global-norm clipping; norm partials (of the buffers) are summed per
  * work-item from a small buffer, so no extra pass is needed. */
 
-float clg_clip_scale(__global const float *norm_sq, int n_norm, float clip) {
-    if (clip <= 0.0f) return 1.0f;
+float clg_clip_scale(__global const float *norm_sq, int n_norm, float clip, float gscale) {
+    if (clip <= 0.0f) return gscale;
     float s = 0.0f;
     for (int i = 0; i < n_norm; ++i) s += norm_sq[i];
-    float norm = sqrt(s);
-    return norm > clip ? clip / (norm + 1e-6f) : 1.0f;
+    float norm = sqrt(s) * gscale;
+    return norm > clip ? gscale * (clip / (norm + 1e-6f)) : gscale;
+}
+
+/* Gradient accumulation: acc = g on the first run of N, acc += g on the others. */
+__kernel void grad_accumulate(__global float *acc, __global const float *g, int g_off, int n,
+                              int first, int run) {
+    int i0 = get_global_id(0) * run, i1 = min(n, i0 + run);
+    if (first)
+        for (int i = i0; i < i1; ++i) acc[i] = g[g_off + i];
+    else
+        for (int i = i0; i < i1; ++i) acc[i] += g[g_off + i];
 }
 
 /* Sum of squares of one gradient into norm_sq[slot]; one work-group. */
@@ -34,9 +45,9 @@ __kernel void grad_sumsq(__global const float *g, int g_off, int n, __global flo
 __kernel void sgd_update(__global float *p, __global const float *g, int g_off,
                          __global float *buf, int n, float lr, float momentum, int nesterov,
                          float weight_decay, __global const float *norm_sq, int n_norm,
-                         float clip, int run) {
+                         float clip, float gscale, int run) {
     int i0 = get_global_id(0) * run, i1 = min(n, i0 + run);
-    float scale = clg_clip_scale(norm_sq, n_norm, clip);
+    float scale = clg_clip_scale(norm_sq, n_norm, clip, gscale);
     for (int i = i0; i < i1; ++i) {
         float grad = g[g_off + i] * scale + weight_decay * p[i];
         if (momentum != 0.0f) {
@@ -53,9 +64,9 @@ __kernel void adam_update(__global float *p, __global const float *g, int g_off,
                           __global float *m, __global float *v, int n, float lr, float beta1,
                           float beta2, float eps, float weight_decay, int decoupled, float bc1,
                           float bc2, __global const float *norm_sq, int n_norm, float clip,
-                          int run) {
+                          float gscale, int run) {
     int i0 = get_global_id(0) * run, i1 = min(n, i0 + run);
-    float scale = clg_clip_scale(norm_sq, n_norm, clip);
+    float scale = clg_clip_scale(norm_sq, n_norm, clip, gscale);
     for (int i = i0; i < i1; ++i) {
         float w = p[i];
         float grad = g[g_off + i] * scale;
@@ -75,9 +86,10 @@ __kernel void adam_update(__global float *p, __global const float *g, int g_off,
 __kernel void rmsprop_update(__global float *p, __global const float *g, int g_off,
                              __global float *sq, __global float *buf, int n, float lr,
                              float alpha, float eps, float momentum, float weight_decay,
-                             __global const float *norm_sq, int n_norm, float clip, int run) {
+                             __global const float *norm_sq, int n_norm, float clip,
+                             float gscale, int run) {
     int i0 = get_global_id(0) * run, i1 = min(n, i0 + run);
-    float scale = clg_clip_scale(norm_sq, n_norm, clip);
+    float scale = clg_clip_scale(norm_sq, n_norm, clip, gscale);
     for (int i = i0; i < i1; ++i) {
         float grad = g[g_off + i] * scale + weight_decay * p[i];
         float s = alpha * sq[i] + (1.0f - alpha) * grad * grad;

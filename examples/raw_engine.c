@@ -91,7 +91,8 @@ int main(int argc, char **argv) {
     clg_optimizer *opt = clg_optimizer_new(ctx, &oc);
     if (!opt) CHECK(CLG_ERR_INVALID_ARGUMENT);
     clg_plan *plan = NULL;
-    CHECK(clg_graph_compile(g, &(clg_compile_options){.optimizer = opt}, &plan));
+    CHECK(clg_optimizer_apply(opt, g, NULL));
+    CHECK(clg_graph_compile(g, NULL, &plan));
     printf("device: %s; %zu kernels per training step\n", clg_context_device(ctx)->name,
            clg_plan_kernel_count(plan));
 

@@ -59,7 +59,8 @@ double clg_fit_mnist(clg_context *ctx, void *model, clg_fit_forward forward, int
     clg_assert_ok(clg_graph_output(g, loss));
     clg_assert_ok(clg_backward(g, loss));
     clg_plan *tp = NULL;
-    clg_assert_ok(clg_graph_compile(g, &(clg_compile_options){.optimizer = opt}, &tp));
+    clg_assert_ok(clg_optimizer_apply(opt, g, NULL));
+    clg_assert_ok(clg_graph_compile(g, NULL, &tp));
 
     clg_graph *eg = clg_graph_new(ctx);
     clg_tensor *ex = clg_input(eg, "x", CLG_F32, xdim, xshape);

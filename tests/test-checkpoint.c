@@ -527,7 +527,8 @@ static void trainer_build(trainer *t, uint64_t init_seed, const char *load) {
     clg_tensor *loss = clg_mean(g, clg_square(g, clg_sub(g, h, t->y)), 0, NULL, false);
     clg_assert_ok(clg_graph_output(g, loss));
     clg_assert_ok(clg_backward(g, loss));
-    clg_assert_ok(clg_graph_compile(g, &(clg_compile_options){.optimizer = t->opt}, &t->plan));
+    clg_assert_ok(clg_optimizer_apply(t->opt, g, NULL));
+    clg_assert_ok(clg_graph_compile(g, NULL, &t->plan));
 }
 
 /* Training steps first .. first+count-1; step k's batch depends on k alone. */
@@ -885,7 +886,7 @@ START_TEST(test_meta_malformed) {
          "clgrad.optimizer.lr = \"fast\" is not a valid finite number"},
         {{{"clgrad.optimizer", "adam"}, {"clgrad.optimizer.lr", "0.001"}},
          2,
-         "holds 1 of the 15 optimizer hyper-parameters"},
+         "holds 1 of the 15 hyper-parameters of optimizer group 0"},
         {{{"clgrad.optimizer_steps", "4"}}, 1, "optimizer entries but no clgrad.optimizer"},
         {{{"clgrad.epoch", "4"}}, 1, "unknown metadata entry \"clgrad.epoch\""},
     };

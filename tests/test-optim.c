@@ -151,7 +151,8 @@ static void dev_case_new(dev_case *d, ref_state *r, const clg_optimizer_config *
     clg_assert_ok(clg_graph_status(g));
     clg_assert_ok(clg_backward(g, loss));
     ck_assert_ptr_null(clg_param_grad(g, d->frozen));
-    clg_assert_ok(clg_graph_compile(g, &(clg_compile_options){.optimizer = d->opt}, &d->plan));
+    clg_assert_ok(clg_optimizer_apply(d->opt, g, NULL));
+    clg_assert_ok(clg_graph_compile(g, NULL, &d->plan));
     d->g = g;
 }
 

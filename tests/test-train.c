@@ -121,9 +121,9 @@ static trial_result train(trial_kind kind, const char *prefix, int steps) {
     cfg.lr = kind == TRIAL_LR_ZERO ? 0.0f : LR;
     clg_optimizer *opt = clg_optimizer_new(ctx, &cfg);
     ck_assert_msg(opt != NULL, "%s", clg_last_error());
-    clg_compile_options opts = {.optimizer = opt};
+    clg_assert_ok(clg_optimizer_apply(opt, g, NULL));
     clg_plan *plan = NULL;
-    clg_assert_ok(clg_graph_compile(g, &opts, &plan));
+    clg_assert_ok(clg_graph_compile(g, NULL, &plan));
 
     /* evaluation graph: another batch size over the same parameters */
     clg_graph *ge = clg_graph_new(ctx);

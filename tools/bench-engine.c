@@ -166,7 +166,8 @@ static void training_step_kernels(clg_context *ctx) {
     clg_plan *p;
     CHECK(clg_graph_output(g, loss));
     CHECK(clg_backward(g, loss));
-    CHECK(clg_graph_compile(g, &(clg_compile_options){.optimizer = opt}, &p));
+    CHECK(clg_optimizer_apply(opt, g, NULL));
+    CHECK(clg_graph_compile(g, NULL, &p));
     printf("two-layer network (raw_engine's), one SGD training step: %zu kernels\n",
            clg_plan_kernel_count(p));
 }

@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     static int hy[128];
     float l;
     if (clg_graph_output(g, loss) || clg_backward(g, loss) ||
-        clg_graph_compile(g, &(clg_compile_options){.optimizer = opt}, &plan)) {
+        clg_optimizer_apply(opt, g, NULL) != CLG_OK || clg_graph_compile(g, NULL, &plan)) {
         fprintf(stderr, "bench-startup: %s\n", clg_last_error());
         return 1;
     }

@@ -83,7 +83,8 @@ static void bench(const char *model, const char *device, int runs, int steps) {
     clg_plan *plan = NULL;
     CHECK(clg_graph_output(g, loss));
     CHECK(clg_backward(g, loss));
-    CHECK(clg_graph_compile(g, &(clg_compile_options){.optimizer = opt}, &plan));
+    CHECK(clg_optimizer_apply(opt, g, NULL));
+    CHECK(clg_graph_compile(g, NULL, &plan));
 
     size_t n = (size_t)batch * 784;
     float *hx = malloc(n * sizeof *hx);

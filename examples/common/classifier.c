@@ -95,7 +95,8 @@ static clg_status build_plans(session *s) {
     if (st == CLG_OK) st = clg_graph_output(s->tg, s->correct);
     if (st == CLG_OK) st = clg_backward(s->tg, s->loss);
     if (st == CLG_OK)
-        st = clg_graph_compile(s->tg, &(clg_compile_options){.optimizer = s->opt}, &s->tp);
+        st = clg_optimizer_apply(s->opt, s->tg, NULL);
+    if (st == CLG_OK) st = clg_graph_compile(s->tg, NULL, &s->tp);
     if (st != CLG_OK) return st;
 
     shape[0] = EVAL_BATCH;

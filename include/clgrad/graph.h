@@ -125,8 +125,6 @@ clg_tensor *clg_param_grad(clg_graph *g, const clg_param *p);
 clg_status clg_graph_output(clg_graph *g, clg_tensor *t);
 
 typedef struct clg_compile_options {
-    clg_optimizer *optimizer; /* if set, every run ends with this optimizer's update of every
-                                 parameter that has a gradient in the graph */
     bool no_fusion;           /* one kernel per op: for testing fusion against the plain path */
     size_t guard_bytes;       /* testing: pad each buffer with this many guard bytes, checked
                                  by clg_plan_check_guards; intermediate buffers start out as
@@ -149,7 +147,8 @@ void clg_plan_free(clg_plan *plan);
  * soon as this returns; the copy to the device is queued, not waited for. */
 clg_status clg_plan_write(clg_plan *plan, const clg_tensor *input, const void *host,
                           size_t bytes);
-/* Queue one execution of the whole plan (and the optimizer step, if any). Does not wait. */
+/* Queue one execution of the whole plan (with the updates clg_optimizer_apply added to its
+ * graph). Does not wait. */
 clg_status clg_plan_run(clg_plan *plan);
 /* Wait for queued work, then copy an output (or input, or parameter tensor) to host. */
 clg_status clg_plan_read(clg_plan *plan, const clg_tensor *t, void *host, size_t bytes);

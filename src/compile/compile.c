@@ -1,5 +1,5 @@
 /* clg_graph_compile: from a graph to a plan.
- *   1. reachability from the outputs (and, with an optimizer, the parameters' gradients);
+ *   1. reachability from the outputs and the side effects (assigns, optimizer updates);
  *   2. fusion: an elementwise node with one consumer of the same shape (elementwise, or a
  *      reduction it feeds) is inlined into that consumer's kernel, else it is materialised;
  *   3. schedule: materialised nodes in creation (topological) order;
@@ -11,7 +11,6 @@
 
 #include "compile/compile_internal.h"
 #include "core/program.h"
-#include "nn/optim_internal.h"
 #include "ops/matmul.h"
 
 #define ARENA_ALIGN 256
@@ -44,6 +43,23 @@ clg_status clg_lower_kernel(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
     return clg_plan_add_kernel(lw->c->plan, k, work_dim, global, local, label, -1);
 }
 
+clg_status clg_lower_kernel_every(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
+                                  const size_t *global, const size_t *local, const char *label,
+                                  uint32_t every, uint32_t phase) {
+    clg_status st = clg_plan_add_kernel(lw->c->plan, k, work_dim, global, local, label, -1);
+    if (st == CLG_OK) clg_plan_last_step_every(lw->c->plan, every, phase);
+    return st;
+}
+
+clg_status clg_lower_buffer(clg_lowering *lw, size_t bytes, const char *what, cl_mem *out) {
+    return clg_plan_own_buffer(lw->c->plan, bytes, what, out);
+}
+
+clg_status clg_lower_hook(clg_lowering *lw, clg_lower_hook_fn hook, void *user,
+                          clg_free_fn free_user) {
+    return clg_plan_add_hook(lw->c->plan, hook, user, free_user);
+}
+
 clg_status clg_lower_gemm(clg_lowering *lw, clg_gemm_call *call, const char *label) {
     clg_status st = clg_gemm_prepare(lw->c->ctx, call);
     if (st == CLG_OK) st = clg_plan_add_gemm(lw->c->plan, call, label);
@@ -68,27 +84,76 @@ static clg_status find_roots(clg_compiler *c) {
     bool any = false;
     for (size_t i = 0; i < c->n; ++i) {
         clg_tensor *t = g->nodes[i];
-        bool root = t->is_output || t->is_effect;
-        if (c->opts.optimizer && t->param && t->param->trainable && t->grad) {
-            c->np[t->grad->id].reachable = true;
-            c->np[t->grad->base->id].forced = c->np[t->grad->base->id].pinned = true;
-            any = true;
-        }
-        if (root) {
-            c->np[i].reachable = true;
-            c->np[t->base->id].forced = c->np[t->base->id].pinned = true;
-            c->np[i].pinned = true;
-            any = true;
-        }
+        if (!t->is_output && !t->is_effect) continue;
+        c->np[i].reachable = true;
+        c->np[t->base->id].forced = c->np[t->base->id].pinned = true;
+        c->np[i].pinned = true;
+        any = true;
     }
     if (!any)
         return clg_fail(CLG_ERR_GRAPH,
                         "clg_graph_compile: nothing to compute: mark results with "
-                        "clg_graph_output (or pass an optimizer after clg_backward)");
+                        "clg_graph_output (or add an optimizer's update with "
+                        "clg_optimizer_apply after clg_backward)");
     return CLG_OK;
 }
 
-static void analyse(clg_compiler *c) {
+/* A node that reads a parameter before a side effect writes it (clg_assign, an update) must
+ * be computed at its own place: inlined into a consumer after the write, it would read the new
+ * value. So a reader with one consumer is pinned when an effect writing what it reads lies
+ * between the two. */
+static clg_status pin_reads_before_writes(clg_compiler *c) {
+    clg_graph *g = c->g;
+    clg_node_plan *np = c->np;
+    /* For each leaf, the ids of the effects that write it, ascending: writers[start[l] ..
+     * start[l + 1]) (counted, then placed) */
+    size_t *start = calloc(c->n + 1, sizeof *start), total = 0;
+    if (!start) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+    for (size_t e = 0; e < c->n; ++e) {
+        const clg_tensor *eff = g->nodes[e];
+        if (np[e].reachable && eff->is_effect)
+            for (int k = 0; k < eff->n_targets; ++k) start[eff->in[k]->base->id + 1]++;
+    }
+    for (size_t l = 0; l < c->n; ++l) start[l + 1] += start[l];
+    total = start[c->n];
+    if (total == 0) {
+        free(start);
+        return CLG_OK;
+    }
+    int *writers = malloc(total * sizeof *writers);
+    size_t *fill = malloc(c->n * sizeof *fill);
+    if (!writers || !fill) {
+        free(start);
+        free(writers);
+        free(fill);
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+    }
+    memcpy(fill, start, c->n * sizeof *fill);
+    for (size_t e = 0; e < c->n; ++e) {
+        const clg_tensor *eff = g->nodes[e];
+        if (np[e].reachable && eff->is_effect)
+            for (int k = 0; k < eff->n_targets; ++k) writers[fill[eff->in[k]->base->id]++] = (int)e;
+    }
+    for (size_t i = 0; i < c->n; ++i) {
+        const clg_tensor *t = g->nodes[i];
+        if (!np[i].reachable || np[i].consumers != 1 || t->is_effect) continue;
+        int u = np[i].consumer->id;
+        for (int k = 0; k < t->n_in && !np[i].pinned; ++k) {
+            int leaf = t->in[k]->base->id;
+            for (size_t w = start[leaf]; w < start[leaf + 1]; ++w)
+                if (writers[w] > (int)i && writers[w] < u) {
+                    np[i].forced = np[i].pinned = true;
+                    break;
+                }
+        }
+    }
+    free(start);
+    free(writers);
+    free(fill);
+    return CLG_OK;
+}
+
+static clg_status analyse(clg_compiler *c) {
     clg_graph *g = c->g;
     clg_node_plan *np = c->np;
     for (size_t i = c->n; i-- > 0;) {
@@ -111,19 +176,8 @@ static void analyse(clg_compiler *c) {
                 np[x->base->id].forced = true;
         }
     }
-    /* A node that reads a parameter before a clg_assign to it must be computed at its own
-     * place in the schedule: inlined into a consumer built after the assign, it would read
-     * the new value. */
-    for (size_t e = 0; e < c->n; ++e) {
-        clg_tensor *eff = g->nodes[e];
-        if (!np[e].reachable || !eff->is_effect) continue;
-        const clg_tensor *target = eff->in[0]->base;
-        for (size_t i = 0; i < e; ++i) {
-            clg_tensor *t = g->nodes[i];
-            for (int k = 0; np[i].reachable && k < t->n_in; ++k)
-                if (t->in[k]->base == target) np[i].forced = np[i].pinned = true;
-        }
-    }
+    clg_status st = pin_reads_before_writes(c);
+    if (st != CLG_OK) return st;
     for (size_t i = 0; i < c->n; ++i) {
         if (!np[i].reachable) continue;
         clg_tensor *t = g->nodes[i];
@@ -145,6 +199,7 @@ static void analyse(clg_compiler *c) {
             break;
         }
     }
+    return CLG_OK;
 }
 
 /* matmul -> add(bias) [-> relu | tanh | sigmoid | gelu], each the only consumer of the one
@@ -249,14 +304,15 @@ static clg_status schedule(clg_compiler *c) {
             if (np[i].step > np[b].last_use) np[b].last_use = np[i].step;
         }
     }
+    /* Outputs are read after the run, and so may the gradients an update reads (the last
+     * run's, through clg_plan_read_grad): both keep their buffers to the end. */
     for (size_t i = 0; i < c->n; ++i) {
         clg_tensor *t = c->g->nodes[i];
-        bool root = t->is_output ||
-                    (c->opts.optimizer && t->param && t->param->trainable && t->grad);
-        if (!root) continue;
-        const clg_tensor *r = t->is_output ? t : t->grad;
-        np[r->base->id].last_use = c->n_sched;
-        if (r != t && t->is_output) np[t->base->id].last_use = c->n_sched;
+        if (!np[i].reachable) continue;
+        if (t->is_output) np[t->base->id].last_use = c->n_sched;
+        if (t->is_effect)
+            for (int k = t->n_targets; k < t->n_in; ++k)
+                np[t->in[k]->base->id].last_use = c->n_sched;
     }
     return CLG_OK;
 }
@@ -323,38 +379,31 @@ static clg_status leaf_storage(clg_compiler *c) {
 }
 
 /* The plan's whole device need, checked before anything is allocated (arenas come first, then
- * inputs and constants, then the optimizer's new state), against the device's global memory
- * and the context's cap, so a plan that does not fit fails with nothing to undo. Not counted
- * here: split reductions' partial sums (a few KiB, sized by code generation) and GEMM scratch
- * (shared by the context's plans); their own allocations are checked when they are made. */
+ * inputs and constants, then what kernel ops allocate for themselves, such as an optimizer's
+ * new state), against the device's global memory and the context's cap, so a plan that does
+ * not fit fails with nothing to undo. Not counted here: split reductions' partial sums (a few
+ * KiB, sized by code generation) and GEMM scratch (shared by the context's plans); their own
+ * allocations are checked when they are made. */
 static clg_status check_device_memory(clg_compiler *c, size_t arena_total, size_t n_arenas) {
-    size_t inputs = 0, consts = 0, n_trained = 0;
+    size_t inputs = 0, consts = 0, extra = 0;
+    char extra_what[400] = "";
     for (size_t i = 0; i < c->n; ++i) {
         const clg_tensor *t = c->g->nodes[i];
-        if (c->opts.optimizer && t->param && t->param->trainable && t->grad) n_trained++;
         if (!c->np[i].reachable) continue;
         size_t bytes = (size_t)clg_tensor_numel(t) * clg_dtype_size(t->dtype);
         if (t->info == &clg_op_input) inputs += bytes;
         if (t->info == &clg_op_constant) consts += bytes;
-    }
-    size_t state = 0;
-    char first_state[340] = "";
-    if (n_trained) {
-        clg_param **trained = malloc(n_trained * sizeof *trained);
-        if (!trained) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
-        n_trained = 0;
-        for (size_t i = 0; i < c->n; ++i) {
-            const clg_tensor *t = c->g->nodes[i];
-            if (t->param && t->param->trainable && t->grad) trained[n_trained++] = t->param;
+        if (t->info->device_bytes) {
+            char what[400] = "";
+            size_t b = t->info->device_bytes(t, what, sizeof what);
+            if (b && !extra_what[0]) snprintf(extra_what, sizeof extra_what, "%s", what);
+            extra += b;
         }
-        state = clg_optimizer_attach_bytes(c->opts.optimizer, n_trained, trained, first_state,
-                                           sizeof first_state);
-        free(trained);
     }
     const clg_device_info *dev = &c->ctx->info;
     size_t params = 0;
-    for (size_t i = 0; i < c->ctx->n_params; ++i)
-        params += (size_t)c->ctx->params[i]->numel * 4;
+    for (size_t i = 0; i < clg_param_count(c->ctx); ++i)
+        params += (size_t)clg_param_at(c->ctx, i)->numel * 4;
     if ((uint64_t)arena_total + inputs + consts + params > dev->global_mem_bytes)
         return clg_fail(CLG_ERR_OUT_OF_MEMORY,
                         "clg_graph_compile: the plan needs %zu bytes of intermediates + %zu of "
@@ -363,23 +412,36 @@ static clg_status check_device_memory(clg_compiler *c, size_t arena_total, size_
                         arena_total, inputs + consts, params,
                         (unsigned long long)dev->global_mem_bytes, dev->name);
     size_t own = arena_total + inputs + consts;
-    if (clg_memory_fits(c->ctx, own + state)) return CLG_OK;
-    char what[400], a[64], cap[64];
+    if (clg_memory_fits(c->ctx, own + extra)) return CLG_OK;
+    char what[500], a[64], cap[64];
     if (clg_memory_fits(c->ctx, own))
-        snprintf(what, sizeof what, "optimizer state %s and the rest of the plan's new optimizer "
-                 "state", first_state);
+        snprintf(what, sizeof what, "%s", extra_what);
     else
         snprintf(what, sizeof what, "the plan's intermediate tensors, inputs and constants");
     return clg_fail(CLG_ERR_OUT_OF_MEMORY,
                     "clg_graph_compile: allocating %s would take the context past its "
                     "device-memory cap: the plan needs %zu bytes (%zu for intermediate tensors "
-                    "in %zu arena(s), %zu for inputs, %zu for constants, %zu for new optimizer "
-                    "state), the context already holds %s and the cap is %s "
-                    "(CLGRAD_MAX_DEVICE_BYTES or clg_context_set_memory_limit); nothing was "
-                    "allocated",
-                    what, own + state, arena_total, n_arenas, inputs, consts, state,
+                    "in %zu arena(s), %zu for inputs, %zu for constants, %zu for what its ops "
+                    "allocate, such as new optimizer state), the context already holds %s and "
+                    "the cap is %s (CLGRAD_MAX_DEVICE_BYTES or clg_context_set_memory_limit); "
+                    "nothing was allocated",
+                    what, own + extra, arena_total, n_arenas, inputs, consts, extra,
                     clg_bytes_str(c->ctx->memory_used, a, sizeof a),
                     clg_bytes_str(c->ctx->memory_limit, cap, sizeof cap));
+}
+
+/* Which buffers hold their values when a run ends (what clg_plan_read may read). */
+static void mark_kept(clg_compiler *c) {
+    clg_storage *st = c->plan->storage;
+    for (size_t i = 0; i < c->n; ++i) {
+        const clg_tensor *t = c->g->nodes[i];
+        if (!c->np[i].reachable) continue;
+        clg_kind k = t->base->info->kind;
+        if (k == CLG_KIND_LEAF || k == CLG_KIND_SCALAR || t->is_output)
+            st[t->base->id].kept = true;
+        if (t->is_effect)
+            for (int j = t->n_targets; j < t->n_in; ++j) st[t->in[j]->base->id].kept = true;
+    }
 }
 
 static clg_status arena_storage(clg_compiler *c) {
@@ -529,34 +591,6 @@ static clg_status emit_steps(clg_compiler *c) {
     return st;
 }
 
-static clg_status attach_optimizer(clg_compiler *c) {
-    if (!c->opts.optimizer) return CLG_OK;
-    size_t n = 0;
-    for (size_t i = 0; i < c->n; ++i) {
-        clg_tensor *t = c->g->nodes[i];
-        if (t->param && t->param->trainable && t->grad) n++;
-    }
-    clg_param **params = malloc((n ? n : 1) * sizeof *params);
-    clg_operand *grads = malloc((n ? n : 1) * sizeof *grads);
-    if (!params || !grads) {
-        free(params);
-        free(grads);
-        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
-    }
-    n = 0;
-    for (size_t i = 0; i < c->n; ++i) {
-        clg_tensor *t = c->g->nodes[i];
-        if (!(t->param && t->param->trainable && t->grad)) continue;
-        params[n] = t->param;
-        grads[n++] = clg_compiler_operand(c, t->grad);
-    }
-    clg_status st = clg_optimizer_attach(c->opts.optimizer, c->plan, n, params, grads);
-    c->plan->optimizer = c->opts.optimizer;
-    free(params);
-    free(grads);
-    return st;
-}
-
 clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_plan **out) {
     if (!out) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_graph_compile: plan is NULL");
     *out = NULL;
@@ -567,9 +601,6 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
     /* Finite checks look at every op's own result: nothing fused, nothing reused. */
     bool check_finite = c.opts.check_finite || clg_env_flag("CLGRAD_CHECK_FINITE");
     if (check_finite) c.opts.no_fusion = true;
-    if (c.opts.optimizer && !g->backward_done)
-        return clg_fail(CLG_ERR_GRAPH,
-                        "clg_graph_compile: an optimizer needs gradients: call clg_backward first");
     c.np = calloc(c.n, sizeof *c.np);
     clg_plan *p = calloc(1, sizeof *p);
     if (p) p->storage = calloc(c.n, sizeof *p->storage);
@@ -584,7 +615,7 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
     p->n_nodes = c.n;
     p->check_finite = check_finite;
     c.plan = p;
-    clg_status st = clg_graph_add_plan(g, p);
+    clg_status st = clg_graph_add_dependent(g, p, clg_plan_free_owned);
     if (st != CLG_OK) {
         free(c.np);
         free(p->storage);
@@ -592,8 +623,8 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
         return st;
     }
     st = find_roots(&c);
+    if (st == CLG_OK) st = analyse(&c);
     if (st == CLG_OK) {
-        analyse(&c);
         fuse_gemm_epilogues(&c);
         st = schedule(&c);
     }
@@ -601,8 +632,8 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
     /* arena_storage checks the plan's whole device need before it allocates */
     if (st == CLG_OK) st = arena_storage(&c);
     if (st == CLG_OK) st = leaf_storage(&c);
+    if (st == CLG_OK) mark_kept(&c);
     if (st == CLG_OK) st = emit_steps(&c);
-    if (st == CLG_OK) st = attach_optimizer(&c);
     if (st == CLG_OK) {
         cl_int err = clFinish(c.ctx->queue); /* surface upload errors now, not in run 1 */
         if (err != CL_SUCCESS) st = clg_fail_cl(err, "preparing the plan");

@@ -1,16 +1,11 @@
 /* Helpers for ops lowered to their own kernels: strided copy and fill (cl/copy.cl), operand
- * views and kernel-argument error reporting. */
+ * views, launching a kernel whose arguments were set. */
 #include <string.h>
 
 #include "compile/compile_internal.h"
 #include "core/program.h"
 
 #define WG 64
-
-clg_status clg_args_done(const clg_args *a, const char *label) {
-    if (a->err == CL_SUCCESS) return CLG_OK;
-    return clg_fail_cl(a->err, "setting argument %u of kernel %s", (unsigned)a->failed_at, label);
-}
 
 clg_status clg_lower_args(clg_lowering *lw, const clg_args *a, cl_uint work_dim,
                           const size_t *global, const size_t *local, const char *label) {

@@ -5,6 +5,8 @@
 
 #include <CL/cl.h>
 
+#include "core/kernel_args.h"
+#include "core/owners.h"
 #include "gemm/gemm.h"
 #include "graph/graph_internal.h"
 
@@ -25,6 +27,18 @@ clg_context *clg_lowering_context(clg_lowering *lw);
 /* Append a kernel launch. The plan takes ownership of k (also on failure). local may be NULL. */
 clg_status clg_lower_kernel(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
                             const size_t *global, const size_t *local, const char *label);
+/* The same, queued only on runs r with r % every == phase (every N-th run, say). */
+clg_status clg_lower_kernel_every(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
+                                  const size_t *global, const size_t *local, const char *label,
+                                  uint32_t every, uint32_t phase);
+/* A device buffer that lives as long as the plan (scratch, accumulated gradients). */
+clg_status clg_lower_buffer(clg_lowering *lw, size_t bytes, const char *what, cl_mem *out);
+/* A callback run before each run's steps are queued, given the number of earlier runs (to set
+ * per-run kernel arguments); the plan frees user with free_user (may be NULL), also when this
+ * fails. */
+typedef clg_status (*clg_lower_hook_fn)(uint64_t run, void *user);
+clg_status clg_lower_hook(clg_lowering *lw, clg_lower_hook_fn hook, void *user,
+                          clg_free_fn free_user);
 /* Append a GEMM (clg_gemm_prepare chooses its backend and creates its kernels; the plan owns
  * them, also on failure) or a CLBlast convgemm call. */
 clg_status clg_lower_gemm(clg_lowering *lw, clg_gemm_call *call, const char *label);
@@ -39,44 +53,6 @@ bool clg_operand_dense(const clg_operand *o);
 clg_operand clg_operand_view(const clg_operand *base, int64_t offset, int ndim,
                              const int64_t *shape, const int64_t *strides);
 
-/* Sequential kernel-argument setter: call clg_arg_* in order, then clg_args_done, which
- * reports the first argument that failed. */
-typedef struct clg_args {
-    cl_kernel kernel;
-    cl_uint next;
-    cl_uint failed_at;
-    cl_int err;
-} clg_args;
-
-static inline clg_args clg_args_begin(cl_kernel k) {
-    return (clg_args){k, 0, 0, CL_SUCCESS};
-}
-static inline void clg_arg_raw(clg_args *a, size_t size, const void *value) {
-    cl_int e = clSetKernelArg(a->kernel, a->next, size, value);
-    if (e != CL_SUCCESS && a->err == CL_SUCCESS) {
-        a->err = e;
-        a->failed_at = a->next;
-    }
-    a->next++;
-}
-static inline void clg_arg_mem(clg_args *a, cl_mem m) {
-    clg_arg_raw(a, sizeof m, &m);
-}
-static inline void clg_arg_int(clg_args *a, int64_t v) {
-    cl_int x = (cl_int)v;
-    clg_arg_raw(a, sizeof x, &x);
-}
-static inline void clg_arg_uint(clg_args *a, uint32_t v) {
-    cl_uint x = v;
-    clg_arg_raw(a, sizeof x, &x);
-}
-static inline void clg_arg_float(clg_args *a, float v) {
-    clg_arg_raw(a, sizeof v, &v);
-}
-static inline void clg_arg_local(clg_args *a, size_t bytes) {
-    clg_arg_raw(a, bytes, NULL);
-}
-clg_status clg_args_done(const clg_args *a, const char *label);
 /* clg_args_done on a's kernel, then clg_lower_kernel: the plan takes the kernel, also on
  * failure. label names the step in profiles and the kernel in argument errors. */
 clg_status clg_lower_args(clg_lowering *lw, const clg_args *a, cl_uint work_dim,

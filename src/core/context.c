@@ -7,9 +7,6 @@
 #include "core/context.h"
 #include "core/error.h"
 #include "core/program.h"
-#include "gemm/gemm.h"
-#include "graph/graph_internal.h"
-#include "nn/optim_internal.h"
 
 /* After a failure on the chosen device, say which devices exist (another may work). */
 static clg_status list_devices_after(clg_status st) {
@@ -94,7 +91,6 @@ clg_status clg_context_create(const char *device_spec, clg_context **out) {
         return list_devices_after(st);
     }
     st = clg_program_cache_init(ctx);
-    if (st == CLG_OK) st = clg_gemm_init(ctx);
     if (st != CLG_OK) {
         clg_context_free(ctx);
         return st;
@@ -108,13 +104,7 @@ clg_status clg_context_create(const char *device_spec, clg_context **out) {
 void clg_context_free(clg_context *ctx) {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
-    while (ctx->n_graphs) clg_graph_free(ctx->graphs[ctx->n_graphs - 1]);
-    free(ctx->graphs);
-    while (ctx->n_optimizers) clg_optimizer_free(ctx->optimizers[ctx->n_optimizers - 1]);
-    free(ctx->optimizers);
-    for (size_t i = 0; i < ctx->n_params; ++i) clg_param_destroy(ctx->params[i]);
-    free(ctx->params);
-    clg_gemm_free(ctx);
+    clg_owners_free_all(&ctx->owners);
     /* every buffer has been released through clg_buffer_release by now */
     if (ctx->memory_used)
         clg_trace("context freed with %zu device bytes still counted (a release was missed)",
@@ -136,45 +126,10 @@ clg_status clg_context_finish(clg_context *ctx) {
     return CLG_OK;
 }
 
-#define GROW(arr, n, cap)                                                                      \
-    do {                                                                                       \
-        if ((n) == (cap)) {                                                                    \
-            size_t nc = (cap) ? (cap) * 2 : 8;                                                 \
-            void *na = realloc((arr), nc * sizeof *(arr));                                     \
-            if (!na) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "out of host memory");             \
-            (arr) = na;                                                                        \
-            (cap) = nc;                                                                        \
-        }                                                                                      \
-    } while (0)
-
-clg_status clg_context_add_graph(clg_context *ctx, clg_graph *g) {
-    GROW(ctx->graphs, ctx->n_graphs, ctx->cap_graphs);
-    ctx->graphs[ctx->n_graphs++] = g;
-    return CLG_OK;
+clg_status clg_context_own(clg_context *ctx, void *object, clg_free_fn free_fn, bool base) {
+    return clg_owners_add(&ctx->owners, object, free_fn, base);
 }
 
-void clg_context_remove_graph(clg_context *ctx, clg_graph *g) {
-    for (size_t i = 0; i < ctx->n_graphs; ++i)
-        if (ctx->graphs[i] == g) {
-            memmove(ctx->graphs + i, ctx->graphs + i + 1,
-                    (ctx->n_graphs - i - 1) * sizeof *ctx->graphs);
-            ctx->n_graphs--;
-            return;
-        }
-}
-
-clg_status clg_context_add_optimizer(clg_context *ctx, clg_optimizer *opt) {
-    GROW(ctx->optimizers, ctx->n_optimizers, ctx->cap_optimizers);
-    ctx->optimizers[ctx->n_optimizers++] = opt;
-    return CLG_OK;
-}
-
-void clg_context_remove_optimizer(clg_context *ctx, clg_optimizer *opt) {
-    for (size_t i = 0; i < ctx->n_optimizers; ++i)
-        if (ctx->optimizers[i] == opt) {
-            memmove(ctx->optimizers + i, ctx->optimizers + i + 1,
-                    (ctx->n_optimizers - i - 1) * sizeof *ctx->optimizers);
-            ctx->n_optimizers--;
-            return;
-        }
+void clg_context_disown(clg_context *ctx, void *object) {
+    clg_owners_remove(&ctx->owners, object);
 }

@@ -1,4 +1,5 @@
-/* The context's full definition: device handles, queue, program caches, parameters. */
+/* The context's full definition: device handles, queue, program cache, and the list of what
+ * it owns (parameters, graphs, optimizers, GEMM state: each registers itself). */
 #ifndef CLG_CORE_CONTEXT_H
 #define CLG_CORE_CONTEXT_H
 
@@ -8,10 +9,11 @@
 #include <CL/cl.h>
 
 #include "clgrad/context.h"
-#include "clgrad/graph.h"
+#include "core/owners.h"
 
 typedef struct clg_program_cache clg_program_cache;
 typedef struct clg_gemm_state clg_gemm_state;
+typedef struct clg_param_table clg_param_table;
 
 struct clg_context {
     clg_device_info info;
@@ -22,15 +24,12 @@ struct clg_context {
     bool profiling;         /* CLGRAD_PROFILE: queue records events */
 
     clg_program_cache *programs; /* in-memory and on-disk program cache (core/program.c) */
-    clg_gemm_state *gemm;        /* GEMM dispatch state (gemm/gemm.c) */
+    /* Made on first use by the layers they belong to, and registered in owners: */
+    clg_gemm_state *gemm;    /* GEMM dispatch state (gemm/gemm.c) */
+    clg_param_table *params; /* parameters by creation order and by name (graph/param.c) */
 
-    clg_param **params; /* creation order */
-    size_t n_params, cap_params;
-
-    clg_graph **graphs; /* live graphs, freed with the context */
-    size_t n_graphs, cap_graphs;
-    clg_optimizer **optimizers;
-    size_t n_optimizers, cap_optimizers;
+    /* Everything made through the context, freed newest first by clg_context_free. */
+    clg_owner_list owners;
 
     /* Random streams: every run of a plan with random ops draws from counter values starting
      * at rng_offset and advances it, so a checkpoint that saves it resumes exactly. */
@@ -64,11 +63,11 @@ clg_status clg_memory_limit_parse(const char *text, size_t *bytes);
 /* "N bytes", with MiB or GiB after it for large N; returns buf. */
 const char *clg_bytes_str(size_t bytes, char *buf, size_t size);
 
-/* Track/untrack graphs and optimizers so clg_context_free releases them. */
-clg_status clg_context_add_graph(clg_context *ctx, clg_graph *g);
-void clg_context_remove_graph(clg_context *ctx, clg_graph *g);
-clg_status clg_context_add_optimizer(clg_context *ctx, clg_optimizer *opt);
-void clg_context_remove_optimizer(clg_context *ctx, clg_optimizer *opt);
+/* Register an object the context owns (freed by clg_context_free, newest first, unless it
+ * leaves first with clg_context_disown, as its own free function does). base: state the other
+ * objects use until they are gone (parameters, GEMM state), freed after all of them. */
+clg_status clg_context_own(clg_context *ctx, void *object, clg_free_fn free_fn, bool base);
+void clg_context_disown(clg_context *ctx, void *object);
 
 /* Append "Devices: ..." (or how to install one) to the last error (core/device_match.c). */
 void clg_device_append_list(const clg_device_info *list, size_t count);

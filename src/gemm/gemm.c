@@ -92,6 +92,7 @@ static void save_choice(const clg_gemm_state *s, const clg_gemm_choice *c) {
 }
 
 const char *clg_gemm_find_choice(clg_context *ctx, const char *key) {
+    if (clg_gemm_ready(ctx) != CLG_OK) return NULL;
     clg_gemm_state *s = ctx->gemm;
     for (size_t i = 0; i < s->n_choices; ++i)
         if (strcmp(s->choices[i].key, key) == 0) return s->choices[i].winner;
@@ -103,13 +104,14 @@ clg_status clg_gemm_record_choice(clg_context *ctx, const char *key, const char 
     clg_gemm_choice c = {.ms = {ms0, ms1}};
     snprintf(c.key, sizeof c.key, "%s", key);
     snprintf(c.winner, sizeof c.winner, "%s", winner);
-    clg_status st = add_choice(ctx->gemm, &c);
+    clg_status st = clg_gemm_ready(ctx);
+    if (st == CLG_OK) st = add_choice(ctx->gemm, &c);
     if (st == CLG_OK) save_choice(ctx->gemm, &c);
     return st;
 }
 
-const char *clg_gemm_conv_forced(const clg_context *ctx) {
-    return ctx->gemm->conv_forced;
+const char *clg_gemm_conv_forced(clg_context *ctx) {
+    return clg_gemm_ready(ctx) == CLG_OK ? ctx->gemm->conv_forced : NULL;
 }
 
 /* The file tools/clgrad-tune writes for this device and driver: lines
@@ -164,10 +166,21 @@ static void load_tuning(clg_context *ctx, const char *dir) {
     fclose(f);
 }
 
-clg_status clg_gemm_init(clg_context *ctx) {
-    clg_gemm_state *s = calloc(1, sizeof *s);
-    if (!s) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM state: out of host memory");
-    ctx->gemm = s;
+static void gemm_state_free(void *object) {
+    clg_gemm_state *s = object;
+    clg_context *ctx = s->ctx;
+    clg_buffer_release(ctx, s->temp);
+    clg_buffer_release(ctx, s->cpu_scratch);
+    for (size_t i = 0; i < s->n_old_scratch; ++i) clg_buffer_release(ctx, s->old_scratch[i]);
+    free(s->old_scratch);
+    free(s->choices);
+    free(s);
+    ctx->gemm = NULL;
+}
+
+/* The state, its environment switches and its caches, made on the context's first GEMM. */
+static clg_status gemm_state_new(clg_context *ctx, clg_gemm_state *s) {
+    s->ctx = ctx;
     s->forced = -1;
     const char *force = getenv("CLGRAD_GEMM");
     if (force && *force) {
@@ -203,16 +216,19 @@ clg_status clg_gemm_init(clg_context *ctx) {
     return CLG_OK;
 }
 
-void clg_gemm_free(clg_context *ctx) {
-    clg_gemm_state *s = ctx->gemm;
-    if (!s) return;
-    clg_buffer_release(ctx, s->temp);
-    clg_buffer_release(ctx, s->cpu_scratch);
-    for (size_t i = 0; i < s->n_old_scratch; ++i) clg_buffer_release(ctx, s->old_scratch[i]);
-    free(s->old_scratch);
-    free(s->choices);
-    free(s);
-    ctx->gemm = NULL;
+clg_status clg_gemm_ready(clg_context *ctx) {
+    if (ctx->gemm) return CLG_OK;
+    clg_gemm_state *s = calloc(1, sizeof *s);
+    if (!s) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "GEMM state: out of host memory");
+    clg_status st = gemm_state_new(ctx, s);
+    if (st == CLG_OK) st = clg_context_own(ctx, s, gemm_state_free, true);
+    if (st != CLG_OK) {
+        free(s->choices);
+        free(s);
+        return st;
+    }
+    ctx->gemm = s;
+    return CLG_OK;
 }
 
 /* ---- CLBlast ---- */
@@ -356,11 +372,12 @@ static clg_status backend_prepare(clg_context *ctx, clg_gemm_call *c, clg_gemm_b
 }
 
 clg_status clg_gemm_prepare_backend(clg_context *ctx, clg_gemm_call *call, clg_gemm_backend b) {
-    return backend_prepare(ctx, call, b);
+    clg_status st = clg_gemm_ready(ctx);
+    return st == CLG_OK ? backend_prepare(ctx, call, b) : st;
 }
 
-const char *clg_gemm_choices_path(const clg_context *ctx) {
-    return ctx->gemm->choices_path;
+const char *clg_gemm_choices_path(clg_context *ctx) {
+    return clg_gemm_ready(ctx) == CLG_OK ? ctx->gemm->choices_path : "";
 }
 
 /* Time both backends on this shape with buffers of their own (the plan's buffers hold nothing
@@ -428,6 +445,8 @@ static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *o
 }
 
 clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
+    clg_status ready = clg_gemm_ready(ctx);
+    if (ready != CLG_OK) return ready;
     clg_gemm_state *s = ctx->gemm;
     call->epilogue = NULL;
     call->n_kernels = 0;

@@ -60,8 +60,10 @@ typedef struct clg_gemm_call {
     cl_mem temp;              /* CLBlast scratch, owned by the context's GEMM state */
 } clg_gemm_call;
 
-clg_status clg_gemm_init(clg_context *ctx);
-void clg_gemm_free(clg_context *ctx);
+/* Make the context's GEMM state on first use (its environment switches CLGRAD_GEMM and
+ * CLGRAD_CONV, the cached backend choices, CLBlast's tuning): an error of a switch is reported
+ * here, by the first GEMM a context prepares. Every entry point below calls it. */
+clg_status clg_gemm_ready(clg_context *ctx);
 /* Choose the backend for this shape (by measurement, cached per device and shape class;
  * CLGRAD_GEMM=clblast|cpu forces one) and create what the call needs. */
 clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call);
@@ -97,6 +99,6 @@ const char *clg_gemm_find_choice(clg_context *ctx, const char *key);
 clg_status clg_gemm_record_choice(clg_context *ctx, const char *key, const char *winner,
                                   double ms0, double ms1);
 /* CLGRAD_CONV: "im2col" or "convgemm" forces conv2d's forward lowering; NULL: measured. */
-const char *clg_gemm_conv_forced(const clg_context *ctx);
+const char *clg_gemm_conv_forced(clg_context *ctx);
 
 #endif

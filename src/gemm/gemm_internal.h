@@ -13,6 +13,7 @@ typedef struct clg_gemm_choice {
 } clg_gemm_choice;
 
 struct clg_gemm_state {
+    clg_context *ctx;
     cl_mem temp; /* CLBlast's scratch for its indirect path */
     size_t temp_bytes;
     cl_mem cpu_scratch; /* packed panels of the CPU backend */
@@ -35,7 +36,7 @@ bool clg_gemm_cpu_fits(const clg_context *ctx, const clg_gemm_call *call);
 void clg_gemm_tuning_path(const clg_context *ctx, const char *dir, char *out, size_t size);
 clg_status clg_gemm_apply_tuning_line(clg_context *ctx, const char *line);
 /* Path of the backend-choice cache ("" when there is none). */
-const char *clg_gemm_choices_path(const clg_context *ctx);
+const char *clg_gemm_choices_path(clg_context *ctx);
 /* Prepare a call for one backend, bypassing the measured choice. */
 clg_status clg_gemm_prepare_backend(clg_context *ctx, clg_gemm_call *call, clg_gemm_backend b);
 clg_status clg_gemm_cpu_enqueue(clg_context *ctx, const clg_gemm_call *call, cl_event *first,

@@ -7,7 +7,6 @@
 
 #include "core/context.h"
 #include "graph/graph_internal.h"
-#include "runtime/plan.h"
 
 const clg_op_info clg_op_input = {.name = "input", .kind = CLG_KIND_LEAF};
 const clg_op_info clg_op_param = {.name = "param", .kind = CLG_KIND_LEAF};
@@ -273,6 +272,10 @@ clg_tensor *clg_view_new(clg_graph *g, const clg_op_info *info, clg_tensor *x, i
 
 /* ---- graphs ---- */
 
+static void graph_free_owned(void *g) {
+    clg_graph_free(g);
+}
+
 clg_graph *clg_graph_new(clg_context *ctx) {
     if (!ctx) {
         clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_graph_new: ctx is NULL");
@@ -285,7 +288,7 @@ clg_graph *clg_graph_new(clg_context *ctx) {
     }
     g->ctx = ctx;
     g->poison = node_alloc(g);
-    if (!g->poison || clg_context_add_graph(ctx, g) != CLG_OK) {
+    if (!g->poison || clg_context_own(ctx, g, graph_free_owned, false) != CLG_OK) {
         if (g->poison) free(g->poison);
         free(g->nodes);
         free(g);
@@ -299,39 +302,26 @@ clg_graph *clg_graph_new(clg_context *ctx) {
 
 void clg_graph_free(clg_graph *g) {
     if (!g) return;
-    while (g->n_plans) clg_plan_free(g->plans[g->n_plans - 1]);
-    free(g->plans);
+    clg_owners_free_all(&g->dependents); /* its plans */
     for (size_t i = 0; i < g->n_nodes; ++i) {
         clg_tensor *t = g->nodes[i];
+        if (t->info && t->info->free_attrs) t->info->free_attrs(t);
         if (t->in != t->in_small) free(t->in);
         free(t->data);
         free(t->name);
         free(t);
     }
     free(g->nodes);
-    clg_context_remove_graph(g->ctx, g);
+    clg_context_disown(g->ctx, g);
     free(g);
 }
 
-clg_status clg_graph_add_plan(clg_graph *g, clg_plan *plan) {
-    if (g->n_plans == g->cap_plans) {
-        size_t nc = g->cap_plans ? g->cap_plans * 2 : 4;
-        clg_plan **np = realloc(g->plans, nc * sizeof *np);
-        if (!np) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "out of host memory");
-        g->plans = np;
-        g->cap_plans = nc;
-    }
-    g->plans[g->n_plans++] = plan;
-    return CLG_OK;
+clg_status clg_graph_add_dependent(clg_graph *g, void *object, clg_free_fn free_fn) {
+    return clg_owners_add(&g->dependents, object, free_fn, false);
 }
 
-void clg_graph_forget_plan(clg_graph *g, clg_plan *plan) {
-    for (size_t i = 0; i < g->n_plans; ++i)
-        if (g->plans[i] == plan) {
-            memmove(g->plans + i, g->plans + i + 1, (g->n_plans - i - 1) * sizeof *g->plans);
-            g->n_plans--;
-            return;
-        }
+void clg_graph_remove_dependent(clg_graph *g, void *object) {
+    clg_owners_remove(&g->dependents, object);
 }
 
 /* ---- leaves ---- */

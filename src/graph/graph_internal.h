@@ -10,6 +10,7 @@
 #include "clgrad/graph.h"
 #include "clgrad/ops.h"
 #include "core/error.h"
+#include "core/owners.h"
 
 typedef struct clg_codegen clg_codegen;
 typedef struct clg_lowering clg_lowering;
@@ -39,6 +40,12 @@ typedef struct clg_op_info {
                         const clg_operand *output);
     /* Kernel kind: lower() reads scalar operands itself (else they are materialised first). */
     bool scalar_operands;
+    /* Device bytes lower() will allocate besides the plan's arenas (state it creates, scratch
+     * it keeps), for the compile's memory check before anything is allocated; what (may stay
+     * "") names the first of them for the message. NULL: none. */
+    size_t (*device_bytes)(const clg_tensor *node, char *what, size_t what_size);
+    /* Release what node->attrs points at (called when the graph is freed). NULL: nothing. */
+    void (*free_attrs)(clg_tensor *node);
 } clg_op_info;
 
 #define CLG_NODE_INLINE_INPUTS 3
@@ -73,7 +80,11 @@ struct clg_tensor {
     bool requires_grad;
     bool needs_grad; /* set by clg_backward: a gradient flows through this node */
     bool is_output;
-    bool is_effect; /* a side effect (clg_assign): computed by every plan of the graph */
+    bool is_effect; /* a side effect (clg_assign, an optimizer's update): computed by every
+                       plan of the graph; its first n_targets inputs are the parameters it
+                       writes */
+    int n_targets;
+    void *attrs; /* op-specific data the op info's free_attrs releases */
     clg_tensor *grad;
 };
 
@@ -85,8 +96,7 @@ struct clg_graph {
     char error_msg[2048];
     clg_tensor *poison;
     bool backward_done;
-    clg_plan **plans;
-    size_t n_plans, cap_plans;
+    clg_owner_list dependents; /* its plans: freed with the graph */
 };
 
 struct clg_param {
@@ -152,8 +162,13 @@ clg_tensor *clg_sum_to_shape(clg_graph *g, clg_tensor *grad, int ndim, const int
 
 /* ---- lifetime (graph/graph.c, graph/param.c) ---- */
 void clg_param_destroy(clg_param *p);
-void clg_graph_forget_plan(clg_graph *g, clg_plan *plan);
-clg_status clg_graph_add_plan(clg_graph *g, clg_plan *plan);
+/* Remove p from its context's table and destroy it (a parameter no graph has used yet, e.g.
+ * after a layer's failed initialisation). Waits for queued work. */
+void clg_param_discard(clg_param *p);
+/* What the graph owns besides its nodes (the plans compiled from it): registered when made,
+ * removed when freed, freed newest first with the graph. */
+clg_status clg_graph_add_dependent(clg_graph *g, void *object, clg_free_fn free_fn);
+void clg_graph_remove_dependent(clg_graph *g, void *object);
 
 /* Op infos the compiler needs to recognise. */
 extern const clg_op_info clg_op_input, clg_op_param, clg_op_constant, clg_op_scalar,

@@ -1,11 +1,104 @@
 /* Parameters: named device tensors owned by the context and shared by every graph that uses
- * them (training and evaluation graphs, a DQN's online and target networks). */
+ * them (training and evaluation graphs, a DQN's online and target networks). The context's
+ * table keeps them in creation order and finds them by name in constant time. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/context.h"
 #include "graph/graph_internal.h"
+
+/* Creation order, and an open-addressing index of names (a power-of-two table of indices + 1,
+ * kept at most half full), so finding or adding a name costs the same with 10 parameters or
+ * 10,000 (an unrolled network names one per layer and step). */
+struct clg_param_table {
+    clg_context *ctx;
+    clg_param **params;
+    size_t n, cap;
+    size_t *slots;
+    size_t n_slots;
+};
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; ++s) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* The slot holding name, or the empty slot where it would go. */
+static size_t slot_of(const clg_param_table *t, const char *name) {
+    size_t mask = t->n_slots - 1, i = (size_t)name_hash(name) & mask;
+    while (t->slots[i] && strcmp(t->params[t->slots[i] - 1]->name, name) != 0) i = (i + 1) & mask;
+    return i;
+}
+
+/* Rebuild the index with n_slots slots (in place when the size stays: never fails then). */
+static bool reindex(clg_param_table *t, size_t n_slots) {
+    if (n_slots == t->n_slots) {
+        memset(t->slots, 0, n_slots * sizeof *t->slots);
+    } else {
+        size_t *slots = calloc(n_slots, sizeof *slots);
+        if (!slots) return false;
+        free(t->slots);
+        t->slots = slots;
+        t->n_slots = n_slots;
+    }
+    for (size_t k = 0; k < t->n; ++k) t->slots[slot_of(t, t->params[k]->name)] = k + 1;
+    return true;
+}
+
+static void table_free(void *object) {
+    clg_param_table *t = object;
+    for (size_t i = 0; i < t->n; ++i) clg_param_destroy(t->params[i]);
+    free(t->params);
+    free(t->slots);
+    t->ctx->params = NULL;
+    free(t);
+}
+
+/* The context's table, made (and owned by the context) on first use. */
+static clg_param_table *table_of(clg_context *ctx) {
+    if (ctx->params) return ctx->params;
+    clg_param_table *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->ctx = ctx;
+    if (!reindex(t, 64) || clg_context_own(ctx, t, table_free, true) != CLG_OK) {
+        free(t->slots);
+        free(t);
+        return NULL;
+    }
+    ctx->params = t;
+    return t;
+}
+
+static clg_status table_add(clg_param_table *t, clg_param *p) {
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 16;
+        clg_param **np = realloc(t->params, nc * sizeof *np);
+        if (!np) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_param_new: out of host memory");
+        t->params = np;
+        t->cap = nc;
+    }
+    if (2 * (t->n + 1) > t->n_slots && !reindex(t, 2 * t->n_slots))
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_param_new: out of host memory");
+    t->params[t->n++] = p;
+    t->slots[slot_of(t, p->name)] = t->n;
+    return CLG_OK;
+}
+
+void clg_param_discard(clg_param *p) {
+    if (!p) return;
+    clg_param_table *t = p->ctx->params;
+    clFinish(p->ctx->queue);
+    for (size_t i = 0; t && i < t->n; ++i) {
+        if (t->params[i] != p) continue;
+        memmove(t->params + i, t->params + i + 1, (t->n - i - 1) * sizeof *t->params);
+        t->n--;
+        reindex(t, t->n_slots);
+        break;
+    }
+    clg_param_destroy(p);
+}
 
 clg_param *clg_param_new(clg_context *ctx, const char *name, clg_dtype dtype, int ndim,
                          const int64_t *shape) {
@@ -34,15 +127,10 @@ clg_param *clg_param_new(clg_context *ctx, const char *name, clg_dtype dtype, in
         }
         numel *= shape[i];
     }
-    if (ctx->n_params == ctx->cap_params) {
-        size_t nc = ctx->cap_params ? ctx->cap_params * 2 : 16;
-        clg_param **np = realloc(ctx->params, nc * sizeof *np);
-        if (!np) {
-            clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_param_new: out of host memory");
-            return NULL;
-        }
-        ctx->params = np;
-        ctx->cap_params = nc;
+    clg_param_table *table = table_of(ctx);
+    if (!table) {
+        clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_param_new: out of host memory");
+        return NULL;
     }
     clg_param *p = calloc(1, sizeof *p);
     char *nm = malloc(strlen(name) + 1);
@@ -74,7 +162,10 @@ clg_param *clg_param_new(clg_context *ctx, const char *name, clg_dtype dtype, in
         free(p);
         return NULL;
     }
-    ctx->params[ctx->n_params++] = p;
+    if (table_add(table, p) != CLG_OK) {
+        clg_param_destroy(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -86,18 +177,18 @@ void clg_param_destroy(clg_param *p) {
 }
 
 clg_param *clg_param_find(clg_context *ctx, const char *name) {
-    if (!ctx || !name) return NULL;
-    for (size_t i = 0; i < ctx->n_params; ++i)
-        if (strcmp(ctx->params[i]->name, name) == 0) return ctx->params[i];
-    return NULL;
+    if (!ctx || !name || !ctx->params) return NULL;
+    const clg_param_table *t = ctx->params;
+    size_t k = t->slots[slot_of(t, name)];
+    return k ? t->params[k - 1] : NULL;
 }
 
 size_t clg_param_count(const clg_context *ctx) {
-    return ctx ? ctx->n_params : 0;
+    return ctx && ctx->params ? ctx->params->n : 0;
 }
 
 clg_param *clg_param_at(clg_context *ctx, size_t index) {
-    return ctx && index < ctx->n_params ? ctx->params[index] : NULL;
+    return ctx && ctx->params && index < ctx->params->n ? ctx->params->params[index] : NULL;
 }
 
 const char *clg_param_name(const clg_param *p) {

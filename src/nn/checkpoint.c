@@ -45,11 +45,9 @@ clg_status clg_checkpoint_save_meta(clg_context *ctx, const char *path, clg_opti
     /* The metadata first: a bad caller entry fails before anything is read or written. */
     clg_st_meta *entries = NULL;
     size_t n_entries = 0;
-    char *store = NULL;
-    pst = clg_checkpoint_meta_encode(ctx->rng_offset, opt, meta, n_meta, &entries, &n_entries,
-                                     &store);
+    pst = clg_checkpoint_meta_encode(ctx->rng_offset, opt, meta, n_meta, &entries, &n_entries);
     if (pst != CLG_OK) return pst;
-    size_t n_params = ctx->n_params, n_states = opt ? clg_optimizer_state_count(opt) : 0;
+    size_t n_params = clg_param_count(ctx), n_states = opt ? clg_optimizer_state_count(opt) : 0;
     size_t n = n_params + n_states;
     clg_st_tensor *ts = calloc(n ? n : 1, sizeof *ts);
     void **bufs = calloc(n ? n : 1, sizeof *bufs);
@@ -57,7 +55,7 @@ clg_status clg_checkpoint_save_meta(clg_context *ctx, const char *path, clg_opti
         ts && bufs ? CLG_OK : clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
     for (size_t i = 0; st == CLG_OK && i < n; ++i) {
         const clg_param *p =
-            i < n_params ? ctx->params[i] : clg_optimizer_state_param(opt, i - n_params);
+            i < n_params ? clg_param_at(ctx, i) : clg_optimizer_state_param(opt, i - n_params);
         clg_dtype dt = i < n_params ? p->dtype : CLG_F32;
         size_t bytes = (size_t)p->numel * clg_dtype_size(dt);
         bufs[i] = malloc(bytes ? bytes : 1);
@@ -67,7 +65,7 @@ clg_status clg_checkpoint_save_meta(clg_context *ctx, const char *path, clg_opti
         }
         // Blocking reads on the in-order queue: they also wait for every queued plan run.
         if (i < n_params) {
-            st = clg_param_read(ctx->params[i], bufs[i], bytes);
+            st = clg_param_read(clg_param_at(ctx, i), bufs[i], bytes);
         } else {
             st = clg_optimizer_state_read(opt, i - n_params, bufs[i], bytes);
         }
@@ -84,8 +82,7 @@ clg_status clg_checkpoint_save_meta(clg_context *ctx, const char *path, clg_opti
         free(bufs[i]);
     free(bufs);
     free(ts);
-    free(entries);
-    free(store);
+    clg_checkpoint_meta_free_encoded(entries, n_entries);
     return st;
 }
 
@@ -186,6 +183,64 @@ static void add_line(const char *line, void *user) {
     add_mismatch(user, "%s", line);
 }
 
+/* "a, b, c" (cut to size). */
+static void join_names(char *out, size_t size, size_t n, const char *(*name)(size_t, const void *),
+                       const void *user) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && len + 1 < size; ++i) {
+        int w = snprintf(out + len, size - len, "%s%s", i ? ", " : "", name(i, user));
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+}
+
+typedef struct group_ref {
+    const clg_optimizer *opt;
+    size_t group;
+} group_ref;
+
+static const char *model_name(size_t i, const void *user) {
+    const group_ref *r = user;
+    return clg_param_name(clg_optimizer_group_param(r->opt, r->group, i));
+}
+
+static const char *file_name(size_t i, const void *user) {
+    return ((const clg_ckpt_group *)user)->params[i];
+}
+
+/* The optimizer's groups as the file records them: as many, with the same parameters and
+ * settings (another schedule's totals would silently continue a different run). */
+static void check_groups(mismatches *m, const clg_optimizer *opt, const clg_ckpt_meta *fm) {
+    size_t ng = clg_optimizer_group_count(opt);
+    if (ng != fm->n_groups) {
+        add_mismatch(m, "optimizer groups: %zu in model, %zu in file", ng, fm->n_groups);
+        return;
+    }
+    for (size_t g = 0; g < ng; ++g) {
+        char label[64];
+        snprintf(label, sizeof label, g ? "optimizer group %zu" : "optimizer", g);
+        clg_checkpoint_config_diff(label, clg_optimizer_group_config(opt, g), &fm->groups[g].config,
+                                   add_line, m);
+        if (!g) continue;
+        size_t n = clg_optimizer_group_size(opt, g);
+        bool same = n == fm->groups[g].n_params;
+        for (size_t i = 0; same && i < n; ++i) {
+            bool found = false;
+            for (size_t j = 0; !found && j < n; ++j)
+                found = strcmp(clg_param_name(clg_optimizer_group_param(opt, g, i)),
+                               fm->groups[g].params[j]) == 0;
+            same = found;
+        }
+        if (same) continue;
+        char a[600], b[600];
+        group_ref r = {opt, g};
+        join_names(a, sizeof a, n, model_name, &r);
+        join_names(b, sizeof b, fm->groups[g].n_params, file_name, &fm->groups[g]);
+        add_mismatch(m, "optimizer group %zu: parameters [%s] in model, [%s] in file", g, a, b);
+    }
+}
+
 static clg_status validate(clg_context *ctx, const char *path, clg_optimizer *opt,
                            const clg_safetensors *st, load_plan *lp) {
     // Metadata first: a malformed or newer file is a format error, not a list of mismatches.
@@ -194,8 +249,8 @@ static clg_status validate(clg_context *ctx, const char *path, clg_optimizer *op
     const clg_ckpt_meta *fm = &lp->meta;
 
     mismatches m = {0};
-    for (size_t i = 0; i < ctx->n_params; ++i) {
-        const clg_param *p = ctx->params[i];
+    for (size_t i = 0; i < clg_param_count(ctx); ++i) {
+        const clg_param *p = clg_param_at(ctx, i);
         lp->params[i] = clg_safetensors_find(st, p->name);
         check_tensor(&m, p->name, p->dtype, p->ndim, p->shape, lp->params[i]);
     }
@@ -213,8 +268,7 @@ static clg_status validate(clg_context *ctx, const char *path, clg_optimizer *op
         }
         /* Other hyper-parameters (another schedule's totals, say) would silently continue a
          * different run than the one saved. */
-        if (fm->has_config && fm->kind == cfg->kind)
-            clg_checkpoint_config_diff(cfg, &fm->config, add_line, &m);
+        if (fm->has_config && fm->kind == cfg->kind) check_groups(&m, opt, fm);
         for (size_t i = 0; i < n_states; ++i) {
             const clg_param *p = clg_optimizer_state_param(opt, i);
             const char *name = clg_optimizer_state_name(opt, i);
@@ -256,19 +310,20 @@ clg_status clg_checkpoint_load(clg_context *ctx, const char *path, clg_optimizer
     status = prepare_optimizer(ctx, opt, "clg_checkpoint_load");
     size_t n_states = opt ? clg_optimizer_state_count(opt) : 0;
     load_plan lp = {
-        .params = calloc(ctx->n_params ? ctx->n_params : 1, sizeof *lp.params),
+        .params = calloc(clg_param_count(ctx) ? clg_param_count(ctx) : 1, sizeof *lp.params),
         .states = calloc(n_states ? n_states : 1, sizeof *lp.states),
     };
     if (status == CLG_OK && (!lp.params || !lp.states))
         status = clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
     if (status == CLG_OK) status = validate(ctx, path, opt, st, &lp);
 
-    for (size_t i = 0; status == CLG_OK && i < ctx->n_params; ++i)
-        status = clg_param_write(ctx->params[i], lp.params[i]->data, lp.params[i]->nbytes);
+    for (size_t i = 0; status == CLG_OK && i < clg_param_count(ctx); ++i)
+        status = clg_param_write(clg_param_at(ctx, i), lp.params[i]->data, lp.params[i]->nbytes);
     for (size_t i = 0; status == CLG_OK && i < n_states; ++i)
         status = clg_optimizer_state_write(opt, i, lp.states[i]->data, lp.states[i]->nbytes);
     if (status == CLG_OK && opt) status = clg_optimizer_set_steps(opt, lp.meta.steps);
     if (status == CLG_OK && lp.meta.has_rng) ctx->rng_offset = lp.meta.rng;
+    clg_checkpoint_meta_clear(&lp.meta);
 
     free(lp.params);
     free(lp.states);

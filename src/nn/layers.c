@@ -17,20 +17,6 @@ static uint64_t derive_seed(uint64_t seed) {
     return z ^ (z >> 31);
 }
 
-/* Undo a parameter created by a failed clg_linear_init (no graph has seen it yet). */
-static void forget_param(clg_context *ctx, clg_param *p) {
-    if (!p) return;
-    clFinish(ctx->queue);
-    for (size_t i = 0; i < ctx->n_params; ++i) {
-        if (ctx->params[i] != p) continue;
-        memmove(ctx->params + i, ctx->params + i + 1,
-                (ctx->n_params - i - 1) * sizeof *ctx->params);
-        ctx->n_params--;
-        break;
-    }
-    clg_param_destroy(p);
-}
-
 clg_status clg_linear_init(clg_context *ctx, clg_linear *layer, const char *name,
                            int64_t in_features, int64_t out_features, bool bias,
                            uint64_t seed) {
@@ -63,8 +49,8 @@ clg_status clg_linear_init(clg_context *ctx, clg_linear *layer, const char *name
         st = b ? clg_init_uniform(b, -bound, bound, derive_seed(seed)) : CLG_ERR_OUT_OF_MEMORY;
     }
     if (st != CLG_OK) {
-        forget_param(ctx, b);
-        forget_param(ctx, w);
+        clg_param_discard(b);
+        clg_param_discard(w);
         return st;
     }
     *layer = (clg_linear){.weight = w, .bias = b, .in_features = in_features,

@@ -29,5 +29,6 @@ clg_status clg_assign(clg_graph *g, clg_param *target, clg_tensor *value) {
     clg_tensor *t = clg_node_new(g, &op_assign, p->dtype, p->ndim, p->shape, 2, xs);
     if (t == g->poison) return g->error;
     t->is_effect = true;
+    t->n_targets = 1;
     return CLG_OK;
 }

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/optim_internal.h"
 #include "runtime/plan.h"
 
 #define PROFILE_PRINT_RUNS 2
@@ -61,26 +60,20 @@ clg_status clg_plan_add_convgemm(clg_plan *plan, const clg_convgemm_call *call, 
     return CLG_OK;
 }
 
-clg_status clg_plan_add_fill(clg_plan *plan, cl_mem mem, size_t offset_bytes, size_t bytes,
-                             uint32_t pattern, const char *label) {
-    clg_step *s = new_step(plan, CLG_STEP_FILL, label);
-    if (!s) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "plan: out of host memory");
-    s->fill_mem = mem;
-    s->fill_offset = offset_bytes;
-    s->fill_bytes = bytes;
-    s->fill_pattern = pattern;
-    return CLG_OK;
+void clg_plan_last_step_every(clg_plan *plan, uint32_t every, uint32_t phase) {
+    if (!plan->n_steps) return;
+    plan->steps[plan->n_steps - 1].every = every;
+    plan->steps[plan->n_steps - 1].phase = phase;
 }
 
-clg_status clg_plan_add_hook(clg_plan *plan, clg_run_hook hook, void *user) {
-    clg_run_hook *nh = realloc(plan->hooks, (plan->n_hooks + 1) * sizeof *nh);
-    if (!nh) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "plan: out of host memory");
+clg_status clg_plan_add_hook(clg_plan *plan, clg_run_hook hook, void *user, clg_free_fn free_user) {
+    clg_plan_hook *nh = realloc(plan->hooks, (plan->n_hooks + 1) * sizeof *nh);
+    if (!nh) {
+        if (free_user) free_user(user);
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "plan: out of host memory");
+    }
     plan->hooks = nh;
-    void **nu = realloc(plan->hook_users, (plan->n_hooks + 1) * sizeof *nu);
-    if (!nu) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "plan: out of host memory");
-    plan->hook_users = nu;
-    plan->hooks[plan->n_hooks] = hook;
-    plan->hook_users[plan->n_hooks++] = user;
+    plan->hooks[plan->n_hooks++] = (clg_plan_hook){hook, user, free_user};
     return CLG_OK;
 }
 
@@ -179,7 +172,7 @@ clg_status clg_plan_run(clg_plan *p) {
         }
     }
     for (size_t h = 0; h < p->n_hooks; ++h) {
-        clg_status st = p->hooks[h](p, p->hook_users[h]);
+        clg_status st = p->hooks[h].fn(p->runs, p->hooks[h].user);
         if (st != CLG_OK) return st;
     }
     if (p->check_finite) {
@@ -188,6 +181,7 @@ clg_status clg_plan_run(clg_plan *p) {
     }
     for (size_t i = 0; i < p->n_steps; ++i) {
         clg_step *s = &p->steps[i];
+        if (s->every > 1 && p->runs % s->every != s->phase) continue;
         cl_event *ev = p->events ? &p->events[i] : NULL;
         cl_int err = CL_SUCCESS;
         switch (s->kind) {
@@ -205,17 +199,11 @@ clg_status clg_plan_run(clg_plan *p) {
             if (st != CLG_OK) return st;
             break;
         }
-        case CLG_STEP_FILL:
-            err = clEnqueueFillBuffer(ctx->queue, s->fill_mem, &s->fill_pattern,
-                                      sizeof s->fill_pattern, s->fill_offset, s->fill_bytes, 0,
-                                      NULL, ev);
-            break;
         }
         if (err != CL_SUCCESS)
             return clg_fail_cl(err, "queueing step %zu (%s) of a plan", i, s->label);
     }
     if (p->events) p->events_pending = true;
-    if (p->optimizer) clg_optimizer_after_run(p->optimizer, p);
     p->runs++;
     return p->check_finite ? clg_check_finite_after(p) : CLG_OK;
 }
@@ -283,20 +271,11 @@ clg_status clg_plan_write(clg_plan *p, const clg_tensor *input, const void *host
     return CLG_OK;
 }
 
+/* Intermediates hold their values to the end of a run only when the compiler kept them. */
 static bool readable(const clg_plan *p, const clg_tensor *t) {
     if ((size_t)t->id >= p->n_nodes) return false;
-    const clg_tensor *b = t->base;
-    const clg_storage *s = &p->storage[b->id];
-    if (!s->mem && !s->scalar) return false;
-    bool leaf = b->info->kind == CLG_KIND_LEAF || b->info->kind == CLG_KIND_SCALAR;
-    if (leaf) return true;
-    /* intermediates are only kept to the end of a run if marked as outputs */
-    for (size_t i = 0; i < p->n_nodes; ++i) {
-        const clg_tensor *u = p->graph->nodes[i];
-        if (u->base == b && u->is_output) return true;
-        if (p->optimizer && u->param && u->grad && u->grad->base == b) return true;
-    }
-    return false;
+    const clg_storage *s = &p->storage[t->base->id];
+    return (s->mem || s->scalar) && s->kept;
 }
 
 clg_status clg_plan_read(clg_plan *p, const clg_tensor *t, void *host, size_t bytes) {
@@ -432,7 +411,6 @@ void clg_plan_free(clg_plan *p) {
         collect_profile(p);
         print_profile_summary(p);
     }
-    if (p->optimizer) clg_optimizer_detach(p->optimizer, p);
     for (size_t i = 0; i < p->n_steps; ++i) {
         if (p->steps[i].kernel) clReleaseKernel(p->steps[i].kernel);
         if (p->steps[i].kind == CLG_STEP_GEMM) clg_gemm_release(&p->steps[i].gemm);
@@ -451,12 +429,17 @@ void clg_plan_free(clg_plan *p) {
     }
     free(p->inputs);
     free(p->storage);
+    for (size_t h = 0; h < p->n_hooks; ++h)
+        if (p->hooks[h].free_user) p->hooks[h].free_user(p->hooks[h].user);
     free(p->hooks);
-    free(p->hook_users);
     free(p->checked);
     free(p->events);
     free(p->first_events);
     free(p->kernel_ms);
-    clg_graph_forget_plan(p->graph, p);
+    clg_graph_remove_dependent(p->graph, p);
     free(p);
+}
+
+void clg_plan_free_owned(void *plan) {
+    clg_plan_free(plan);
 }

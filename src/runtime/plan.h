@@ -1,7 +1,8 @@
-/* A compiled plan: an ordered list of steps (kernel launches, GEMM calls, fills) over buffers
- * fixed at compile time. A run enqueues every step on the context's one in-order queue and
- * never waits; reads wait. Optimizers and random ops hook in through per-run callbacks that
- * update a few kernel arguments (learning rate, step count, random counter). */
+/* A compiled plan: an ordered list of steps (kernel launches, GEMM calls) over buffers fixed at
+ * compile time. A run enqueues every step on the context's one in-order queue and never waits;
+ * reads wait. Ops that need per-run values (an optimizer's learning rate and step count, random
+ * ops' counter) hook in through callbacks that update a few kernel arguments before the steps
+ * are queued; a step may run only on every N-th run (the update of gradient accumulation). */
 #ifndef CLG_RUNTIME_PLAN_H
 #define CLG_RUNTIME_PLAN_H
 
@@ -23,7 +24,6 @@ typedef enum clg_step_kind {
     CLG_STEP_KERNEL,
     CLG_STEP_GEMM,
     CLG_STEP_CONVGEMM,
-    CLG_STEP_FILL,
 } clg_step_kind;
 
 typedef struct clg_step {
@@ -36,14 +36,11 @@ typedef struct clg_step {
     size_t local[3];
     bool has_local;
     int counter_arg; /* index of the two per-run random counter args, or -1 */
+    uint32_t every, phase; /* queued on runs r with r % every == phase (every 0 or 1: all) */
     /* gemm */
     clg_gemm_call gemm;
     /* convgemm */
     clg_convgemm_call conv;
-    /* fill */
-    cl_mem fill_mem;
-    size_t fill_offset, fill_bytes;
-    uint32_t fill_pattern;
 } clg_step;
 
 /* Where a node's values live during a run. */
@@ -52,6 +49,7 @@ typedef struct clg_storage {
     int64_t offset; /* elements */
     bool scalar;
     float scalar_value;
+    bool kept; /* holds its value when a run ends (leaves, outputs, what updates read) */
 } clg_storage;
 
 typedef struct clg_plan_input {
@@ -62,8 +60,15 @@ typedef struct clg_plan_input {
     cl_event pending; /* the last queued write from staging */
 } clg_plan_input;
 
-/* Per-run callback: called at the start of every clg_plan_run, before steps are queued. */
-typedef clg_status (*clg_run_hook)(clg_plan *plan, void *user);
+/* Per-run callback: called at the start of every clg_plan_run (run: how many runs came
+ * before), before steps are queued. */
+typedef clg_status (*clg_run_hook)(uint64_t run, void *user);
+
+typedef struct clg_plan_hook {
+    clg_run_hook fn;
+    void *user;
+    clg_free_fn free_user; /* with the plan; NULL: user is not the plan's */
+} clg_plan_hook;
 
 struct clg_plan {
     clg_context *ctx;
@@ -87,11 +92,9 @@ struct clg_plan {
     cl_program program; /* generated kernels; owned by the context's program cache */
 
     bool uses_rng;
-    clg_run_hook *hooks;
-    void **hook_users;
+    clg_plan_hook *hooks;
     size_t n_hooks;
 
-    clg_optimizer *optimizer;
     uint64_t runs;
 
     /* CLGRAD_CHECK_FINITE (runtime/check_finite.c): every op's result, in schedule order */
@@ -113,9 +116,11 @@ clg_status clg_plan_add_kernel(clg_plan *plan, cl_kernel kernel, cl_uint work_di
                                int counter_arg);
 clg_status clg_plan_add_gemm(clg_plan *plan, const clg_gemm_call *call, const char *label);
 clg_status clg_plan_add_convgemm(clg_plan *plan, const clg_convgemm_call *call, const char *label);
-clg_status clg_plan_add_fill(clg_plan *plan, cl_mem mem, size_t offset_bytes, size_t bytes,
-                             uint32_t pattern, const char *label);
-clg_status clg_plan_add_hook(clg_plan *plan, clg_run_hook hook, void *user);
+/* Make the last step added run only on runs r with r % every == phase. */
+void clg_plan_last_step_every(clg_plan *plan, uint32_t every, uint32_t phase);
+/* A per-run callback; user is freed with free_user (may be NULL) when the plan is freed, also
+ * when this fails. */
+clg_status clg_plan_add_hook(clg_plan *plan, clg_run_hook hook, void *user, clg_free_fn free_user);
 /* A device buffer that lives as long as the plan (scratch for a kernel's partial results). */
 clg_status clg_plan_own_buffer(clg_plan *plan, size_t bytes, const char *what, cl_mem *out);
 
@@ -124,6 +129,9 @@ clg_status clg_plan_own_buffer(clg_plan *plan, size_t bytes, const char *what, c
  * the first op, input or parameter that is not). */
 clg_status clg_check_finite_before(clg_plan *plan);
 clg_status clg_check_finite_after(clg_plan *plan);
+
+/* clg_plan_free as an owner list's free function (a graph owns its plans). */
+void clg_plan_free_owned(void *plan);
 
 /* Storage of a node in this plan (NULL mem if it has none). */
 const clg_storage *clg_plan_storage(const clg_plan *plan, const clg_tensor *t);
