@@ -4,7 +4,7 @@
 #include "fit.h"
 
 #include "compile/codegen.h"
-#include "graph/graph_internal.h"
+#include "ops/node.h"
 #include "harness.h"
 
 static void emit_identity(clg_codegen *cg, const clg_tensor *n, const char *const *ops, char *out,

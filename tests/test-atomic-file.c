@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 #include "io/safetensors.h"
 
 /* ---- Scratch files ---- */

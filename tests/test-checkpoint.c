@@ -15,7 +15,7 @@
 #include "core/context.h"
 #include "fixtures/torch_mlp_expected.h"
 #include "harness.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 #include "io/safetensors.h"
 
 /* ---- Contexts and scratch files ---- */

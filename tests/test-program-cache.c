@@ -18,7 +18,7 @@
 #include "gemm/gemm.h"
 #include "gemm/gemm_internal.h"
 #include "harness.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 
 static const char *SOURCE = "__kernel void twice(__global float *x) {\n"
                             "    x[get_global_id(0)] *= 2.0f;\n"

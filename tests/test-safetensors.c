@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 

@@ -19,7 +19,7 @@
 #include "core/context.h"
 #include "core/program.h"
 #include "gemm/gemm_internal.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 
 typedef struct shape {
     const char *name;

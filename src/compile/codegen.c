@@ -12,7 +12,6 @@
 #include "compile/compile_internal.h"
 #include "core/kernel_source.h"
 #include "core/program.h"
-#include "ops/reduce.h"
 
 #define WG_ELEMENTWISE 64
 /* Elements per work-item of an elementwise kernel on a CPU device (see the CPU form). */
@@ -470,7 +469,7 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
     if (st != CLG_OK) return st;
     bool is_reduce = m->info->kind == CLG_KIND_REDUCE;
     bool cpu = clg_long_work_items(c->ctx);
-    clg_reduce_kind rk = is_reduce ? clg_reduce_kind_of(m) : CLG_REDUCE_SUM;
+    clg_reduce_kind rk = is_reduce ? m->info->reduce : CLG_REDUCE_SUM;
     int64_t dims[CLG_MAX_DIMS];
     bool reduced[CLG_MAX_DIMS];
     static _Thread_local int64_t strides[MAX_OPERANDS + 1][CLG_MAX_DIMS];

@@ -11,7 +11,6 @@
 
 #include "compile/compile_internal.h"
 #include "core/program.h"
-#include "ops/matmul.h"
 
 #define ARENA_ALIGN 256
 
@@ -202,75 +201,58 @@ static clg_status analyse(clg_compiler *c) {
     return CLG_OK;
 }
 
-/* matmul -> add(bias) [-> relu | tanh | sigmoid | gelu], each the only consumer of the one
- * before (only the last may also be an output or otherwise need storage): the GEMM writes the
- * last node directly with bias and activation in its epilogue, and the add and activation get
- * no kernel of their own. */
-static void fuse_gemm_epilogues(clg_compiler *c) {
+/* Epilogue fusion: a kernel op whose info can absorb elementwise work (a GEMM: bias add, then
+ * activation; a pooling's backward: relu's gate) computes a chain of its sole consumers in its
+ * own kernels, writing the last one's storage; the absorbed nodes get no kernel of their own.
+ * Between the producer and the first consumer may sit a reshape view that keeps its memory
+ * order (conv2d's [N, O, OH * OW] seen as [N, O, OH, OW]), which stays a view. Each link must
+ * have one consumer and need no storage of its own; only the last may be an output. */
+static void fuse_epilogues(clg_compiler *c) {
     clg_node_plan *np = c->np;
-    for (size_t i = 0; i < c->n; ++i) np[i].gemm = -1;
+    for (size_t i = 0; i < c->n; ++i) np[i].epilogue_of = -1;
     if (c->opts.no_fusion) return;
     for (size_t i = 0; i < c->n; ++i) {
         clg_tensor *m = c->g->nodes[i];
-        if (!np[i].reachable || !clg_is_matmul(m) || np[i].pinned || np[i].consumers != 1)
+        if (!np[i].reachable || !m->info->absorb || np[i].pinned || np[i].consumers != 1)
             continue;
-        const clg_tensor *u = np[i].consumer, *view = NULL;
+        const clg_tensor *prev = m, *u = np[i].consumer, *view = NULL;
         if (u->info->kind == CLG_KIND_VIEW) {
-            /* a reshape that keeps the product's memory order (conv2d's [N, O, OH * OW] seen
-             * as [N, O, OH, OW]) */
             if (u->base != m || u->offset != 0 || !clg_is_contiguous(u) || np[u->id].pinned ||
                 np[u->id].consumers != 1)
                 continue;
-            view = u;
+            view = prev = u;
             u = np[u->id].consumer;
         } else if (np[i].forced) {
             continue;
         }
-        if (!clg_elementwise_is_add(u) || !clg_same_shape(u, view ? view : m)) continue;
-        const clg_tensor *prod = view ? view : m;
-        const clg_tensor *bias = u->in[0] == prod ? u->in[1] : u->in[0];
-        if (bias == m || bias == view || bias->info->kind == CLG_KIND_SCALAR ||
-            bias->base->info->kind == CLG_KIND_SCALAR || bias->ndim > u->ndim)
-            continue;
-        /* The bias as the product reads it: its broadcast strides over u's shape, seen
-         * through the reshape; it must not vary along the batch dims. */
-        int64_t su[CLG_MAX_DIMS], sm[CLG_MAX_DIMS];
-        for (int d = 0; d < u->ndim; ++d) {
-            int j = d - (u->ndim - bias->ndim);
-            su[d] = (j < 0 || bias->shape[j] == 1) ? 0 : bias->strides[j];
+        clg_epilogue epi;
+        memset(&epi, 0, sizeof epi);
+        const clg_tensor *last = NULL;
+        while (u && u->info->kind == CLG_KIND_ELEMENTWISE && u->info->epilogue &&
+               m->info->absorb(m, prev, u, &epi)) {
+            last = prev = u;
+            if (np[u->id].consumers != 1 || np[u->id].forced) break;
+            u = np[u->id].consumer;
         }
-        if (!clg_reshape_strides(u->ndim, u->shape, su, m->ndim, m->shape, sm)) continue;
-        bool ok = true;
-        for (int d = 0; d < m->ndim - 2; ++d)
-            if (m->shape[d] != 1 && sm[d] != 0) ok = false;
-        if (!ok) continue;
-        const clg_tensor *f = u;
-        int act = CLG_GEMM_ACT_NONE;
-        if (np[u->id].consumers == 1 && !np[u->id].forced) {
-            const clg_tensor *r = np[u->id].consumer;
-            int a = clg_elementwise_activation(r);
-            if (a >= 0 && clg_same_shape(r, u) && r->in[0] == u) {
-                f = r;
-                act = a;
-            }
+        if (!last) continue;
+        /* the producer, the view and every absorbed node but the last are computed inside the
+         * last one's step */
+        for (const clg_tensor *t = view ? np[view->id].consumer : np[i].consumer; t != last;
+             t = np[t->id].consumer) {
+            np[t->id].materialize = false;
+            np[t->id].inlined = true;
         }
         np[i].materialize = false;
         np[i].inlined = true;
-        if (view) np[i].consumer = u; /* the product's group is u's */
-        if (f != u) {
-            np[u->id].materialize = false;
-            np[u->id].inlined = true;
-        }
-        np[f->id].materialize = true;
-        np[f->id].inlined = false;
-        np[f->id].gemm = (int)i;
-        np[f->id].gemm_bias = bias;
-        np[f->id].gemm_act = act;
-        memcpy(np[f->id].gemm_bias_strides, sm, sizeof sm);
-        /* the bias is read from a buffer: an elementwise bias cannot stay inlined */
-        if (np[bias->base->id].inlined) {
-            np[bias->base->id].inlined = false;
-            np[bias->base->id].materialize = true;
+        np[i].consumer = last; /* its group is the last node's */
+        np[last->id].materialize = true;
+        np[last->id].inlined = false;
+        np[last->id].epilogue_of = (int)i;
+        np[last->id].epi = epi;
+        /* a bias is read from a buffer: an elementwise bias cannot stay inlined */
+        if (epi.bias && np[epi.bias->base->id].inlined) {
+            np[epi.bias->base->id].inlined = false;
+            np[epi.bias->base->id].materialize = true;
         }
     }
 }
@@ -540,7 +522,7 @@ static clg_status emit_steps(clg_compiler *c) {
     clg_status st = CLG_OK;
     for (int k = 0; k < c->n_sched && st == CLG_OK; ++k) {
         const clg_tensor *m = c->g->nodes[c->schedule[k]];
-        if (c->np[m->id].gemm >= 0) continue;
+        if (c->np[m->id].epilogue_of >= 0) continue;
         if (m->info->kind == CLG_KIND_ELEMENTWISE || m->info->kind == CLG_KIND_REDUCE)
             st = clg_codegen_kernel(pg, c, m, k);
     }
@@ -560,17 +542,24 @@ static clg_status emit_steps(clg_compiler *c) {
     for (int k = 0; k < c->n_sched && st == CLG_OK; ++k) {
         clg_tensor *m = c->g->nodes[c->schedule[k]];
         const clg_node_plan *mp = &c->np[m->id];
-        if (mp->gemm >= 0) {
-            clg_tensor *mm = c->g->nodes[mp->gemm];
-            clg_operand ins[2] = {clg_compiler_operand(c, mm->in[0]),
-                                  clg_compiler_operand(c, mm->in[1])};
-            clg_operand out = clg_compiler_operand(c, m);
-            /* the bias in the product's shape (through a reshape, if any) */
-            clg_operand bias = clg_compiler_operand(c, mp->gemm_bias);
-            bias.ndim = mm->ndim;
-            memcpy(bias.shape, mm->shape, sizeof bias.shape);
-            memcpy(bias.strides, mp->gemm_bias_strides, sizeof bias.strides);
-            st = clg_matmul_lower_fused(&lw, mm, ins, &out, &bias, (clg_gemm_act)mp->gemm_act);
+        if (mp->epilogue_of >= 0) {
+            clg_tensor *prod = c->g->nodes[mp->epilogue_of];
+            clg_operand ins[8], out = clg_compiler_operand(c, m), bias;
+            if (prod->n_in > 8) {
+                st = clg_fail(CLG_ERR_INTERNAL, "%s: too many operands for an epilogue",
+                              prod->info->name);
+                break;
+            }
+            for (int i = 0; i < prod->n_in; ++i) ins[i] = clg_compiler_operand(c, prod->in[i]);
+            /* the bias as the producer reads it (through a reshape, if any) */
+            if (mp->epi.bias) {
+                bias = clg_compiler_operand(c, mp->epi.bias);
+                bias.ndim = mp->epi.bias_ndim;
+                memcpy(bias.shape, mp->epi.bias_shape, sizeof bias.shape);
+                memcpy(bias.strides, mp->epi.bias_strides, sizeof bias.strides);
+            }
+            st = prod->info->lower_epilogue(&lw, prod, ins, &out, &mp->epi,
+                                            mp->epi.bias ? &bias : NULL);
             continue;
         }
         if (m->info->kind == CLG_KIND_ELEMENTWISE || m->info->kind == CLG_KIND_REDUCE) {
@@ -625,7 +614,7 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
     st = find_roots(&c);
     if (st == CLG_OK) st = analyse(&c);
     if (st == CLG_OK) {
-        fuse_gemm_epilogues(&c);
+        fuse_epilogues(&c);
         st = schedule(&c);
     }
     if (st == CLG_OK && check_finite) st = list_checked(&c);

@@ -19,12 +19,10 @@ typedef struct clg_node_plan {
     int step;  /* schedule index of that step */
     int last_use;
     size_t bytes;
-    /* A GEMM with a fused epilogue computes this node: the matmul node's id (else -1), the
-     * bias node (or NULL) and the activation. */
-    int gemm;
-    const clg_tensor *gemm_bias;
-    int64_t gemm_bias_strides[CLG_MAX_DIMS]; /* the bias read over the product's shape */
-    int gemm_act;
+    /* A kernel op computes this node in its epilogue: the producer's id (else -1) and what
+     * it absorbed. */
+    int epilogue_of;
+    clg_epilogue epi;
 } clg_node_plan;
 
 typedef struct clg_compiler {

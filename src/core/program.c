@@ -18,7 +18,7 @@
 #include "core/error.h"
 #include "core/kernel_source.h"
 #include "core/program.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 
 /* Bump when the entry layout or the build options change meaning. */
 #define CACHE_FORMAT "clgrad-program-cache-1"

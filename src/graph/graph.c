@@ -218,21 +218,8 @@ clg_tensor *clg_node_new(clg_graph *g, const clg_op_info *info, clg_dtype dtype,
         return clg_graph_fail(g, CLG_ERR_SHAPE, "%s: shape %s has more than 2^31-1 elements",
                               info->name, clg_shape_str(ndim, shape, b, sizeof b));
     }
-    /* Ops lowered to their own kernels read buffers; a broadcast scalar (clg_full) has none,
-     * so it is materialised first (before this node, to keep creation order topological). */
-    clg_tensor *small[16], **fixed = NULL;
-    if (info->kind == CLG_KIND_KERNEL && !info->scalar_operands) {
-        fixed = n_in <= 16 ? small : malloc((size_t)n_in * sizeof *fixed);
-        if (!fixed) return clg_graph_fail(g, CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", info->name);
-        for (int i = 0; i < n_in; ++i) {
-            fixed[i] = in[i];
-            if (in[i]->base->info->kind == CLG_KIND_SCALAR) fixed[i] = clg_contiguous(g, in[i]);
-        }
-        in = fixed;
-    }
     clg_tensor *t = g->error ? NULL : node_alloc(g);
     if (!t) {
-        if (fixed && fixed != small) free(fixed);
         return g->error ? g->poison
                         : clg_graph_fail(g, CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory",
                                          info->name);
@@ -248,13 +235,11 @@ clg_tensor *clg_node_new(clg_graph *g, const clg_op_info *info, clg_dtype dtype,
         if (!t->in) {
             t->in = t->in_small;
             t->n_in = 0;
-            if (fixed && fixed != small) free(fixed);
             return clg_graph_fail(g, CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory",
                                   info->name);
         }
     }
     for (int i = 0; i < n_in; ++i) t->in[i] = in[i];
-    if (fixed && fixed != small) free(fixed);
     t->base = t;
     clg_contiguous_strides(ndim, t->shape, t->strides);
     return t;

@@ -8,7 +8,6 @@
 #include <stdint.h>
 
 #include "clgrad/graph.h"
-#include "clgrad/ops.h"
 #include "core/error.h"
 #include "core/owners.h"
 
@@ -26,9 +25,38 @@ typedef enum clg_kind {
     CLG_KIND_POISON,      /* the graph's error placeholder */
 } clg_kind;
 
+/* What a reduction node combines (CLG_KIND_REDUCE). */
+typedef enum clg_reduce_kind {
+    CLG_REDUCE_SUM,
+    CLG_REDUCE_MAX,
+    CLG_REDUCE_MIN,
+    CLG_REDUCE_ARGMAX,
+} clg_reduce_kind;
+
+/* Elementwise work a kernel op can do at the end of its own kernels (compile's epilogue
+ * fusion): the op info of an elementwise op says what it is, the producer's absorb callback
+ * whether it can take it. */
+typedef enum clg_epilogue_kind {
+    CLG_EPILOGUE_NONE,
+    CLG_EPILOGUE_BIAS,       /* add(x, bias): a bias broadcast over x */
+    CLG_EPILOGUE_ACTIVATION, /* relu, tanh, sigmoid or gelu of x */
+    CLG_EPILOGUE_RELU_GATE,  /* relu_grad(x, y): x where y > 0, else 0 (relu's backward) */
+} clg_epilogue_kind;
+
+/* What a producer absorbed: filled by its absorb callback, read by its lower_epilogue. */
+typedef struct clg_epilogue {
+    const clg_tensor *bias; /* CLG_EPILOGUE_BIAS: read over bias_shape with bias_strides */
+    int bias_ndim;
+    int64_t bias_shape[CLG_MAX_DIMS];
+    int64_t bias_strides[CLG_MAX_DIMS];
+    int activation; /* a CLG_GEMM_ACT_* code, 0 for none */
+    bool relu_gate;
+} clg_epilogue;
+
 typedef struct clg_op_info {
     const char *name; /* "add", "sum", ... used in messages and profiles */
     clg_kind kind;
+    clg_reduce_kind reduce; /* CLG_KIND_REDUCE: how the reduced values combine */
     /* Add d(loss)/d(input) contributions with clg_grad_accumulate, given gout = d(loss)/d(node).
      * NULL: the op has no gradient (comparisons, argmax, ...). */
     void (*backward)(clg_graph *g, clg_tensor *node, clg_tensor *gout);
@@ -40,6 +68,20 @@ typedef struct clg_op_info {
                         const clg_operand *output);
     /* Kernel kind: lower() reads scalar operands itself (else they are materialised first). */
     bool scalar_operands;
+    /* Elementwise kind: what a producer's kernels may compute this op as (activation: the
+     * GEMM activation code), or CLG_EPILOGUE_NONE. */
+    clg_epilogue_kind epilogue;
+    int activation;
+    /* Kernel kind: can node's kernels also compute consumer, an elementwise op (its epilogue
+     * kind set) that reads prev (node itself, a reshape view of it, or the last consumer
+     * absorbed so far)? On true it records how in *epi. NULL: the op absorbs nothing. */
+    bool (*absorb)(const clg_tensor *node, const clg_tensor *prev, const clg_tensor *consumer,
+                   clg_epilogue *epi);
+    /* With absorb: lower node writing the last absorbed consumer's result into out; bias is
+     * epi->bias as an operand read over epi->bias_shape (NULL without a bias). */
+    clg_status (*lower_epilogue)(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out, const clg_epilogue *epi,
+                                 const clg_operand *bias);
     /* Device bytes lower() will allocate besides the plan's arenas (state it creates, scratch
      * it keeps), for the compile's memory check before anything is allocated; what (may stay
      * "") names the first of them for the message. NULL: none. */
@@ -151,14 +193,6 @@ bool clg_norm_axis(int axis, int ndim, int *out);
 /* Broadcast shapes (NumPy rules). false if incompatible. */
 bool clg_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int *nout,
                          int64_t *out);
-
-/* ---- autograd helpers (graph/autograd.c) ---- */
-/* Does t lead to anything whose gradient was asked for? */
-bool clg_needs_grad(const clg_tensor *t);
-/* t->grad += contribution (contribution's shape must be t's). */
-void clg_grad_accumulate(clg_graph *g, clg_tensor *t, clg_tensor *contribution);
-/* Sum grad over the broadcast dimensions so it takes target's shape. */
-clg_tensor *clg_sum_to_shape(clg_graph *g, clg_tensor *grad, int ndim, const int64_t *shape);
 
 /* ---- lifetime (graph/graph.c, graph/param.c) ---- */
 void clg_param_destroy(clg_param *p);

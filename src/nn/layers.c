@@ -8,6 +8,7 @@
 #include "clgrad/nn.h"
 #include "core/context.h"
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 /* The bias's seed: a different Philox key from the weight's (splitmix64 step). */
 static uint64_t derive_seed(uint64_t seed) {

@@ -10,6 +10,7 @@
 #include "core/context.h"
 #include "core/program.h"
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 static void bw_ce_rows(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static clg_status lower_ce_rows(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -72,7 +73,7 @@ clg_tensor *clg_cross_entropy(clg_graph *g, clg_tensor *logits, clg_tensor *labe
      * backward, a broadcast of the loss's scalar gradient) needs no extra kernel. */
     float scale = reduction == CLG_REDUCTION_MEAN ? (float)(1.0 / (double)rows) : 1.0f;
     clg_tensor *ins[2] = {dense(g, logits), dense(g, labels)};
-    clg_tensor *t = clg_node_new(g, &op_ce_rows, CLG_F32, labels->ndim, labels->shape, 2, ins);
+    clg_tensor *t = clg_kernel_node(g, &op_ce_rows, CLG_F32, labels->ndim, labels->shape, 2, ins);
     if (t == g->poison) return t;
     t->fa[0] = scale;
     return reduction == CLG_REDUCTION_NONE ? t : clg_sum(g, t, 0, NULL, false);
@@ -91,7 +92,7 @@ static void bw_ce_rows(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     if (!clg_needs_grad(logits)) return;
     if (!all_zero_strides(gout)) gout = dense(g, gout);
     clg_tensor *ins[3] = {logits, labels, gout};
-    clg_tensor *d = clg_node_new(g, &op_ce_grad, CLG_F32, logits->ndim, logits->shape, 3, ins);
+    clg_tensor *d = clg_kernel_node(g, &op_ce_grad, CLG_F32, logits->ndim, logits->shape, 3, ins);
     if (d == g->poison) return;
     d->fa[0] = node->fa[0];
     clg_grad_accumulate(g, logits, d);

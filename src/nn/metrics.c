@@ -8,6 +8,7 @@
 #include "clgrad/nn.h"
 #include "core/error.h"
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 clg_tensor *clg_accuracy_count(clg_graph *g, clg_tensor *logits, clg_tensor *labels) {
     CLG_GUARD(g, "accuracy_count", 2, logits, labels);

@@ -12,6 +12,7 @@
 #include "compile/lowering.h"
 #include "core/program.h"
 #include "nn/optim_internal.h"
+#include "ops/node.h"
 
 typedef struct update_attrs {
     clg_optimizer *opt; /* held by the node */
@@ -117,7 +118,7 @@ clg_status clg_optimizer_apply(clg_optimizer *o, clg_graph *g, const clg_apply_o
                         fn);
     }
     for (size_t i = 0; i < n; ++i) ins[n + i] = ins[i]->grad;
-    clg_tensor *t = clg_node_new(g, &op_update, CLG_F32, 0, NULL, (int)(2 * n), ins);
+    clg_tensor *t = clg_kernel_node(g, &op_update, CLG_F32, 0, NULL, (int)(2 * n), ins);
     free(ins);
     if (t == g->poison) {
         free(a);

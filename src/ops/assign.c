@@ -3,6 +3,7 @@
  * graph; it is lowered to a copy into the parameter's buffer at its place in the schedule. */
 #include "compile/lowering.h"
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 static clg_status lower_assign(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out) {
@@ -26,7 +27,7 @@ clg_status clg_assign(clg_graph *g, clg_param *target, clg_tensor *value) {
                        clg_tensor_describe(value, b, sizeof b));
         return g->error;
     }
-    clg_tensor *t = clg_node_new(g, &op_assign, p->dtype, p->ndim, p->shape, 2, xs);
+    clg_tensor *t = clg_kernel_node(g, &op_assign, p->dtype, p->ndim, p->shape, 2, xs);
     if (t == g->poison) return g->error;
     t->is_effect = true;
     t->n_targets = 1;

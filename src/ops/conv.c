@@ -8,6 +8,7 @@
 #include "compile/lowering.h"
 #include "core/program.h"
 #include "ops/conv.h"
+#include "ops/node.h"
 
 static void bw_im2col(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static void bw_col2im(clg_graph *g, clg_tensor *node, clg_tensor *gout);
@@ -75,7 +76,7 @@ clg_tensor *clg_im2col(clg_graph *g, clg_tensor *x, const clg_conv_geo *geo, clg
     int64_t shape[4];
     cols_shape(geo, layout, shape);
     x = clg_conv_operand(g, x);
-    clg_tensor *t = clg_node_new(g, &op_im2col, CLG_F32, 4, shape, 1, &x);
+    clg_tensor *t = clg_kernel_node(g, &op_im2col, CLG_F32, 4, shape, 1, &x);
     if (t == g->poison) return t;
     pack_geo(t, geo, layout);
     t->fa[0] = pad;
@@ -86,7 +87,7 @@ clg_tensor *clg_col2im(clg_graph *g, clg_tensor *cols, const clg_conv_geo *geo,
                        clg_conv_layout layout) {
     const int64_t shape[4] = {geo->n, geo->c, geo->h, geo->w};
     cols = clg_conv_operand(g, cols);
-    clg_tensor *t = clg_node_new(g, &op_col2im, CLG_F32, 4, shape, 1, &cols);
+    clg_tensor *t = clg_kernel_node(g, &op_col2im, CLG_F32, 4, shape, 1, &cols);
     if (t != g->poison) pack_geo(t, geo, layout);
     return t;
 }
@@ -223,7 +224,7 @@ clg_tensor *clg_conv2d_convgemm(clg_graph *g, clg_tensor *x, clg_tensor *w, cons
     if (!clg_is_contiguous(w)) w = clg_contiguous(g, w);
     const int64_t shape[4] = {geo->n, out_channels, geo->oh, geo->ow};
     clg_tensor *in[2] = {x, w};
-    clg_tensor *t = clg_node_new(g, &op_convgemm, CLG_F32, 4, shape, 2, in);
+    clg_tensor *t = clg_kernel_node(g, &op_convgemm, CLG_F32, 4, shape, 2, in);
     if (t != g->poison) pack_geo(t, geo, CLG_CONV_LAYOUT_FOLDED);
     return t;
 }

@@ -4,6 +4,7 @@
 #define CLG_OPS_CONV_H
 
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 /* Window geometry of im2col / col2im over an [N, C, H, W] image. */
 typedef struct clg_conv_geo {
@@ -67,10 +68,5 @@ clg_tensor *clg_conv2d_convgemm(clg_graph *g, clg_tensor *x, clg_tensor *w, cons
  * timed on this shape, the winner recorded). False where convgemm cannot do the shape or the
  * measurement fails (then im2col, which the caller's plan will report on if it fails too). */
 bool clg_conv_prefers_convgemm(clg_context *ctx, const clg_conv_geo *geo, int64_t out_channels);
-
-/* relu's backward when its output y feeds only a max pooling: gout * (y > 0) folded into the
- * pooling's backward kernel, given that kernel's node (gout) and y. NULL when gout is not
- * max_pool2d's backward of y (whose node stays valid for whatever else reads it). */
-clg_tensor *clg_max_pool_backward_relu(clg_graph *g, clg_tensor *gout, clg_tensor *y);
 
 #endif

@@ -8,7 +8,8 @@
 #include "compile/codegen.h"
 #include "graph/graph_internal.h"
 #include "ops/conv.h"
-#include "ops/matmul.h"
+#include "gemm/gemm.h"
+#include "ops/node.h"
 
 /* An elementwise op: the clg_op_info the graph sees plus the expression template.
  * In fmt, $0 $1 $2 are the operands and #0 #1 the node's float attributes (kernel args). */
@@ -44,6 +45,15 @@ static void emit_fmt(clg_codegen *cg, const clg_tensor *n, const char *const *op
     static const ew_op var = {                                                                 \
         .info = {.name = nm, .kind = CLG_KIND_ELEMENTWISE, .backward = bw, .emit = emit_fmt},  \
         .fmt = f}
+/* One that a kernel op may compute in its epilogue (epi: what it is; act: GEMM activation). */
+#define EW_EPILOGUE(var, nm, bw, f, epi, act)                                                  \
+    static const ew_op var = {.info = {.name = nm,                                             \
+                                       .kind = CLG_KIND_ELEMENTWISE,                           \
+                                       .backward = bw,                                         \
+                                       .emit = emit_fmt,                                       \
+                                       .epilogue = epi,                                        \
+                                       .activation = act},                                     \
+                              .fmt = f}
 
 /* ---- shared builders ---- */
 
@@ -147,14 +157,15 @@ static void bw_sigmoid(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *d = clg_mul(g, Y, clg_add_scalar(g, clg_neg(g, Y), 1.0f));
     clg_grad_accumulate(g, X, clg_mul(g, gout, d));
 }
-/* The mask reads the output (y > 0 exactly when x > 0), so the pre-activation need not be
- * kept: a bias add feeding the relu fuses into one kernel, or into a GEMM's epilogue. Before
- * a max pooling (conv -> relu -> pool) the mask is applied by the pooling's backward kernel,
- * which saves a pass over the layer's largest tensor. */
+/* The gate reads the output (y > 0 exactly when x > 0), so the pre-activation need not be
+ * kept: a bias add feeding the relu fuses into one kernel, or into a GEMM's epilogue; and a
+ * max pooling's backward can apply the gate itself (compile's epilogue fusion). */
+static const ew_op op_relu_grad; /* defined with the op table below */
 static void bw_relu(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_tensor *pooled = clg_max_pool_backward_relu(g, gout, Y);
-    clg_grad_accumulate(g, X, pooled ? pooled
-                                     : clg_mul(g, gout, clg_gt(g, Y, clg_scalar(g, 0.0f))));
+    clg_tensor *xs[2] = {gout, Y};
+    if (!clg_check_inputs(g, "relu backward", 2, xs)) return;
+    clg_grad_accumulate(g, X,
+                        clg_node_new(g, &op_relu_grad.info, CLG_F32, Y->ndim, Y->shape, 2, xs));
 }
 static void bw_leaky_relu(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *slope = clg_where(g, clg_lt(g, X, clg_scalar(g, 0.0f)),
@@ -249,13 +260,20 @@ EW(op_sqrt, "sqrt", bw_sqrt, "sqrt($0)");
 EW(op_rsqrt, "rsqrt", bw_rsqrt, "rsqrt($0)");
 EW(op_square, "square", bw_square, "(($0) * ($0))");
 EW(op_reciprocal, "reciprocal", bw_reciprocal, "(1.0f / ($0))");
-EW(op_tanh, "tanh", bw_tanh, "tanh($0)");
-EW(op_sigmoid, "sigmoid", bw_sigmoid, "(1.0f / (1.0f + exp(-($0))))");
+EW_EPILOGUE(op_tanh, "tanh", bw_tanh, "tanh($0)", CLG_EPILOGUE_ACTIVATION, CLG_GEMM_ACT_TANH);
+EW_EPILOGUE(op_sigmoid, "sigmoid", bw_sigmoid, "(1.0f / (1.0f + exp(-($0))))",
+            CLG_EPILOGUE_ACTIVATION, CLG_GEMM_ACT_SIGMOID);
 /* Written so that NaN propagates (relu(NaN) = NaN, as in PyTorch). */
-EW(op_relu, "relu", bw_relu, "(($0) < 0.0f ? 0.0f : ($0))");
+EW_EPILOGUE(op_relu, "relu", bw_relu, "(($0) < 0.0f ? 0.0f : ($0))", CLG_EPILOGUE_ACTIVATION,
+            CLG_GEMM_ACT_RELU);
+/* relu's backward, gout where y > 0: a product with the 0/1 gate, so a NaN gout stays NaN. */
+EW_EPILOGUE(op_relu_grad, "relu_grad", NULL, "(($0) * (($1) > 0.0f ? 1.0f : 0.0f))",
+            CLG_EPILOGUE_RELU_GATE, 0);
 EW(op_leaky_relu, "leaky_relu", bw_leaky_relu, "(($0) < 0.0f ? ($0) * #0 : ($0))");
-EW(op_gelu, "gelu", bw_gelu,
-   "(0.5f * ($0) * (1.0f + tanh(0.7978845608028654f * (($0) + 0.044715f * ($0) * ($0) * ($0)))))");
+EW_EPILOGUE(op_gelu, "gelu", bw_gelu,
+            "(0.5f * ($0) * (1.0f + tanh(0.7978845608028654f * (($0) + 0.044715f * ($0) * ($0) * "
+            "($0)))))",
+            CLG_EPILOGUE_ACTIVATION, CLG_GEMM_ACT_GELU);
 EW(op_sin, "sin", bw_sin, "sin($0)");
 EW(op_cos, "cos", bw_cos, "cos($0)");
 EW(op_clamp, "clamp", bw_clamp, "fmin(fmax($0, #0), #1)");
@@ -263,7 +281,7 @@ EW(op_to_f32, "cast_f32", NULL, "((float)($0))");
 EW(op_to_i32, "cast_i32", NULL, "((int)($0))");
 EW(op_copy_impl, "copy", bw_copy, "($0)");
 
-EW(op_add, "add", bw_add, "(($0) + ($1))");
+EW_EPILOGUE(op_add, "add", bw_add, "(($0) + ($1))", CLG_EPILOGUE_BIAS, 0);
 EW(op_sub, "sub", bw_sub, "(($0) - ($1))");
 EW(op_mul, "mul", bw_mul, "(($0) * ($1))");
 EW(op_div, "div", bw_div, "(($0) / ($1))");
@@ -283,19 +301,6 @@ static void bw_abs(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_grad_accumulate(g, node->in[0], clg_mul(g, gout, s));
 }
 
-/* ---- what GEMM epilogues can absorb ---- */
-
-int clg_elementwise_activation(const clg_tensor *t) {
-    if (t->info == &op_relu.info) return CLG_GEMM_ACT_RELU;
-    if (t->info == &op_tanh.info) return CLG_GEMM_ACT_TANH;
-    if (t->info == &op_sigmoid.info) return CLG_GEMM_ACT_SIGMOID;
-    if (t->info == &op_gelu.info) return CLG_GEMM_ACT_GELU;
-    return -1;
-}
-
-bool clg_elementwise_is_add(const clg_tensor *t) {
-    return t->info == &op_add.info && t->dtype == CLG_F32;
-}
 
 /* ---- public builders ---- */
 

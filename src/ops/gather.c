@@ -6,6 +6,7 @@
 #include "compile/lowering.h"
 #include "core/program.h"
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 static void bw_index_select(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static void bw_scatter_add(clg_graph *g, clg_tensor *node, clg_tensor *gout);
@@ -57,7 +58,7 @@ clg_tensor *clg_index_select(clg_graph *g, clg_tensor *x, int axis, clg_tensor *
     memcpy(shape, x->shape, sizeof shape);
     shape[a] = index->shape[0];
     clg_tensor *ins[2] = {dense(g, x), dense(g, index)};
-    clg_tensor *t = clg_node_new(g, &op_index_select, x->dtype, x->ndim, shape, 2, ins);
+    clg_tensor *t = clg_kernel_node(g, &op_index_select, x->dtype, x->ndim, shape, 2, ins);
     if (t != g->poison) t->ia[0] = a;
     return t;
 }
@@ -99,7 +100,7 @@ clg_tensor *clg_scatter_add(clg_graph *g, clg_tensor *src, int axis, clg_tensor 
     memcpy(shape, src->shape, sizeof shape);
     shape[a] = dim_size;
     clg_tensor *ins[2] = {dense(g, clg_cast(g, src, CLG_F32)), dense(g, index)};
-    clg_tensor *t = clg_node_new(g, &op_scatter_add, CLG_F32, src->ndim, shape, 2, ins);
+    clg_tensor *t = clg_kernel_node(g, &op_scatter_add, CLG_F32, src->ndim, shape, 2, ins);
     if (t != g->poison) t->ia[0] = a;
     return t;
 }

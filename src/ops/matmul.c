@@ -3,16 +3,25 @@
  * views in place when their layout allows (transposed views become transpose flags). */
 #include <string.h>
 
-#include "graph/graph_internal.h"
-#include "ops/matmul.h"
+#include "compile/lowering.h"
+#include "ops/node.h"
 
 static void bw_matmul(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out);
+static bool absorb(const clg_tensor *m, const clg_tensor *prev, const clg_tensor *u,
+                   clg_epilogue *epi);
+static clg_status lower_epilogue(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out, const clg_epilogue *epi,
+                                 const clg_operand *bias);
 
-/* ia[0]: trans_a, ia[1]: trans_b */
-static const clg_op_info op_matmul = {.name = "matmul", .kind = CLG_KIND_KERNEL,
-                                      .backward = bw_matmul, .lower = lower_matmul};
+/* ia[0]: trans_a, ia[1]: trans_b. The GEMM can absorb a bias add and then an activation. */
+static const clg_op_info op_matmul = {.name = "matmul",
+                                      .kind = CLG_KIND_KERNEL,
+                                      .backward = bw_matmul,
+                                      .lower = lower_matmul,
+                                      .absorb = absorb,
+                                      .lower_epilogue = lower_epilogue};
 
 /* How GEMM reads a stored matrix [rows, cols] with these strides: row-major with leading
  * dimension ld, or (flip) column-major, i.e. row-major of the transpose. */
@@ -118,7 +127,7 @@ clg_tensor *clg_matmul(clg_graph *g, clg_tensor *a, clg_tensor *b, bool trans_a,
     memcpy(shape, batch, (size_t)nb * sizeof *batch);
     shape[nb] = m;
     shape[nb + 1] = n;
-    clg_tensor *t = clg_node_new(g, &op_matmul, CLG_F32, nb + 2, shape, 2, ops);
+    clg_tensor *t = clg_kernel_node(g, &op_matmul, CLG_F32, nb + 2, shape, 2, ops);
     if (t != g->poison) {
         t->ia[0] = trans_a;
         t->ia[1] = trans_b;
@@ -168,10 +177,6 @@ static void gemm_operand(const clg_operand *x, bool trans, int out_nb, const int
     *t = trans != flip;
 }
 
-bool clg_is_matmul(const clg_tensor *t) {
-    return t->info == &op_matmul;
-}
-
 /* Strides of an operand of rank <= out_ndim read over out's shape (0 where broadcast). */
 static void aligned_strides(const clg_operand *x, int out_ndim, int64_t *st) {
     for (int d = 0; d < out_ndim; ++d) {
@@ -180,23 +185,44 @@ static void aligned_strides(const clg_operand *x, int out_ndim, int64_t *st) {
     }
 }
 
-bool clg_matmul_bias_ok(const clg_operand *bias, int out_ndim) {
-    if (bias->is_scalar || !bias->mem || bias->dtype != CLG_F32) return false;
-    int64_t st[CLG_MAX_DIMS];
-    aligned_strides(bias, out_ndim, st);
-    for (int d = 0; d < out_ndim - 2; ++d)
-        if (st[d] != 0) return false;
-    return st[out_ndim - 2] >= 0 && st[out_ndim - 1] >= 0;
+/* m -> add(bias) [-> relu | tanh | sigmoid | gelu]: the bias must be a buffer the product can
+ * read over its own shape (through prev, a reshape of m, if any) without varying along the
+ * batch dims; an activation comes only after a bias, reading it. */
+static bool absorb(const clg_tensor *m, const clg_tensor *prev, const clg_tensor *u,
+                   clg_epilogue *epi) {
+    if (u->info->epilogue == CLG_EPILOGUE_ACTIVATION) {
+        if (!epi->bias || epi->activation || u->in[0] != prev || !clg_same_shape(u, prev))
+            return false;
+        epi->activation = u->info->activation;
+        return true;
+    }
+    if (u->info->epilogue != CLG_EPILOGUE_BIAS || epi->bias || u->dtype != CLG_F32 ||
+        !clg_same_shape(u, prev))
+        return false;
+    const clg_tensor *bias = u->in[0] == prev ? u->in[1] : u->in[0];
+    if (bias == m || bias == prev || bias->info->kind == CLG_KIND_SCALAR ||
+        bias->base->info->kind == CLG_KIND_SCALAR || bias->ndim > u->ndim ||
+        bias->dtype != CLG_F32)
+        return false;
+    /* the bias's broadcast strides over u's shape, seen through the reshape */
+    int64_t su[CLG_MAX_DIMS], sm[CLG_MAX_DIMS];
+    for (int d = 0; d < u->ndim; ++d) {
+        int j = d - (u->ndim - bias->ndim);
+        su[d] = (j < 0 || bias->shape[j] == 1) ? 0 : bias->strides[j];
+    }
+    if (!clg_reshape_strides(u->ndim, u->shape, su, m->ndim, m->shape, sm)) return false;
+    for (int d = 0; d < m->ndim - 2; ++d)
+        if (m->shape[d] != 1 && sm[d] != 0) return false;
+    epi->bias = bias;
+    epi->bias_ndim = m->ndim;
+    memcpy(epi->bias_shape, m->shape, sizeof epi->bias_shape);
+    memcpy(epi->bias_strides, sm, sizeof epi->bias_strides);
+    return true;
 }
 
-static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                               const clg_operand *out) {
-    return clg_matmul_lower_fused(lw, node, in, out, NULL, CLG_GEMM_ACT_NONE);
-}
-
-clg_status clg_matmul_lower_fused(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                  const clg_operand *out, const clg_operand *bias,
-                                  clg_gemm_act act) {
+/* C = act(A B + bias) into out (a later node's storage when the product absorbed it). */
+static clg_status lower_gemm(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                             const clg_operand *out, const clg_operand *bias, clg_gemm_act act) {
     int nb = node->ndim - 2;
     const int64_t *batch = node->shape;
     clg_gemm_call c = {0};
@@ -234,4 +260,15 @@ clg_status clg_matmul_lower_fused(clg_lowering *lw, clg_tensor *node, const clg_
     }
     if (c.batch == 1) c.a_stride = c.b_stride = c.c_stride = 0;
     return clg_lower_gemm(lw, &c, act != CLG_GEMM_ACT_NONE || bias ? "matmul+epilogue" : "matmul");
+}
+
+static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out) {
+    return lower_gemm(lw, node, in, out, NULL, CLG_GEMM_ACT_NONE);
+}
+
+static clg_status lower_epilogue(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out, const clg_epilogue *epi,
+                                 const clg_operand *bias) {
+    return lower_gemm(lw, node, in, out, bias, (clg_gemm_act)epi->activation);
 }

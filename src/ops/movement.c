@@ -5,6 +5,7 @@
 
 #include "compile/lowering.h"
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 static void bw_reshape(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static void bw_permute(clg_graph *g, clg_tensor *node, clg_tensor *gout);
@@ -254,7 +255,7 @@ static void bw_broadcast(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
 
 static clg_tensor *embed(clg_graph *g, clg_tensor *x, int ndim, const int64_t *shape,
                          const int64_t *start, const int64_t *step, float value) {
-    clg_tensor *t = clg_node_new(g, &op_embed, x->dtype, ndim, shape, 1, &x);
+    clg_tensor *t = clg_kernel_node(g, &op_embed, x->dtype, ndim, shape, 1, &x);
     if (t == g->poison) return t;
     for (int i = 0; i < ndim; ++i) {
         t->ia[i] = start[i];
@@ -346,7 +347,7 @@ clg_tensor *clg_concat(clg_graph *g, int n, clg_tensor *const *xs, int axis) {
         shape[a] += xs[i]->shape[a];
     }
     if (n == 1) return xs[0];
-    clg_tensor *t = clg_node_new(g, &op_concat, xs[0]->dtype, xs[0]->ndim, shape, n, xs);
+    clg_tensor *t = clg_kernel_node(g, &op_concat, xs[0]->dtype, xs[0]->ndim, shape, n, xs);
     if (t != g->poison) t->ia[0] = a;
     return t;
 }

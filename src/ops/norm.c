@@ -2,6 +2,7 @@
  * elementwise work into the reductions; gradients come from autograd). Training updates the
  * running statistics through clg_assign effects. */
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 static bool check_affine(clg_graph *g, const char *op, const char *what, clg_tensor *t, int64_t C,
                          const char *sx) {

@@ -7,20 +7,31 @@
 #include "compile/lowering.h"
 #include "core/program.h"
 #include "ops/conv.h"
+#include "ops/node.h"
 
 static void bw_max_pool(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                  const clg_operand *out);
 static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                           const clg_operand *out);
+static bool absorb_relu_gate(const clg_tensor *node, const clg_tensor *prev,
+                             const clg_tensor *consumer, clg_epilogue *epi);
+static clg_status lower_gated(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                              const clg_operand *out, const clg_epilogue *epi,
+                              const clg_operand *bias);
 
 /* Both: ia[0..5] kh, kw, stride_h, stride_w, pad_h, pad_w; ia[6], ia[7] the input's H, W */
 static const clg_op_info op_max_pool = {
     .name = "max_pool2d", .kind = CLG_KIND_KERNEL, .backward = bw_max_pool, .lower = lower_max_pool};
-/* (gout, x) -> dx [N, C, H, W]; ia[8] = 1: times (x > 0), relu's backward when x is a relu's
- * output. No gradient of its own: second derivatives of max pooling are not supported. */
-static const clg_op_info op_max_pool_backward = {
-    .name = "max_pool2d_backward", .kind = CLG_KIND_KERNEL, .lower = lower_max_pool_backward};
+/* (gout, x) -> dx [N, C, H, W]. When x is a relu's output (conv -> relu -> pool), the kernel
+ * can also apply relu's backward gate (times x > 0), saving a pass over the layer's largest
+ * tensor: compile's epilogue fusion asks absorb_relu_gate. No gradient of its own: second
+ * derivatives of max pooling are not supported. */
+static const clg_op_info op_max_pool_backward = {.name = "max_pool2d_backward",
+                                                 .kind = CLG_KIND_KERNEL,
+                                                 .lower = lower_max_pool_backward,
+                                                 .absorb = absorb_relu_gate,
+                                                 .lower_epilogue = lower_gated};
 
 typedef struct pool_geo {
     int64_t kh, kw, sh, sw, ph, pw;
@@ -68,7 +79,7 @@ static bool pool_resolve(clg_graph *g, const char *op, clg_tensor *x, const clg_
 
 static clg_tensor *pool_node(clg_graph *g, const clg_op_info *info, clg_dtype dtype, int n_in,
                              clg_tensor **in, const int64_t *shape, const int64_t *attrs) {
-    clg_tensor *t = clg_node_new(g, info, dtype, 4, shape, n_in, in);
+    clg_tensor *t = clg_kernel_node(g, info, dtype, 4, shape, n_in, in);
     if (t != g->poison) memcpy(t->ia, attrs, 8 * sizeof *attrs);
     return t;
 }
@@ -91,14 +102,15 @@ static void bw_max_pool(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
                         pool_node(g, &op_max_pool_backward, CLG_F32, 2, ins, x->shape, node->ia));
 }
 
-clg_tensor *clg_max_pool_backward_relu(clg_graph *g, clg_tensor *gout, clg_tensor *y) {
-    if (gout->info != &op_max_pool_backward || gout->in[1] != y || gout->ia[8]) return NULL;
-    int64_t ia[9];
-    memcpy(ia, gout->ia, sizeof ia);
-    ia[8] = 1;
-    clg_tensor *t = clg_node_new(g, &op_max_pool_backward, CLG_F32, 4, y->shape, 2, gout->in);
-    if (t != g->poison) memcpy(t->ia, ia, sizeof ia);
-    return t;
+/* relu_grad(dx, y) right after the pooling's backward, y being the pooling's input: the
+ * maxima the kernel finds again are y's, so it can zero the gated ones itself. */
+static bool absorb_relu_gate(const clg_tensor *node, const clg_tensor *prev,
+                             const clg_tensor *consumer, clg_epilogue *epi) {
+    if (consumer->info->epilogue != CLG_EPILOGUE_RELU_GATE || epi->relu_gate || prev != node ||
+        consumer->in[0] != node || consumer->in[1] != node->in[1])
+        return false;
+    epi->relu_gate = true;
+    return true;
 }
 
 static cl_int8 win_arg(const int64_t *ia) {
@@ -145,8 +157,8 @@ static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_o
                           "max_pool2d");
 }
 
-static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                          const clg_operand *out) {
+static clg_status lower_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                 const clg_operand *out, bool relu_gate) {
     const clg_operand *gout = &in[0], *x = &in[1];
     const int64_t *ia = node->ia;
     cl_int4 gst = strides4(gout), xst = strides4(x);
@@ -171,12 +183,24 @@ static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, co
     clg_arg_int(&a, gout->shape[2]);
     clg_arg_int(&a, gout->shape[3]);
     clg_arg_raw(&a, sizeof win, &win);
-    clg_arg_int(&a, (int)ia[8]);
+    clg_arg_int(&a, relu_gate);
     size_t plane = (size_t)(out->shape[2] * out->shape[3]), local[3];
     size_t global[3] = {disjoint ? (size_t)gout->shape[2] : plane, (size_t)out->shape[1],
                         (size_t)out->shape[0]};
     return clg_lower_args(lw, &a, 3, global, disjoint ? NULL : clg_plane_local(lw, plane, local),
-                          "max_pool2d_backward");
+                          relu_gate ? "max_pool2d_backward+relu" : "max_pool2d_backward");
+}
+
+static clg_status lower_max_pool_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                          const clg_operand *out) {
+    return lower_backward(lw, node, in, out, false);
+}
+
+static clg_status lower_gated(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                              const clg_operand *out, const clg_epilogue *epi,
+                              const clg_operand *bias) {
+    (void)bias;
+    return lower_backward(lw, node, in, out, epi->relu_gate);
 }
 
 clg_tensor *clg_avg_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params *p) {

@@ -3,6 +3,7 @@
  * fuses into the kernel that applies it; each plan run draws from a fresh counter. */
 #include "compile/codegen.h"
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 static void emit_random(clg_codegen *cg, const clg_tensor *node, const char *const *operands,
                         char *out, size_t size);

@@ -3,27 +3,30 @@
  * that feeds it fused in. */
 #include <string.h>
 
-#include "ops/reduce.h"
+#include "graph/graph_internal.h"
+#include "ops/node.h"
 
 static void bw_sum(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static void bw_extreme(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 
-static const clg_reduce_op op_sum = {{.name = "sum", .kind = CLG_KIND_REDUCE, .backward = bw_sum},
-                                     CLG_REDUCE_SUM};
-static const clg_reduce_op op_max = {
-    {.name = "max", .kind = CLG_KIND_REDUCE, .backward = bw_extreme}, CLG_REDUCE_MAX};
-static const clg_reduce_op op_min = {
-    {.name = "min", .kind = CLG_KIND_REDUCE, .backward = bw_extreme}, CLG_REDUCE_MIN};
-static const clg_reduce_op op_argmax = {{.name = "argmax", .kind = CLG_KIND_REDUCE},
-                                        CLG_REDUCE_ARGMAX};
+/* A reduce node keeps the input's rank (reduced dims have size 1); ia[0]: bit mask of the
+ * reduced axes; fa[0]: the scale applied to a sum (1/N for a mean). */
+static const clg_op_info op_sum = {
+    .name = "sum", .kind = CLG_KIND_REDUCE, .reduce = CLG_REDUCE_SUM, .backward = bw_sum};
+static const clg_op_info op_max = {
+    .name = "max", .kind = CLG_KIND_REDUCE, .reduce = CLG_REDUCE_MAX, .backward = bw_extreme};
+static const clg_op_info op_min = {
+    .name = "min", .kind = CLG_KIND_REDUCE, .reduce = CLG_REDUCE_MIN, .backward = bw_extreme};
+static const clg_op_info op_argmax = {
+    .name = "argmax", .kind = CLG_KIND_REDUCE, .reduce = CLG_REDUCE_ARGMAX};
 
 /* Build the keepdims reduce node, then drop reduced dims unless keepdims. */
-static clg_tensor *reduce(clg_graph *g, const clg_reduce_op *op, clg_tensor *x, int naxes,
+static clg_tensor *reduce(clg_graph *g, const clg_op_info *op, clg_tensor *x, int naxes,
                           const int *axes, bool keepdims, float scale_by_count) {
-    CLG_GUARD(g, op->info.name, 1, x);
+    CLG_GUARD(g, op->name, 1, x);
     if (naxes < 0 || naxes > x->ndim || (naxes > 0 && !axes))
         return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "%s: bad axis list (%d axes)",
-                              op->info.name, naxes);
+                              op->name, naxes);
     int64_t mask = 0;
     if (naxes == 0) {
         mask = (1 << x->ndim) - 1;
@@ -33,16 +36,16 @@ static clg_tensor *reduce(clg_graph *g, const clg_reduce_op *op, clg_tensor *x, 
             if (!clg_norm_axis(axes[i], x->ndim, &a)) {
                 char b[200];
                 return clg_graph_fail(g, CLG_ERR_SHAPE, "%s: axis %d out of range for shape %s",
-                                      op->info.name, axes[i],
+                                      op->name, axes[i],
                                       clg_shape_str(x->ndim, x->shape, b, sizeof b));
             }
             if (mask & (1 << a))
                 return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "%s: axis %d given twice",
-                                      op->info.name, axes[i]);
+                                      op->name, axes[i]);
             mask |= 1 << a;
         }
     }
-    if (op->kind != CLG_REDUCE_ARGMAX && x->dtype != CLG_F32) x = clg_cast(g, x, CLG_F32);
+    if (op->reduce != CLG_REDUCE_ARGMAX && x->dtype != CLG_F32) x = clg_cast(g, x, CLG_F32);
     int64_t kshape[CLG_MAX_DIMS], count = 1;
     int nd = 0;
     int64_t dshape[CLG_MAX_DIMS];
@@ -52,8 +55,8 @@ static clg_tensor *reduce(clg_graph *g, const clg_reduce_op *op, clg_tensor *x, 
         if (red) count *= x->shape[i];
         if (!red) dshape[nd++] = x->shape[i];
     }
-    clg_dtype dt = op->kind == CLG_REDUCE_ARGMAX ? CLG_I32 : CLG_F32;
-    clg_tensor *t = clg_node_new(g, &op->info, dt, x->ndim, kshape, 1, &x);
+    clg_dtype dt = op->reduce == CLG_REDUCE_ARGMAX ? CLG_I32 : CLG_F32;
+    clg_tensor *t = clg_node_new(g, op, dt, x->ndim, kshape, 1, &x);
     if (t == g->poison) return t;
     t->ia[0] = mask;
     t->fa[0] = scale_by_count != 0.0f ? scale_by_count / (float)count : 1.0f;

@@ -2,6 +2,7 @@
  * their gradients come from the parts and fusion sees through them. Stability: the max is
  * subtracted first and detached, since the result does not depend on it mathematically. */
 #include "graph/graph_internal.h"
+#include "ops/node.h"
 
 /* m = max over axis (keepdims, no gradient) and s = sum(exp(x - m)) over axis (keepdims). */
 static bool shifted_sum(clg_graph *g, clg_tensor *x, int axis, clg_tensor **m, clg_tensor **s) {

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 
 /* Creating the temporary gives up after this many names that already exist: random names
  * collide only when someone plants them. */

@@ -3,38 +3,8 @@
  * nodes, so the compiler fuses and plans them like the forward pass. */
 #include <string.h>
 
+#include "clgrad/ops.h"
 #include "graph/graph_internal.h"
-
-bool clg_needs_grad(const clg_tensor *t) {
-    return t->needs_grad;
-}
-
-void clg_grad_accumulate(clg_graph *g, clg_tensor *t, clg_tensor *contribution) {
-    if (g->error) return;
-    if (!clg_same_shape(t, contribution)) {
-        char a[200], b[200];
-        clg_graph_fail(g, CLG_ERR_INTERNAL,
-                       "backward of %s: gradient shape %s does not match the tensor's %s",
-                       t->info->name,
-                       clg_shape_str(contribution->ndim, contribution->shape, a, sizeof a),
-                       clg_shape_str(t->ndim, t->shape, b, sizeof b));
-        return;
-    }
-    t->grad = t->grad ? clg_add(g, t->grad, contribution) : contribution;
-}
-
-clg_tensor *clg_sum_to_shape(clg_graph *g, clg_tensor *grad, int ndim, const int64_t *shape) {
-    if (g->error) return g->poison;
-    int lead = grad->ndim - ndim;
-    int axes[CLG_MAX_DIMS], n = 0;
-    for (int i = 0; i < grad->ndim; ++i) {
-        bool reduce = i < lead || (shape[i - lead] == 1 && grad->shape[i] != 1);
-        if (reduce) axes[n++] = i;
-    }
-    clg_tensor *r = n ? clg_sum(g, grad, n, axes, true) : grad;
-    if (r->ndim == ndim && memcmp(r->shape, shape, (size_t)ndim * sizeof *shape) == 0) return r;
-    return clg_reshape(g, r, ndim, shape);
-}
 
 clg_status clg_requires_grad(clg_tensor *t) {
     if (!t || t->info->kind == CLG_KIND_POISON)

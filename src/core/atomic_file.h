@@ -4,8 +4,8 @@
  * the temporary file and leaves the previous file untouched; messages name the path. Opening
  * also removes the temporaries of the same path whose writer process is gone (killed
  * mid-write), never a live process's and never anything but a regular file. */
-#ifndef CLG_IO_ATOMIC_FILE_H
-#define CLG_IO_ATOMIC_FILE_H
+#ifndef CLG_CORE_ATOMIC_FILE_H
+#define CLG_CORE_ATOMIC_FILE_H
 
 #include <stddef.h>
 
