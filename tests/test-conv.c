@@ -704,6 +704,106 @@ START_TEST(conv2d_lowering_measured_once) {
 }
 END_TEST
 
+/* The forward lowering is chosen when a plan is compiled, not when the graph is built: with
+ * CLGRAD_CONV forcing either lowering, clg_conv2d builds the same graph, and the plans differ
+ * only in the product's steps (convgemm: no im2col at inference; training still makes the
+ * columns for the weight's gradient). Both layouts of the product (batched: K = 18; folded:
+ * K = 144) give the reference's forward and backward through the convgemm variant. */
+static int count_steps(const clg_plan *p, const char *label) {
+    int n = 0;
+    for (size_t i = 0; i < p->n_steps; ++i) n += strcmp(p->steps[i].label, label) == 0;
+    return n;
+}
+
+START_TEST(conv2d_lowering_chosen_at_compile) {
+    const char *old = getenv("CLGRAD_CONV");
+    char *saved = old ? strdup(old) : NULL;
+    const conv_case cases[2] = {
+        {"batched", 2, 2, 7, 6, 3, 3, 3, {.padding = CLG_PADDING_SAME}, true, false},
+        {"folded", 2, 16, 5, 5, 4, 3, 3, {.padding = CLG_PADDING_SAME}, true, false}};
+    for (int c = 0; c < 2; ++c) {
+        const conv_case *cs = &cases[c];
+        size_t nodes[2];
+        for (int forced = 0; forced < 2; ++forced) {
+            setenv("CLGRAD_CONV", forced ? "convgemm" : "im2col", 1);
+            clg_context *ctx = NULL;
+            clg_assert_ok(clg_context_create(NULL, &ctx));
+            clg_graph *g = clg_graph_new(ctx);
+            int64_t xs[4] = {cs->n, cs->c, cs->h, cs->w}, ws[4] = {cs->o, cs->c, 3, 3};
+            int64_t nx = cs->n * cs->c * cs->h * cs->w, nw = cs->o * cs->c * 9;
+            clg_tensor *x = clg_input(g, "x", CLG_F32, 4, xs);
+            clg_tensor *w = clg_input(g, "w", CLG_F32, 4, ws);
+            clg_tensor *b = clg_input(g, "b", CLG_F32, 1, (int64_t[]){cs->o});
+            clg_tensor *y = clg_conv2d(g, x, w, b, &cs->p);
+            clg_assert_ok(clg_graph_output(g, y));
+            nodes[forced] = g->n_nodes;
+            /* inference */
+            clg_plan *p = NULL;
+            clg_assert_ok(clg_graph_compile(g, NULL, &p));
+            ck_assert_int_eq(count_steps(p, "convgemm"), forced);
+            ck_assert_int_eq(count_steps(p, "im2col"), !forced);
+            float *xv = alloc_f(nx), *wv = alloc_f(nw), bv[8];
+            int64_t ny = cs->n * cs->o * cs->h * cs->w;
+            float *got = alloc_f(ny), *want = alloc_f(ny), *gy = alloc_f(ny);
+            fill(xv, nx, 81, -1.0f, 1.0f);
+            fill(wv, nw, 82, -1.0f, 1.0f);
+            fill(bv, cs->o, 83, -1.0f, 1.0f);
+            fill(gy, ny, 84, -1.0f, 1.0f);
+            clg_assert_ok(clg_plan_write(p, x, xv, (size_t)nx * 4));
+            clg_assert_ok(clg_plan_write(p, w, wv, (size_t)nw * 4));
+            clg_assert_ok(clg_plan_write(p, b, bv, (size_t)cs->o * 4));
+            clg_assert_ok(clg_plan_run(p));
+            clg_assert_ok(clg_plan_read(p, y, got, (size_t)ny * 4));
+            conv_ref(cs, xv, wv, bv, want);
+            clg_assert_close(got, want, (size_t)ny, 1e-4, 1e-4);
+            /* training: gradients of sum(y * gy) */
+            clg_tensor *gyt = clg_input(g, "gy", CLG_F32, 4, (int64_t[]){cs->n, cs->o, cs->h, cs->w});
+            clg_assert_ok(clg_requires_grad(x));
+            clg_assert_ok(clg_requires_grad(w));
+            clg_tensor *loss = clg_sum(g, clg_mul(g, y, gyt), 0, NULL, false);
+            clg_assert_ok(clg_backward(g, loss));
+            clg_tensor *dxt = clg_grad(g, x), *dwt = clg_grad(g, w);
+            clg_assert_ok(clg_graph_output(g, dxt));
+            clg_assert_ok(clg_graph_output(g, dwt));
+            clg_plan *pt = NULL;
+            clg_assert_ok(clg_graph_compile(g, NULL, &pt));
+            ck_assert_int_eq(count_steps(pt, "convgemm"), forced);
+            ck_assert_int_ge(count_steps(pt, "im2col"), 1);
+            clg_assert_ok(clg_plan_write(pt, x, xv, (size_t)nx * 4));
+            clg_assert_ok(clg_plan_write(pt, w, wv, (size_t)nw * 4));
+            clg_assert_ok(clg_plan_write(pt, b, bv, (size_t)cs->o * 4));
+            clg_assert_ok(clg_plan_write(pt, gyt, gy, (size_t)ny * 4));
+            clg_assert_ok(clg_plan_run(pt));
+            float *dx = alloc_f(nx), *dw = alloc_f(nw), *wdx = alloc_f(nx), *wdw = alloc_f(nw), db[8];
+            clg_assert_ok(clg_plan_read(pt, y, got, (size_t)ny * 4));
+            clg_assert_close(got, want, (size_t)ny, 1e-4, 1e-4);
+            clg_assert_ok(clg_plan_read(pt, dxt, dx, (size_t)nx * 4));
+            clg_assert_ok(clg_plan_read(pt, dwt, dw, (size_t)nw * 4));
+            conv_ref_backward(cs, xv, wv, gy, wdx, wdw, db);
+            clg_assert_close(dx, wdx, (size_t)nx, 1e-4, 1e-4);
+            clg_assert_close(dw, wdw, (size_t)nw, 1e-4, 1e-4);
+            free(xv);
+            free(wv);
+            free(got);
+            free(want);
+            free(gy);
+            free(dx);
+            free(dw);
+            free(wdx);
+            free(wdw);
+            clg_context_free(ctx);
+        }
+        ck_assert_uint_eq(nodes[0], nodes[1]); /* the same graph either way */
+    }
+    if (saved) {
+        setenv("CLGRAD_CONV", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("CLGRAD_CONV");
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("conv");
     TCase *tc = tcase_create("conv2d");
@@ -713,6 +813,7 @@ int main(void) {
     tcase_add_test(tc, conv2d_backward_deterministic);
     tcase_add_test(tc, conv2d_gradcheck);
     tcase_add_test(tc, conv2d_lowering_measured_once);
+    tcase_add_test(tc, conv2d_lowering_chosen_at_compile);
     suite_add_tcase(s, tc);
     return clg_test_run(s);
 }

@@ -37,6 +37,15 @@ clg_context *clg_lowering_context(clg_lowering *lw) {
     return lw->c->ctx;
 }
 
+int clg_lowering_variant(const clg_lowering *lw, const clg_tensor *node) {
+    return lw->c->np[node->id].variant;
+}
+
+/* Is input k of t read in this plan (not skipped by the lowering chosen for t)? */
+static bool reads(const clg_node_plan *np, const clg_tensor *t, int k) {
+    return k >= 32 || !(np[t->id].unread & (1u << k));
+}
+
 clg_status clg_lower_kernel(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
                             const size_t *global, const size_t *local, const char *label) {
     return clg_plan_add_kernel(lw->c->plan, k, work_dim, global, local, label, -1);
@@ -155,10 +164,13 @@ static clg_status pin_reads_before_writes(clg_compiler *c) {
 static clg_status analyse(clg_compiler *c) {
     clg_graph *g = c->g;
     clg_node_plan *np = c->np;
+    /* Reachability, choosing lowerings on the way (a choice may leave inputs unread). */
     for (size_t i = c->n; i-- > 0;) {
         if (!np[i].reachable) continue;
         clg_tensor *t = g->nodes[i];
-        for (int k = 0; k < t->n_in; ++k) np[t->in[k]->id].reachable = true;
+        if (t->info->choose) np[i].variant = t->info->choose(c->ctx, t, &np[i].unread);
+        for (int k = 0; k < t->n_in; ++k)
+            if (reads(np, t, k)) np[t->in[k]->id].reachable = true;
         if (t->info->kind == CLG_KIND_VIEW) np[t->base->id].reachable = true;
     }
     for (size_t i = 0; i < c->n; ++i) {
@@ -168,7 +180,7 @@ static clg_status analyse(clg_compiler *c) {
         if (kind == CLG_KIND_VIEW) np[t->base->id].forced = true;
         for (int k = 0; k < t->n_in; ++k) {
             clg_tensor *x = t->in[k];
-            if (has_input(t, k, x)) continue;
+            if (has_input(t, k, x) || !reads(np, t, k)) continue;
             np[x->id].consumers++;
             np[x->id].consumer = t;
             if (kind == CLG_KIND_KERNEL || x->info->kind == CLG_KIND_VIEW)
@@ -213,7 +225,8 @@ static void fuse_epilogues(clg_compiler *c) {
     if (c->opts.no_fusion) return;
     for (size_t i = 0; i < c->n; ++i) {
         clg_tensor *m = c->g->nodes[i];
-        if (!np[i].reachable || !m->info->absorb || np[i].pinned || np[i].consumers != 1)
+        if (!np[i].reachable || !m->info->absorb || np[i].variant || np[i].pinned ||
+            np[i].consumers != 1)
             continue;
         const clg_tensor *prev = m, *u = np[i].consumer, *view = NULL;
         if (u->info->kind == CLG_KIND_VIEW) {
@@ -281,6 +294,7 @@ static clg_status schedule(clg_compiler *c) {
         clg_tensor *t = c->g->nodes[i];
         for (int k = 0; k < t->n_in; ++k) {
             clg_tensor *x = t->in[k];
+            if (!reads(np, t, k)) continue;
             if (np[x->id].inlined && np[x->id].group == np[i].group) continue;
             int b = x->base->id;
             if (np[i].step > np[b].last_use) np[b].last_use = np[i].step;

@@ -23,6 +23,10 @@ typedef struct clg_node_plan {
      * it absorbed. */
     int epilogue_of;
     clg_epilogue epi;
+    /* The lowering chosen by the op's choose callback (0: the default), and the inputs it does
+     * not read (a bit per input). */
+    int variant;
+    uint32_t unread;
 } clg_node_plan;
 
 typedef struct clg_compiler {

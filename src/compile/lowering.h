@@ -23,6 +23,8 @@ struct clg_operand {
 };
 
 clg_context *clg_lowering_context(clg_lowering *lw);
+/* The variant the op's choose callback picked for node in this plan (0 without one). */
+int clg_lowering_variant(const clg_lowering *lw, const clg_tensor *node);
 
 /* Append a kernel launch. The plan takes ownership of k (also on failure). local may be NULL. */
 clg_status clg_lower_kernel(clg_lowering *lw, cl_kernel k, cl_uint work_dim,

@@ -77,6 +77,12 @@ typedef struct clg_op_info {
      * absorbed so far)? On true it records how in *epi. NULL: the op absorbs nothing. */
     bool (*absorb)(const clg_tensor *node, const clg_tensor *prev, const clg_tensor *consumer,
                    clg_epilogue *epi);
+    /* Kernel kind: a lowering chosen when a plan is compiled (measured on the device and
+     * cached, or forced by an environment switch), so the graph never depends on timing.
+     * Returns the variant (0: lower's default) and sets a bit in *unread for each input that
+     * variant does not read (those need not be computed). A node lowered by another variant
+     * than 0 absorbs no epilogue. NULL: one lowering. */
+    int (*choose)(clg_context *ctx, const clg_tensor *node, uint32_t *unread);
     /* With absorb: lower node writing the last absorbed consumer's result into out; bias is
      * epi->bias as an operand read over epi->bias_shape (NULL without a bias). */
     clg_status (*lower_epilogue)(clg_lowering *lw, clg_tensor *node, const clg_operand *in,

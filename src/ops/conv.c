@@ -1,13 +1,16 @@
-/* 2-D convolution. The forward pass has two lowerings, chosen per shape by measurement
- * (conv_choice.c): a composite of im2col (a hand-written kernel) -> clg_matmul (the one GEMM
- * dispatch point) -> bias add, whose autograd and GEMM selection come from the parts; or one
- * CLBlast convgemm call, whose backward is the same im2col / col2im / GEMM arithmetic. im2col's
- * adjoint is col2im, whose adjoint is im2col again; both kernels are in cl/conv.cl. */
+/* 2-D convolution: a composite of im2col (a hand-written kernel) -> the product of weights and
+ * columns (a matmul node: the one GEMM dispatch point) -> bias add, whose autograd and GEMM
+ * selection come from the parts. The product has a second lowering, one CLBlast convgemm call
+ * on the image itself, chosen when a plan is compiled (measured per shape and device,
+ * conv_choice.c), so the graph never depends on timing; an inference plan that takes convgemm
+ * skips the columns. im2col's adjoint is col2im, whose adjoint is im2col again; both kernels
+ * are in cl/conv.cl. */
 #include <string.h>
 
 #include "compile/lowering.h"
 #include "core/program.h"
 #include "ops/conv.h"
+#include "ops/matmul.h"
 #include "ops/node.h"
 
 static void bw_im2col(clg_graph *g, clg_tensor *node, clg_tensor *gout);
@@ -19,6 +22,9 @@ static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_ope
 static void bw_convgemm(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static clg_status lower_convgemm(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                  const clg_operand *out);
+static int choose_product(clg_context *ctx, const clg_tensor *node, uint32_t *unread);
+static clg_status lower_product(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                const clg_operand *out);
 
 /* Both: ia[0..15] the packed geometry and layout (pack_geo); im2col: fa[0] the pad value. */
 static const clg_op_info op_im2col = {
@@ -28,6 +34,16 @@ static const clg_op_info op_col2im = {
 /* in: x [N, C, H, W], w [O, C, KH, KW], both dense; ia as im2col's (layout unused) */
 static const clg_op_info op_convgemm = {
     .name = "convgemm", .kind = CLG_KIND_KERNEL, .backward = bw_convgemm, .lower = lower_convgemm};
+/* The product W x cols of the im2col lowering, a matmul (in[0] weights, in[1] columns, an
+ * im2col node or a reshape of one) with the image as in[2]: variant 0 is the GEMM (x unread),
+ * variant 1 CLBlast's convgemm on the image (columns unread). */
+static const clg_op_info op_conv_product = {.name = "conv_product",
+                                            .kind = CLG_KIND_KERNEL,
+                                            .backward = clg_matmul_backward,
+                                            .lower = lower_product,
+                                            .absorb = clg_matmul_absorb,
+                                            .lower_epilogue = clg_matmul_lower_epilogue,
+                                            .choose = choose_product};
 
 static void pack_geo(clg_tensor *t, const clg_conv_geo *geo, clg_conv_layout layout) {
     const int64_t v[16] = {geo->kh,      geo->kw,       geo->stride_h,   geo->stride_w,
@@ -229,32 +245,82 @@ clg_tensor *clg_conv2d_convgemm(clg_graph *g, clg_tensor *x, clg_tensor *w, cons
     return t;
 }
 
+/* One CLBlast convgemm: x [N, C, H, W] and w [O, C, KH, KW], both dense, to NCHW at result. */
+static clg_status add_convgemm(clg_lowering *lw, const clg_conv_geo *geo, int64_t out_channels,
+                               const clg_operand *x, const clg_operand *w, cl_mem result,
+                               int64_t result_off) {
+    const clg_convgemm_call c = {.channels = (size_t)geo->c,
+                                 .height = (size_t)geo->h,
+                                 .width = (size_t)geo->w,
+                                 .kernel_h = (size_t)geo->kh,
+                                 .kernel_w = (size_t)geo->kw,
+                                 .pad_h = (size_t)geo->pad_top,
+                                 .pad_w = (size_t)geo->pad_left,
+                                 .stride_h = (size_t)geo->stride_h,
+                                 .stride_w = (size_t)geo->stride_w,
+                                 .dilation_h = (size_t)geo->dilation_h,
+                                 .dilation_w = (size_t)geo->dilation_w,
+                                 .num_kernels = (size_t)out_channels,
+                                 .batch = (size_t)geo->n,
+                                 .im = x->mem,
+                                 .im_off = (size_t)x->offset,
+                                 .kernel = w->mem,
+                                 .kernel_off = (size_t)w->offset,
+                                 .result = result,
+                                 .result_off = (size_t)result_off};
+    return clg_lower_convgemm(lw, &c, "convgemm");
+}
+
 static clg_status lower_convgemm(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                  const clg_operand *out) {
     clg_conv_geo geo;
     unpack_geo(node, &geo);
     if (!clg_operand_dense(&in[0]) || !clg_operand_dense(&in[1]) || !clg_operand_dense(out))
         return clg_fail(CLG_ERR_INTERNAL, "convgemm: an operand is not a dense NCHW block");
-    const clg_convgemm_call c = {.channels = (size_t)geo.c,
-                                 .height = (size_t)geo.h,
-                                 .width = (size_t)geo.w,
-                                 .kernel_h = (size_t)geo.kh,
-                                 .kernel_w = (size_t)geo.kw,
-                                 .pad_h = (size_t)geo.pad_top,
-                                 .pad_w = (size_t)geo.pad_left,
-                                 .stride_h = (size_t)geo.stride_h,
-                                 .stride_w = (size_t)geo.stride_w,
-                                 .dilation_h = (size_t)geo.dilation_h,
-                                 .dilation_w = (size_t)geo.dilation_w,
-                                 .num_kernels = (size_t)node->shape[1],
-                                 .batch = (size_t)geo.n,
-                                 .im = in[0].mem,
-                                 .im_off = (size_t)in[0].offset,
-                                 .kernel = in[1].mem,
-                                 .kernel_off = (size_t)in[1].offset,
-                                 .result = out->mem,
-                                 .result_off = (size_t)out->offset};
-    return clg_lower_convgemm(lw, &c, "convgemm");
+    return add_convgemm(lw, &geo, node->shape[1], &in[0], &in[1], out->mem, out->offset);
+}
+
+/* ---- the product's two lowerings ---- */
+
+/* The im2col node behind the product's columns (a reshape of it), or NULL. */
+static const clg_tensor *columns_of(const clg_tensor *product) {
+    const clg_tensor *cols = product->in[1]->base;
+    return cols->info == &op_im2col ? cols : NULL;
+}
+
+static int choose_product(clg_context *ctx, const clg_tensor *node, uint32_t *unread) {
+    const clg_tensor *cols = columns_of(node);
+    clg_conv_geo geo;
+    int convgemm = 0;
+    if (cols) {
+        unpack_geo(cols, &geo);
+        convgemm = clg_conv_prefers_convgemm(ctx, &geo, node->in[0]->shape[0]);
+    }
+    *unread = convgemm ? 1u << 1 : 1u << 2; /* the columns, or the image */
+    return convgemm;
+}
+
+static clg_status lower_product(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                const clg_operand *out) {
+    if (clg_lowering_variant(lw, node) == 0) return clg_matmul_lower(lw, node, in, out);
+    clg_conv_geo geo;
+    clg_conv_layout layout = unpack_geo(columns_of(node), &geo);
+    int64_t O = node->in[0]->shape[0], L = geo.oh * geo.ow;
+    if (!clg_operand_dense(&in[0]) || !clg_operand_dense(&in[2]) || !clg_operand_dense(out))
+        return clg_fail(CLG_ERR_INTERNAL, "conv_product (convgemm): an operand is not dense");
+    if (layout != CLG_CONV_LAYOUT_FOLDED) /* [N, O, L]: convgemm's own NCHW */
+        return add_convgemm(lw, &geo, O, &in[2], &in[0], out->mem, out->offset);
+    /* [O, N * L]: convgemm into scratch, then the permuting copy */
+    cl_mem scratch;
+    clg_status st = clg_lower_buffer(lw, (size_t)(geo.n * O * L) * sizeof(float),
+                                     "convgemm's NCHW result", &scratch);
+    if (st == CLG_OK) st = add_convgemm(lw, &geo, O, &in[2], &in[0], scratch, 0);
+    if (st != CLG_OK) return st;
+    const int64_t shape[3] = {geo.n, O, L}, nchw[3] = {O * L, L, 1}, folded[3] = {L, geo.n * L, 1};
+    clg_operand src = clg_operand_view(out, 0, 3, shape, nchw), dst;
+    src.mem = scratch;
+    dst = clg_operand_view(out, out->offset, 3, shape, folded);
+    return clg_lower_copy(lw, &dst, &src);
 }
 
 /* The same arithmetic as the folded im2col lowering's backward: with the batch folded into
@@ -375,22 +441,27 @@ clg_tensor *clg_conv2d_layout(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_te
                               "conv2d: the %lldx%lld kernel (dilation %d x %d) does not fit x "
                               "%s with the padding given",
                               (long long)KH, (long long)KW, dh, dw, sx);
+    /* AUTO: the im2col lowering whose product may become a convgemm when a plan is compiled;
+     * an explicit layout is that lowering, no choice */
     clg_tensor *y;
-    bool convgemm = layout == CLG_CONV_LAYOUT_CONVGEMM
-                        ? clg_convgemm_supports(&geo)
-                        : layout == CLG_CONV_LAYOUT_AUTO && clg_conv_prefers_convgemm(g->ctx, &geo, O);
-    if (convgemm)
+    if (layout == CLG_CONV_LAYOUT_CONVGEMM && clg_convgemm_supports(&geo))
         y = clg_conv2d_convgemm(g, x, w, &geo, O);
     else
         y = clg_conv2d_im2col(g, x, w, &geo, O,
-                              layout == CLG_CONV_LAYOUT_CONVGEMM ? CLG_CONV_LAYOUT_AUTO : layout);
+                              layout == CLG_CONV_LAYOUT_CONVGEMM ? CLG_CONV_LAYOUT_AUTO : layout,
+                              layout == CLG_CONV_LAYOUT_AUTO);
     if (bias) y = clg_add(g, y, clg_reshape(g, bias, 3, (int64_t[]){O, 1, 1}));
     return y;
 }
 
 clg_tensor *clg_conv2d_im2col(clg_graph *g, clg_tensor *x, clg_tensor *w, const clg_conv_geo *geo,
-                              int64_t out_channels, clg_conv_layout layout) {
+                              int64_t out_channels, clg_conv_layout layout, bool choice) {
     CLG_GUARD(g, "conv2d (im2col)", 2, x, w);
+    /* the convgemm alternative reads the image and the weight as CLBlast does: dense NCHW */
+    choice = choice && geo->groups == 1 && clg_convgemm_supports(geo);
+    clg_tensor *image = choice ? clg_conv_operand(g, x) : NULL;
+    if (image && !clg_is_contiguous(image)) image = clg_contiguous(g, image);
+    if (choice && !clg_is_contiguous(w)) w = clg_contiguous(g, clg_conv_operand(g, w));
     int64_t N = geo->n, H = geo->h, W = geo->w, G = geo->groups, O = out_channels;
     int64_t Og = O / G, K = geo->c / G * geo->kh * geo->kw, L = geo->oh * geo->ow;
     if (layout == CLG_CONV_LAYOUT_AUTO) layout = auto_layout(G, K);
@@ -405,7 +476,8 @@ clg_tensor *clg_conv2d_im2col(clg_graph *g, clg_tensor *x, clg_tensor *w, const 
             w3 = clg_reshape(g, w3, 2, (int64_t[]){O, K});
             c3 = clg_reshape(g, c3, 2, (int64_t[]){K, N * L});
         }
-        y = clg_matmul(g, w3, c3, false, false); /* [G, O/G, N * L] */
+        y = image ? clg_matmul_node(g, w3, c3, &op_conv_product, image)
+                  : clg_matmul(g, w3, c3, false, false); /* [G, O/G, N * L] */
         y = clg_reshape(g, y, 4, (int64_t[]){O, N, geo->oh, geo->ow});
         return clg_permute(g, y, (int[]){1, 0, 2, 3});
     }
@@ -414,7 +486,9 @@ clg_tensor *clg_conv2d_im2col(clg_graph *g, clg_tensor *x, clg_tensor *w, const 
                                  : clg_im2col(g, x, geo, layout, 0.0f);
     if (G == 1) {
         clg_tensor *w2 = clg_reshape(g, w, 2, (int64_t[]){O, K});
-        y = clg_matmul(g, w2, clg_reshape(g, cols, 3, (int64_t[]){N, K, L}), false, false);
+        clg_tensor *c3 = clg_reshape(g, cols, 3, (int64_t[]){N, K, L});
+        y = image && !pointwise ? clg_matmul_node(g, w2, c3, &op_conv_product, image)
+                                : clg_matmul(g, w2, c3, false, false);
     } else {
         y = clg_matmul(g, clg_reshape(g, w, 3, (int64_t[]){G, Og, K}), cols, false, false);
     }

@@ -49,24 +49,29 @@ clg_tensor *clg_im2col(clg_graph *g, clg_tensor *x, const clg_conv_geo *geo, clg
 clg_tensor *clg_col2im(clg_graph *g, clg_tensor *cols, const clg_conv_geo *geo,
                        clg_conv_layout layout);
 
-/* clg_conv2d with the lowering chosen by the caller: AUTO measures (see below); BATCHED and
- * FOLDED take the im2col + GEMM lowering with that column layout; CONVGEMM as above. */
+/* clg_conv2d with the lowering chosen by the caller: AUTO is im2col + GEMM with the layout K
+ * calls for, whose product may become a convgemm when a plan is compiled (measured, see
+ * below); BATCHED and FOLDED take the im2col + GEMM lowering with that column layout, no
+ * choice; CONVGEMM as above. */
 clg_tensor *clg_conv2d_layout(clg_graph *g, clg_tensor *x, clg_tensor *w, clg_tensor *bias,
                               const clg_conv2d_params *p, clg_conv_layout layout);
 
 /* The two forward lowerings of a convolution without bias, w [O, C/G, KH, KW] -> y [N, O, OH,
- * OW]: im2col + GEMM (layout AUTO picks BATCHED or FOLDED by K), and one CLBlast convgemm
- * call (only where clg_convgemm_supports: one group, the same padding on both sides). */
+ * OW]: im2col + GEMM (layout AUTO picks BATCHED or FOLDED by K; with choice, where convgemm
+ * can do the shape, the product may be lowered as a convgemm instead when a plan is compiled),
+ * and one CLBlast convgemm call (only where clg_convgemm_supports: one group, the same padding
+ * on both sides). */
 clg_tensor *clg_conv2d_im2col(clg_graph *g, clg_tensor *x, clg_tensor *w, const clg_conv_geo *geo,
-                              int64_t out_channels, clg_conv_layout layout);
+                              int64_t out_channels, clg_conv_layout layout, bool choice);
 bool clg_convgemm_supports(const clg_conv_geo *geo);
 clg_tensor *clg_conv2d_convgemm(clg_graph *g, clg_tensor *x, clg_tensor *w, const clg_conv_geo *geo,
                                 int64_t out_channels);
 
 /* Whether convgemm runs this forward pass faster than im2col + GEMM on ctx's device: forced by
  * CLGRAD_CONV, else looked up in the device's choice cache, else measured now (both lowerings
- * timed on this shape, the winner recorded). False where convgemm cannot do the shape or the
- * measurement fails (then im2col, which the caller's plan will report on if it fails too). */
+ * timed on this shape, the winner recorded). Asked by the compiler (conv_product's choose).
+ * False where convgemm cannot do the shape or the measurement fails (then im2col, which the
+ * caller's plan will report on if it fails too). */
 bool clg_conv_prefers_convgemm(clg_context *ctx, const clg_conv_geo *geo, int64_t out_channels);
 
 #endif

@@ -37,7 +37,8 @@ static clg_status time_lowering(clg_context *ctx, const clg_conv_geo *geo, int64
     clg_tensor *x = clg_input(g, "x", CLG_F32, 4, xs);
     clg_tensor *w = clg_input(g, "w", CLG_F32, 4, ws);
     clg_tensor *y = which ? clg_conv2d_convgemm(g, x, w, geo, out_channels)
-                          : clg_conv2d_im2col(g, x, w, geo, out_channels, CLG_CONV_LAYOUT_AUTO);
+                          : clg_conv2d_im2col(g, x, w, geo, out_channels, CLG_CONV_LAYOUT_AUTO,
+                                              false);
     clg_status st = clg_graph_output(g, y);
     clg_plan *plan = NULL;
     if (st == CLG_OK) st = clg_graph_compile(g, NULL, &plan);

@@ -3,25 +3,15 @@
  * views in place when their layout allows (transposed views become transpose flags). */
 #include <string.h>
 
-#include "compile/lowering.h"
-#include "ops/node.h"
-
-static void bw_matmul(clg_graph *g, clg_tensor *node, clg_tensor *gout);
-static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                               const clg_operand *out);
-static bool absorb(const clg_tensor *m, const clg_tensor *prev, const clg_tensor *u,
-                   clg_epilogue *epi);
-static clg_status lower_epilogue(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                 const clg_operand *out, const clg_epilogue *epi,
-                                 const clg_operand *bias);
+#include "ops/matmul.h"
 
 /* ia[0]: trans_a, ia[1]: trans_b. The GEMM can absorb a bias add and then an activation. */
 static const clg_op_info op_matmul = {.name = "matmul",
                                       .kind = CLG_KIND_KERNEL,
-                                      .backward = bw_matmul,
-                                      .lower = lower_matmul,
-                                      .absorb = absorb,
-                                      .lower_epilogue = lower_epilogue};
+                                      .backward = clg_matmul_backward,
+                                      .lower = clg_matmul_lower,
+                                      .absorb = clg_matmul_absorb,
+                                      .lower_epilogue = clg_matmul_lower_epilogue};
 
 /* How GEMM reads a stored matrix [rows, cols] with these strides: row-major with leading
  * dimension ld, or (flip) column-major, i.e. row-major of the transpose. */
@@ -78,7 +68,8 @@ static bool operand_ok(const clg_tensor *x, bool trans, int out_nb, const int64_
            batch_stride(out_nb, out_batch, r - 2, x->shape, x->strides, &bs);
 }
 
-clg_tensor *clg_matmul(clg_graph *g, clg_tensor *a, clg_tensor *b, bool trans_a, bool trans_b) {
+static clg_tensor *matmul(clg_graph *g, clg_tensor *a, clg_tensor *b, bool trans_a, bool trans_b,
+                          const clg_op_info *info, clg_tensor *extra) {
     CLG_GUARD(g, "matmul", 2, a, b);
     char sa[200], sb[200];
     if (a->ndim < 2 || b->ndim < 2)
@@ -127,12 +118,23 @@ clg_tensor *clg_matmul(clg_graph *g, clg_tensor *a, clg_tensor *b, bool trans_a,
     memcpy(shape, batch, (size_t)nb * sizeof *batch);
     shape[nb] = m;
     shape[nb + 1] = n;
-    clg_tensor *t = clg_kernel_node(g, &op_matmul, CLG_F32, nb + 2, shape, 2, ops);
+    clg_tensor *ins[3] = {ops[0], ops[1], extra};
+    clg_tensor *t = clg_kernel_node(g, info, CLG_F32, nb + 2, shape, extra ? 3 : 2, ins);
     if (t != g->poison) {
         t->ia[0] = trans_a;
         t->ia[1] = trans_b;
     }
     return t;
+}
+
+clg_tensor *clg_matmul(clg_graph *g, clg_tensor *a, clg_tensor *b, bool trans_a, bool trans_b) {
+    return matmul(g, a, b, trans_a, trans_b, &op_matmul, NULL);
+}
+
+clg_tensor *clg_matmul_node(clg_graph *g, clg_tensor *a, clg_tensor *b, const clg_op_info *info,
+                            clg_tensor *extra) {
+    if (extra && !clg_check_inputs(g, info->name, 1, &extra)) return g->poison;
+    return matmul(g, a, b, false, false, info, extra);
 }
 
 /* Weight gradients of a batched activation times a 2-D weight fold the batch into the rows:
@@ -143,7 +145,7 @@ static clg_tensor *fold_rows(clg_graph *g, clg_tensor *x) {
     return clg_reshape(g, x, 2, s);
 }
 
-static void bw_matmul(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+void clg_matmul_backward(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *a = node->in[0], *b = node->in[1];
     bool ta = node->ia[0], tb = node->ia[1];
     if (clg_needs_grad(a)) {
@@ -188,8 +190,8 @@ static void aligned_strides(const clg_operand *x, int out_ndim, int64_t *st) {
 /* m -> add(bias) [-> relu | tanh | sigmoid | gelu]: the bias must be a buffer the product can
  * read over its own shape (through prev, a reshape of m, if any) without varying along the
  * batch dims; an activation comes only after a bias, reading it. */
-static bool absorb(const clg_tensor *m, const clg_tensor *prev, const clg_tensor *u,
-                   clg_epilogue *epi) {
+bool clg_matmul_absorb(const clg_tensor *m, const clg_tensor *prev, const clg_tensor *u,
+                       clg_epilogue *epi) {
     if (u->info->epilogue == CLG_EPILOGUE_ACTIVATION) {
         if (!epi->bias || epi->activation || u->in[0] != prev || !clg_same_shape(u, prev))
             return false;
@@ -262,13 +264,13 @@ static clg_status lower_gemm(clg_lowering *lw, clg_tensor *node, const clg_opera
     return clg_lower_gemm(lw, &c, act != CLG_GEMM_ACT_NONE || bias ? "matmul+epilogue" : "matmul");
 }
 
-static clg_status lower_matmul(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                               const clg_operand *out) {
+clg_status clg_matmul_lower(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                            const clg_operand *out) {
     return lower_gemm(lw, node, in, out, NULL, CLG_GEMM_ACT_NONE);
 }
 
-static clg_status lower_epilogue(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
-                                 const clg_operand *out, const clg_epilogue *epi,
-                                 const clg_operand *bias) {
+clg_status clg_matmul_lower_epilogue(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                     const clg_operand *out, const clg_epilogue *epi,
+                                     const clg_operand *bias) {
     return lower_gemm(lw, node, in, out, bias, (clg_gemm_act)epi->activation);
 }
