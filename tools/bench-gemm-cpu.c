@@ -1,7 +1,9 @@
 // Checks and times the CPU-device SGEMM kernels of cl/gemm_cpu.cl against a plain C reference,
 // and prints GFLOP/s side by side with CLBlast (default parameters) and OpenBLAS (loaded with
-// dlopen when present, 1 and 2 threads) for the shapes clgrad's models run.
-// Standalone: gcc -O2 -std=c11 tools/bench-gemm-cpu.c -lOpenCL -lclblast -lm -ldl
+// dlopen when present, 1 and 2 threads) for the shapes clgrad's models run. The kernels are
+// built here from the file (so edits to it can be timed before a rebuild), but the plan of the
+// "chosen" column is the library's own (clg_gemm_cpu_choose), so it cannot drift from what
+// clgrad runs. Built by meson: ninja -C build tools/bench-gemm-cpu.
 #define _POSIX_C_SOURCE 200809L
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
@@ -16,6 +18,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "clgrad/device.h"
+#include "gemm/gemm_internal.h"
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
@@ -94,19 +99,14 @@ typedef struct {
     int act;
 } gemm_problem;
 
-// How to run one problem: which operands to pack into panels first, and how many tiles each
-// work-item computes (mb down M, nb across N; more than one turns on K blocking).
-typedef struct {
-    int pack_a, pack_b, mb, nb;
-} gemm_plan;
-
 typedef struct {
     cl_context ctx;
     cl_command_queue q;
     cl_kernel pack, gemm;
     int mr, nr, pack_k;
-    int units;      // compute units (threads pocl runs work-groups on)
-    cl_mem scratch; // packed operands, grown on demand
+    int units;           // compute units (threads pocl runs work-groups on)
+    uint32_t loop_limit; // clgrad's loop limit for the device (0: none)
+    cl_mem scratch;      // packed operands, grown on demand
     size_t scratch_size;
 } gemm_cpu;
 
@@ -168,45 +168,47 @@ typedef struct {
     int off, rs, cs, bs, packed; // V uses cs as v_ks and ignores rs
 } gemm_operand;
 
-// The dispatcher in miniature: maps op(A), op(B) onto the kernel's S (scalar) and V (vector)
-// operands, packing where the plan asks or the layout requires.
-//   NN, TN: S = op(A), V = B in place.
-//   NT: B^T has no contiguous rows along n, so B is packed; so is any V narrower than NR.
-//   TT: computed as C^T = B A (S = B, V = A in place, C and bias strides swapped), unless the
-//       plan packs B, in which case it is NT's route with A read transposed.
-static void gemm_cpu_run(gemm_cpu *g, const gemm_problem *p, gemm_plan plan) {
+// The dispatcher in miniature (clg_gemm_cpu_prepare's mapping): maps op(A), op(B) onto the
+// kernel's S (scalar) and V (vector) operands as the plan says, packing where it asks or the
+// layout requires.
+//   Unswapped: S = op(A), V = op(B). Swapped, C^T = op(B)^T op(A)^T: S = op(B)^T, V = op(A)^T,
+//   C and bias strides swapped.
+//   V is read in place only as rows along n at least NR wide (NN's B, TT's swapped A); any
+//   other V is packed, whatever the plan says.
+static void gemm_cpu_run(gemm_cpu *g, const gemm_problem *p, clg_gemm_cpu_plan plan) {
     const int mr = g->mr, nr = g->nr;
     if (p->m <= 0 || p->n <= 0 || p->batch <= 0) return;
-    if (p->tb && !p->ta) plan.pack_b = 1;
-    const int swap = p->ta && p->tb && !plan.pack_b;
-    if (swap) plan.pack_a = 0;
+    const int swap = plan.swap;
     const int m = swap ? p->n : p->m, n = swap ? p->m : p->n;
-    if (n < nr) // an in-place V must be at least one tile wide
-        plan.pack_b = 1;
-    if (p->k == 0) // nothing to read: C = act(beta C + bias); flag both operands as packed,
-        plan.pack_a = plan.pack_b = 0; // which needs neither a pack nor N >= NR
     // Scalar operand S(m, k) and vector operand V(k, n) of the (possibly swapped) problem, as
     // (row stride, column stride) views before packing.
     cl_mem s_buf = swap ? p->b : p->a, v_buf = swap ? p->a : p->b;
     const int s_off = swap ? p->b_off : p->a_off, s_bs = swap ? p->b_bs : p->a_bs;
-    const int s_rs = swap ? p->ldb : (p->ta ? 1 : p->lda), s_cs = swap ? 1 : (p->ta ? p->lda : 1);
+    const int s_t = swap ? !p->tb : p->ta; // S stored k-major
+    const int s_ld = swap ? p->ldb : p->lda;
+    const int s_rs = s_t ? 1 : s_ld, s_cs = s_t ? s_ld : 1;
     const int v_off = swap ? p->a_off : p->b_off, v_bs = swap ? p->a_bs : p->b_bs;
     // V(k, n) = v[k * v_ks + n * v_ns]; only v_ns == 1 can be read in place.
-    const int v_ks = swap ? p->lda : (p->tb ? 1 : p->ldb), v_ns = p->tb && !swap ? p->ldb : 1;
+    const int v_t = swap ? !p->ta : p->tb; // V stored n-major
+    const int v_ld = swap ? p->lda : p->ldb;
+    const int v_ks = v_t ? 1 : v_ld, v_ns = v_t ? v_ld : 1;
+    if (v_ns != 1 || n < nr) plan.pack_v = true;
+    if (p->k == 0) // nothing to read: C = act(beta C + bias); flag both operands as packed,
+        plan.pack_s = plan.pack_v = false; // which needs neither a pack nor N >= NR
 
     gemm_operand so = {s_buf, s_off, s_rs, s_cs, s_bs, 0};
     gemm_operand vo = {v_buf, v_off, 0, v_ks, v_bs, 0};
     const size_t mp = round_up((size_t)m, (size_t)mr), np = round_up((size_t)n, (size_t)nr);
     const int s_batches = s_bs ? p->batch : 1, v_batches = v_bs ? p->batch : 1;
-    const size_t s_size = plan.pack_a ? mp * (size_t)p->k * (size_t)s_batches : 0;
-    const size_t v_size = plan.pack_b ? np * (size_t)p->k * (size_t)v_batches : 0;
+    const size_t s_size = plan.pack_s ? mp * (size_t)p->k * (size_t)s_batches : 0;
+    const size_t v_size = plan.pack_v ? np * (size_t)p->k * (size_t)v_batches : 0;
     if (s_size + v_size) ensure_scratch(g, s_size + v_size);
-    if (plan.pack_a) {
+    if (plan.pack_s) {
         // A batch stride of 0 stays 0: a broadcast operand is packed once.
         enqueue_pack(g, m, p->k, mr, s_buf, s_off, s_rs, s_cs, s_bs, s_batches, g->scratch, 0);
         so = (gemm_operand){g->scratch, 0, 0, 0, s_bs ? (int)mp * p->k : 0, 1};
     }
-    if (plan.pack_b) {
+    if (plan.pack_v) {
         enqueue_pack(g, n, p->k, nr, v_buf, v_off, v_ns, v_ks, v_bs, v_batches, g->scratch,
                      (int)s_size);
         vo = (gemm_operand){g->scratch, (int)s_size, 0, 0, v_bs ? (int)np * p->k : 0, 1};
@@ -250,39 +252,31 @@ static void gemm_cpu_run(gemm_cpu *g, const gemm_problem *p, gemm_plan plan) {
                (size_t)p->batch);
 }
 
-// The plan a dispatcher would pick for a shape; tools/gemm-cpu-notes.md has the measurements
-// behind it.
-static gemm_plan gemm_cpu_choose(const gemm_cpu *g, const gemm_problem *p) {
-    const int tiles_m = (int)ceil_div((size_t)p->m, (size_t)g->mr);
-    const int tiles_n = (int)ceil_div((size_t)p->n, (size_t)g->nr);
-    const double flop = 2.0 * p->m * p->n * p->k * p->batch;
-    gemm_plan pl = {0, 0, 1, 1};
-    // Packing op(B) costs K x N copies per batch entry and one launch; it pays once >= 8 row
-    // tiles reuse it and the problem is not tiny. Small per-entry Bs (attention's 64 x 64) are
-    // cache-resident anyway unless one broadcast B is packed once for the whole batch.
-    pl.pack_b =
-        tiles_m >= 8 && flop >= 8e6 && (p->batch == 1 || !p->b_bs || (double)p->k * p->n >= 65536);
-    // gemm_cpu_run packs B anyway for NT and for an in-place V narrower than NR; say so here.
-    const int tt = p->ta && p->tb;
-    pl.pack_b |= (p->tb && !p->ta) || (tt ? p->m : p->n) < g->nr;
-    // Packing op(A) pays when >= 16 column tiles reuse it and it is too big for L2.
-    pl.pack_a = tiles_n >= 16 && p->m >= 256 && p->k >= 256;
-    if (pl.pack_a && pl.pack_b) return pl; // both stream from panels; K blocking measured no better
-    // Otherwise each work-item takes up to 8 x 4 tiles: the V block is reused from L1 down
-    // the 8, S read once across the 4; small K amortises the per-tile overhead. Keep at least
-    // 4 work-items per compute unit.
-    pl.mb = tiles_m < 8 ? tiles_m : 8;
-    pl.nb = tiles_n < 4 ? tiles_n : 4;
-    while (pl.mb * pl.nb > 1 && (long)ceil_div((size_t)tiles_m, (size_t)pl.mb) *
-                                        (long)ceil_div((size_t)tiles_n, (size_t)pl.nb) * p->batch <
-                                    4L * g->units) {
-        if (pl.mb >= pl.nb)
-            pl.mb = (pl.mb + 1) / 2;
-        else
-            pl.nb = (pl.nb + 1) / 2;
-    }
-    return pl;
+// The plan clgrad's CPU backend picks for the problem, on this device: the library's own
+// chooser (src/gemm/gemm_cpu.c; tools/gemm-cpu-notes.md has the measurements behind it). It
+// plans for the library's 6 x 16 tiles whatever --mr and --nr say.
+static clg_gemm_cpu_plan gemm_cpu_choose(const gemm_cpu *g, const gemm_problem *p) {
+    const clg_gemm_call call = {
+        .trans_a = p->ta,
+        .trans_b = p->tb,
+        .m = (size_t)p->m,
+        .n = (size_t)p->n,
+        .k = (size_t)p->k,
+        .lda = (size_t)p->lda,
+        .a_stride = (size_t)p->a_bs,
+        .ldb = (size_t)p->ldb,
+        .b_stride = (size_t)p->b_bs,
+        .batch = (size_t)p->batch,
+    };
+    return clg_gemm_cpu_choose(&call, (unsigned)g->units, g->loop_limit);
 }
+
+// Reading no operand in place where it can: S and V as stored, TT swapped (S = B, V = A).
+static clg_gemm_cpu_plan direct_plan(const gemm_problem *p) {
+    return (clg_gemm_cpu_plan){.swap = p->ta && p->tb, .mb = 1, .nb = 1};
+}
+
+static const clg_gemm_cpu_plan packed_plan = {.pack_s = true, .pack_v = true, .mb = 1, .nb = 1};
 
 // ---------------------------------------------------------------------------------------------
 // Host copies, the reference and the comparison
@@ -404,20 +398,22 @@ static void free_case(host_case *h) {
     free(h->bias);
 }
 
-static const char *plan_name(gemm_plan pl) {
+// "pack A+B, 8x4 tiles", in terms of A and B (swapped, S is op(B)^T and V is op(A)^T).
+static const char *plan_name(clg_gemm_cpu_plan pl) {
     static char buf[64];
-    snprintf(buf, sizeof buf, "pack %s, %dx%d tiles",
-             pl.pack_a && pl.pack_b ? "A+B"
-             : pl.pack_a            ? "A"
-             : pl.pack_b            ? "B"
-                                    : "-",
-             pl.mb, pl.nb);
+    const bool pack_a = pl.swap ? pl.pack_v : pl.pack_s, pack_b = pl.swap ? pl.pack_s : pl.pack_v;
+    snprintf(buf, sizeof buf, "pack %s, %dx%d tiles%s",
+             pack_a && pack_b ? "A+B"
+             : pack_a         ? "A"
+             : pack_b         ? "B"
+                              : "-",
+             pl.mb, pl.nb, pl.swap ? ", C^T" : "");
     return buf;
 }
 
 // Runs one plan on the case and compares all of C, including the untouched space around views
 // (NaN sentinels must stay NaN, other sentinels bit-identical). Returns the number of failures.
-static int check_case(gemm_cpu *g, host_case *h, gemm_plan plan, const char *what) {
+static int check_case(gemm_cpu *g, host_case *h, clg_gemm_cpu_plan plan, const char *what) {
     const gemm_problem *p = &h->p;
     CL_CHECK(clEnqueueWriteBuffer(g->q, p->c, CL_TRUE, 0, h->c_len * sizeof(float), h->c, 0, NULL,
                                   NULL));
@@ -461,14 +457,17 @@ static int run_checks(gemm_cpu *g, int verbose) {
                                    {13, 17, 19}, {6, 16, 1},   {33, 47, 29},  {64, 64, 64},
                                    {50, 9, 32},  {9, 32, 100}, {97, 129, 67}, {40, 35, 700},
                                    {5, 20, 0},   {3, 7, 0}};
-    // Every packing choice, with and without K blocking (KC defaults to 256).
-    static const gemm_plan plans[] = {{0, 0, 1, 1}, {1, 1, 1, 1}, {1, 0, 1, 1},
-                                      {0, 1, 2, 2}, {0, 0, 3, 2}, {1, 1, 2, 3}};
+    // Every packing choice (pack S, pack V, mb, nb), with and without K blocking (KC defaults
+    // to 256), each computing C and C^T: every route clg_gemm_cpu_choose can take.
+    static const int plans[][4] = {{0, 0, 1, 1}, {1, 1, 1, 1}, {1, 0, 1, 1},
+                                   {0, 1, 2, 2}, {0, 0, 3, 2}, {1, 1, 2, 3}};
     int fails = 0, count = 0;
     char what[160];
-    for (size_t pi = 0; pi < sizeof plans / sizeof plans[0]; ++pi) {
-        const gemm_plan plan = plans[pi];
-        const char *pn = "";
+    for (size_t pi = 0; pi < 2 * sizeof plans / sizeof plans[0]; ++pi) {
+        const int *pv = plans[pi / 2];
+        const clg_gemm_cpu_plan plan = {
+            .swap = pi % 2, .pack_s = pv[0], .pack_v = pv[1], .mb = pv[2], .nb = pv[3]};
+        const char *pn = plan.swap ? "C^T " : "";
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; ++s)
             for (int t = 0; t < 4; ++t) {
                 const int m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
@@ -575,7 +574,7 @@ static void openblas_run(const gemm_problem *p, const host_bufs *hb) {
 enum { IMPL_DIRECT, IMPL_PACKED, IMPL_AUTO, IMPL_CLBLAST, IMPL_OB1, IMPL_OB2, IMPL_COUNT };
 static const char *impl_names[IMPL_COUNT] = {"direct",  "packed",    "chosen",
                                              "CLBlast", "OpenBLAS1", "OpenBLAS2"};
-static gemm_plan forced_plan; // --plan: replaces the chosen plan when mb > 0
+static clg_gemm_cpu_plan forced_plan; // --plan: replaces the chosen plan when mb > 0
 
 typedef struct {
     const char *name;
@@ -587,10 +586,10 @@ enum { MAX_RUNS = 64 };
 static void run_impl(gemm_cpu *g, int impl, const gemm_problem *p, const host_bufs *hb) {
     switch (impl) {
     case IMPL_DIRECT:
-        gemm_cpu_run(g, p, (gemm_plan){0, 0, 1, 1});
+        gemm_cpu_run(g, p, direct_plan(p));
         break;
     case IMPL_PACKED:
-        gemm_cpu_run(g, p, (gemm_plan){1, 1, 1, 1});
+        gemm_cpu_run(g, p, packed_plan);
         break;
     case IMPL_AUTO:
         gemm_cpu_run(g, p, forced_plan.mb > 0 ? forced_plan : gemm_cpu_choose(g, p));
@@ -645,8 +644,8 @@ static double time_impl(gemm_cpu *g, int impl, const gemm_problem *p, const host
 // Setup and main
 
 // Device `want` in the order platforms and their devices are listed, or with want < 0 the
-// first CPU device (pocl's on this project's machines).
-static cl_device_id pick_device(int want, char *name, size_t name_len) {
+// first CPU device (pocl's on this project's machines); *plat and *dev get its indices.
+static cl_device_id pick_device(int want, char *name, size_t name_len, int *plat, int *dev) {
     cl_platform_id plats[16];
     cl_uint np = 0;
     CL_CHECK(clGetPlatformIDs(16, plats, &np));
@@ -660,11 +659,29 @@ static cl_device_id pick_device(int want, char *name, size_t name_len) {
             CL_CHECK(clGetDeviceInfo(devs[j], CL_DEVICE_TYPE, sizeof type, &type, NULL));
             if (index == want || (want < 0 && (type & CL_DEVICE_TYPE_CPU))) {
                 CL_CHECK(clGetDeviceInfo(devs[j], CL_DEVICE_NAME, name_len, name, NULL));
+                *plat = (int)i, *dev = (int)j;
                 return devs[j];
             }
         }
     }
     die(want < 0 ? "no OpenCL CPU device" : "no OpenCL device %d", want);
+}
+
+// What the chooser reads of the device, as clgrad describes it (clg_device_list): its compute
+// units and loop limit.
+static void describe_device(int plat, int dev, gemm_cpu *g) {
+    clg_device_info *list = NULL;
+    size_t n = 0;
+    if (clg_device_list(&list, &n) != CLG_OK) die("clg_device_list: %s", clg_last_error());
+    for (size_t i = 0; i < n; ++i)
+        if (list[i].platform_index == plat && list[i].device_index == dev) {
+            g->units = (int)list[i].compute_units;
+            g->loop_limit = list[i].loop_limit;
+            clg_device_list_free(list);
+            return;
+        }
+    clg_device_list_free(list);
+    die("device %d:%d is not in clgrad's device list", plat, dev);
 }
 
 static const char *default_kernel_path(const char *argv0) {
@@ -684,14 +701,18 @@ static void usage(void) {
          "  --kernel PATH     cl/gemm_cpu.cl (default: found from the current directory)\n"
          "  --device I        OpenCL device index (default: the first CPU device)\n"
          "  --mr N --nr N     tile rows (6) and vector width (16) of the kernels\n"
-         "  --plan A,B,MB,NB  use this plan for the 'chosen' column: pack A?, pack B?, tiles\n"
+         "  --plan S,V,MB,NB[,SWAP]\n"
+         "                    use this plan for the 'chosen' column, not clgrad's: pack S?,\n"
+         "                    pack V?, tiles, compute C^T? (S = op(A), V = op(B); with SWAP 1,\n"
+         "                    S = op(B)^T, V = op(A)^T)\n"
          "  --local X,Y|null  local size of clg_gemm_cpu (default 1,1)\n"
          "  --runs N          timings per median (default 7, at least 5)\n"
          "  --min-time S      seconds of back-to-back calls per timing (default 0.05)\n"
          "  --shapes SUBSTR   only the shapes whose name contains SUBSTR\n"
          "  --check-only | --no-check | --no-clblast | --no-openblas\n"
          "Checks cl/gemm_cpu.cl against a C reference, then prints median GFLOP/s per shape for\n"
-         "its direct, packed and chosen plans, CLBlast, and OpenBLAS with 1 and 2 threads.");
+         "its direct, packed and chosen plans (clgrad's clg_gemm_cpu_choose, for 6 x 16 tiles),\n"
+         "CLBlast, and OpenBLAS with 1 and 2 threads.");
 }
 
 int main(int argc, char **argv) {
@@ -710,9 +731,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--nr") && v)
             nr = atoi(argv[++i]);
         else if (!strcmp(a, "--plan") && v) {
-            if (sscanf(argv[++i], "%d,%d,%d,%d", &forced_plan.pack_a, &forced_plan.pack_b,
-                       &forced_plan.mb, &forced_plan.nb) != 4)
-                die("--plan wants PACK_A,PACK_B,MB,NB, e.g. 0,1,4,1");
+            int pack_s, pack_v, swap = 0;
+            if (sscanf(argv[++i], "%d,%d,%d,%d,%d", &pack_s, &pack_v, &forced_plan.mb,
+                       &forced_plan.nb, &swap) < 4)
+                die("--plan wants PACK_S,PACK_V,MB,NB[,SWAP], e.g. 0,1,4,1");
+            forced_plan.pack_s = pack_s, forced_plan.pack_v = pack_v, forced_plan.swap = swap;
         } else if (!strcmp(a, "--local") && v) {
             if (sscanf(argv[++i], "%zu,%zu", &local_x, &local_y) != 2)
                 local_x = 0; // anything else, e.g. "null": NULL local size
@@ -742,13 +765,12 @@ int main(int argc, char **argv) {
     if (!src) die("cannot open %s (run from the repository root or pass --kernel)", kernel_path);
 
     char dev_name[256] = "";
-    cl_device_id dev = pick_device(device, dev_name, sizeof dev_name);
+    int plat_index = 0, dev_index = 0;
+    cl_device_id dev = pick_device(device, dev_name, sizeof dev_name, &plat_index, &dev_index);
     cl_int err;
     gemm_cpu g = {0};
     g.mr = mr, g.nr = nr, g.pack_k = 64;
-    cl_uint units = 1;
-    CL_CHECK(clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL));
-    g.units = (int)units;
+    describe_device(plat_index, dev_index, &g);
     g.ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
     CL_CHECK(err);
     g.q = clCreateCommandQueue(g.ctx, dev, 0, &err);
@@ -777,11 +799,11 @@ int main(int argc, char **argv) {
     {
         host_case h = make_case(g.ctx, 0, 0, 8, 8, 8, 1, 0, 0, 0, 1.0f, 0.0f, 0, ACT_NONE);
         t0 = now_s();
-        gemm_cpu_run(&g, &h.p, (gemm_plan){0, 0, 1, 1});
+        gemm_cpu_run(&g, &h.p, direct_plan(&h.p));
         CL_CHECK(clFinish(g.q));
         const double gemm_s = now_s() - t0;
         t0 = now_s();
-        gemm_cpu_run(&g, &h.p, (gemm_plan){1, 1, 1, 1});
+        gemm_cpu_run(&g, &h.p, packed_plan);
         CL_CHECK(clFinish(g.q));
         printf("first launch: clg_gemm_cpu %.0f ms, then clg_gemm_cpu_pack %.0f ms\n", 1e3 * gemm_s,
                1e3 * (now_s() - t0));

@@ -15,7 +15,6 @@
 /* Name of a new kernel argument holding a value fixed for the plan. */
 const char *clg_cg_float_arg(clg_codegen *cg, float value);
 const char *clg_cg_uint_arg(clg_codegen *cg, uint32_t value);
-const char *clg_cg_int_arg(clg_codegen *cg, int64_t value);
 /* Expression of the element's linear (row-major) index in the kernel's iteration space,
  * which for an inlined node is its own linear index. */
 const char *clg_cg_linear_index(clg_codegen *cg);

@@ -42,29 +42,25 @@ static clg_status scratch(clg_context *ctx, size_t floats, cl_mem *out) {
     return CLG_OK;
 }
 
-/* k steps a work-item may run on a device with a loop limit: each step of the K loop counts
- * about 8 iterations there (the MR-row loop inside it too, measured on rusticl: one 6 x 16
- * tile fails from k = 8192 on), with a factor 2 to spare. */
-static size_t k_budget(const clg_context *ctx) {
-    return ctx->info.loop_limit ? ctx->info.loop_limit / 16 : SIZE_MAX;
+/* k steps a work-item may run on a device with a loop limit (0: none): each step of the K
+ * loop counts about 8 iterations there (the MR-row loop inside it too, measured on rusticl:
+ * one 6 x 16 tile fails from k = 8192 on), with a factor 2 to spare. */
+static size_t k_budget(uint32_t loop_limit) {
+    return loop_limit ? loop_limit / 16 : SIZE_MAX;
 }
 
 bool clg_gemm_cpu_fits(const clg_context *ctx, const clg_gemm_call *c) {
-    return c->k <= k_budget(ctx);
+    return c->k <= k_budget(ctx->info.loop_limit);
 }
-
-typedef struct cpu_plan {
-    int pack_s, pack_v, mb, nb;
-} cpu_plan;
 
 /* Pack an operand when enough tiles reuse it to pay for the copy; otherwise let each
  * work-item take up to 8 x 4 tiles (K blocking reuses V from L1 and S from L2), keeping at
- * least 4 work-items per compute unit. */
-static cpu_plan choose(size_t m, size_t n, size_t k, size_t batch, size_t v_stride,
-                       unsigned units) {
+ * least 4 work-items per compute unit. m, n: of the product as computed (swapped or not). */
+static clg_gemm_cpu_plan choose_tiles(size_t m, size_t n, size_t k, size_t batch,
+                                      size_t v_stride, unsigned units) {
     size_t tiles_m = ceil_div(m, MR), tiles_n = ceil_div(n, NR);
     double flop = 2.0 * (double)m * (double)n * (double)k * (double)batch;
-    cpu_plan p = {0, 0, 1, 1};
+    clg_gemm_cpu_plan p = {.mb = 1, .nb = 1};
     /* A V of its own per batch entry that stays in cache (attention's 64 x 64) is read in place;
      * one shared by the batch is packed once and pays. */
     p.pack_v = tiles_m >= 8 && flop >= 8e6 && (batch == 1 || v_stride == 0 || k * n >= 65536);
@@ -73,7 +69,7 @@ static cpu_plan choose(size_t m, size_t n, size_t k, size_t batch, size_t v_stri
      * would be a whole extra pass over it: measured on the MNIST CNN's conv2 forward on pocl,
      * 5.4 -> 4.4 ms without packing. */
     const bool wide = tiles_m <= 16 && n >= 2048;
-    if (wide) p.pack_v = 0;
+    if (wide) p.pack_v = false;
     p.pack_s = tiles_n >= 16 && m >= 256 && k >= 256;
     if (p.pack_s && p.pack_v) return p;
     p.mb = wide ? (int)tiles_m : tiles_m < 8 ? (int)tiles_m : 8; /* wide: V read once */
@@ -87,6 +83,37 @@ static cpu_plan choose(size_t m, size_t n, size_t k, size_t batch, size_t v_stri
             p.nb = (p.nb + 1) / 2;
     }
     return p;
+}
+
+clg_gemm_cpu_plan clg_gemm_cpu_choose(const clg_gemm_call *c, unsigned compute_units,
+                                      uint32_t loop_limit) {
+    const size_t batch = c->batch ? c->batch : 1;
+    /* NT must pack one operand along k (neither has contiguous rows along n). Packing B
+     * costs n k, packing A (C^T = B A^T: S = B in place, V = A^T packed) m k: with a long k and
+     * a wide B, as in a convolution's weight gradient (64 x 288 over k = N OH OW), pack A:
+     * measured on the MNIST CNN's conv2 weight gradient on pocl, 7.9 -> 5.6-6.2 ms. */
+    const bool swap_nt = c->trans_b && !c->trans_a && c->k >= 2048 && 2 * c->m <= c->n;
+    clg_gemm_cpu_plan plan =
+        swap_nt ? choose_tiles(c->n, c->m, c->k, batch, c->a_stride, compute_units)
+                : choose_tiles(c->m, c->n, c->k, batch, c->b_stride, compute_units);
+    /* Both transposed: compute C^T = B A (S = B, V = A in place) unless B gets packed. */
+    plan.swap = swap_nt || (c->trans_a && c->trans_b && !plan.pack_v);
+    if (plan.swap && !swap_nt) plan.pack_s = false;
+    const size_t n = plan.swap ? c->m : c->n, k = c->k;
+    /* V is read in place as rows along n at least one tile wide (op(B) = B^T has none: NT
+     * packs); K = 0 reads nothing. */
+    bool v_t = plan.swap ? !c->trans_a : c->trans_b; /* V stored n-major */
+    size_t v_ld = plan.swap ? c->lda : c->ldb;
+    if ((v_t && v_ld != 1) || n < NR) plan.pack_v = true;
+    if (k == 0) plan.pack_s = plan.pack_v = false;
+    /* Under a loop limit, fewer tiles per work-item (each runs all of k). */
+    while (plan.mb * plan.nb > 1 && (size_t)(plan.mb * plan.nb) * k > k_budget(loop_limit)) {
+        if (plan.mb >= plan.nb)
+            plan.mb = (plan.mb + 1) / 2;
+        else
+            plan.nb = (plan.nb + 1) / 2;
+    }
+    return plan;
 }
 
 static clg_status pack_kernel(clg_context *ctx, int rows, int k, int w, cl_mem x, size_t off,
@@ -119,16 +146,9 @@ clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *c) {
                         "the CPU GEMM kernel cannot run k = %zu on %s: one work-item would loop "
                         "past the driver's limit of %u iterations (CLGRAD_GEMM=clblast runs it)",
                         c->k, ctx->info.name, (unsigned)ctx->info.loop_limit);
-    /* NT must pack one operand along k (neither has contiguous rows along n). Packing B
-     * costs n k, packing A (C^T = B A^T: S = B in place, V = A^T packed) m k: with a long k and
-     * a wide B, as in a convolution's weight gradient (64 x 288 over k = N OH OW), pack A:
-     * measured on the MNIST CNN's conv2 weight gradient on pocl, 7.9 -> 5.6-6.2 ms. */
-    const bool swap_nt = c->trans_b && !c->trans_a && c->k >= 2048 && 2 * c->m <= c->n;
-    cpu_plan plan = swap_nt ? choose(c->n, c->m, c->k, batch, c->a_stride, ctx->info.compute_units)
-                            : choose(c->m, c->n, c->k, batch, c->b_stride, ctx->info.compute_units);
-    /* Both transposed: compute C^T = B A (S = B, V = A in place) unless B gets packed. */
-    const bool swap = swap_nt || (c->trans_a && c->trans_b && !plan.pack_v);
-    if (swap && !swap_nt) plan.pack_s = 0;
+    clg_gemm_cpu_plan plan =
+        clg_gemm_cpu_choose(c, ctx->info.compute_units, ctx->info.loop_limit);
+    const bool swap = plan.swap;
     const size_t m = swap ? c->n : c->m, n = swap ? c->m : c->n, k = c->k;
 
     /* Swapped, S(m', k) = op(B)(k, m') and V(k, n') = op(A)(n', k). */
@@ -142,17 +162,6 @@ clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *c) {
     bool v_t = swap ? !c->trans_a : c->trans_b; /* V stored n-major */
     int v_ld = (int)(swap ? c->lda : c->ldb);
     int v_ks = v_t ? 1 : v_ld, v_ns = v_t ? v_ld : 1;
-    /* V is read in place as rows along n at least one tile wide (op(B) = B^T has none: NT
-     * packs); K = 0 reads nothing. */
-    if (v_ns != 1 || n < NR) plan.pack_v = 1;
-    if (k == 0) plan.pack_s = plan.pack_v = 0;
-    /* Under a loop limit, fewer tiles per work-item (each runs all of k). */
-    while (plan.mb * plan.nb > 1 && (size_t)(plan.mb * plan.nb) * k > k_budget(ctx)) {
-        if (plan.mb >= plan.nb)
-            plan.mb = (plan.mb + 1) / 2;
-        else
-            plan.nb = (plan.nb + 1) / 2;
-    }
 
     size_t mp = ceil_div(m, MR) * MR, np = ceil_div(n, NR) * NR;
     size_t s_batches = s_bs ? batch : 1, v_batches = v_bs ? batch : 1;

@@ -2,6 +2,9 @@
 #ifndef CLG_GEMM_INTERNAL_H
 #define CLG_GEMM_INTERNAL_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "gemm/gemm.h"
 
 /* One measured choice between two implementations: a GEMM shape class's backend, or a
@@ -27,6 +30,22 @@ struct clg_gemm_state {
     char choices_path[4200]; /* "" when there is no disk cache */
 };
 
+/* How the CPU backend runs one call: whether it computes C^T = op(B)^T op(A)^T instead (swap),
+ * which of its operands it packs into panels first (the kernel's scalar operand S: op(A), or
+ * op(B)^T when swapped; its vector operand V: op(B), or op(A)^T), and how many 6 x 16 tiles
+ * of the product it computes each work-item takes (mb down its rows, nb across). */
+typedef struct clg_gemm_cpu_plan {
+    bool swap;
+    bool pack_s, pack_v;
+    int mb, nb;
+} clg_gemm_cpu_plan;
+
+/* The plan clg_gemm_cpu_prepare follows for call on a device with compute_units and
+ * loop_limit (0: none); only the call's shape, transposes, leading dimensions and batch
+ * strides matter. tools/bench-gemm-cpu times it; the measurements behind it are in
+ * tools/gemm-cpu-notes.md. */
+clg_gemm_cpu_plan clg_gemm_cpu_choose(const clg_gemm_call *call, unsigned compute_units,
+                                      uint32_t loop_limit);
 clg_status clg_gemm_cpu_prepare(clg_context *ctx, clg_gemm_call *call);
 /* Whether the CPU kernel can run this call on ctx's device (its loop limit, if any). */
 bool clg_gemm_cpu_fits(const clg_context *ctx, const clg_gemm_call *call);
