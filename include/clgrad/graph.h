@@ -83,6 +83,8 @@ void clg_graph_free(clg_graph *g);
 clg_status clg_graph_status(const clg_graph *g);
 const char *clg_graph_error(const clg_graph *g);
 clg_context *clg_graph_context(const clg_graph *g);
+/* Nodes in g so far (every builder call adds one or a few; clg_backward adds the gradients'). */
+size_t clg_graph_node_count(const clg_graph *g);
 
 /* Leaves. shape has ndim entries (0 <= ndim <= CLG_MAX_DIMS, every entry >= 1). */
 clg_tensor *clg_input(clg_graph *g, const char *name, clg_dtype dtype, int ndim,

@@ -161,6 +161,48 @@ static clg_status pin_reads_before_writes(clg_compiler *c) {
     return CLG_OK;
 }
 
+/* Keep every fused group within one kernel's budget: in creation order each node learns how
+ * many operands and members its inlined subtree brings (operands counted with repeats, an
+ * upper bound); a subtree over budget has its heaviest inlined inputs materialised until it
+ * fits. So the gradient of a bias used at every step of a long unrolled graph, a sum of T
+ * terms, becomes a chain of kernels instead of failing to compile. */
+static clg_status split_groups(clg_compiler *c) {
+    clg_node_plan *np = c->np;
+    int *ops = calloc(c->n, sizeof *ops), *members = calloc(c->n, sizeof *members);
+    if (!ops || !members) {
+        free(ops);
+        free(members);
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+    }
+    for (size_t i = 0; i < c->n; ++i) {
+        if (!np[i].inlined && !np[i].materialize) continue;
+        const clg_tensor *t = c->g->nodes[i];
+        if (t->info->kind != CLG_KIND_ELEMENTWISE && t->info->kind != CLG_KIND_REDUCE) continue;
+        for (;;) {
+            int o = 0, m = 1, heaviest = -1;
+            for (int k = 0; k < t->n_in; ++k) {
+                const clg_tensor *x = t->in[k];
+                if (!reads(np, t, k) || has_input(t, k, x)) continue;
+                if (np[x->id].inlined && np[x->id].consumer == t) {
+                    o += ops[x->id];
+                    m += members[x->id];
+                    if (heaviest < 0 || ops[x->id] > ops[heaviest]) heaviest = x->id;
+                } else {
+                    o += 1;
+                }
+            }
+            ops[i] = o;
+            members[i] = m;
+            if ((o <= CLG_GROUP_MAX_OPERANDS && m <= CLG_GROUP_MAX_MEMBERS) || heaviest < 0) break;
+            np[heaviest].inlined = false; /* its own kernel, one operand here */
+            np[heaviest].materialize = true;
+        }
+    }
+    free(ops);
+    free(members);
+    return CLG_OK;
+}
+
 static clg_status analyse(clg_compiler *c) {
     clg_graph *g = c->g;
     clg_node_plan *np = c->np;
@@ -210,7 +252,7 @@ static clg_status analyse(clg_compiler *c) {
             break;
         }
     }
-    return CLG_OK;
+    return split_groups(c);
 }
 
 /* Epilogue fusion: a kernel op whose info can absorb elementwise work (a GEMM: bias add, then

@@ -6,6 +6,12 @@
 #include "compile/lowering.h"
 #include "runtime/plan.h"
 
+/* The most buffers and fused nodes one generated kernel takes (its arguments stay far below
+ * OpenCL's minimum CL_DEVICE_MAX_PARAMETER_SIZE of 1024 bytes). Fusion splits a group that
+ * would take more, so a graph of any length compiles. */
+#define CLG_GROUP_MAX_OPERANDS 48
+#define CLG_GROUP_MAX_MEMBERS 256
+
 typedef struct clg_node_plan {
     bool reachable;
     bool forced;      /* must have storage: read by a view, a kernel op or the host */

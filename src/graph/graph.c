@@ -183,6 +183,10 @@ clg_context *clg_graph_context(const clg_graph *g) {
     return g ? g->ctx : NULL;
 }
 
+size_t clg_graph_node_count(const clg_graph *g) {
+    return g ? g->n_nodes - 1 : 0; /* not the poison node */
+}
+
 /* ---- nodes ---- */
 
 static clg_tensor *node_alloc(clg_graph *g) {
