@@ -103,3 +103,14 @@ __kernel void rmsprop_update(__global float *p, __global const float *g, int g_o
         p[i] -= lr * step;
     }
 }
+
+/* Polyak averaging of a target network: dst = (1 - tau) dst + tau src, as torch.lerp computes
+ * it: from the nearer end, so tau 0 and 1 give dst and src exactly. */
+__kernel void param_lerp(__global float *dst, __global const float *src, int n, float tau,
+                         int run) {
+    int i0 = get_global_id(0) * run, i1 = min(n, i0 + run);
+    for (int i = i0; i < i1; ++i) {
+        float d = src[i] - dst[i];
+        dst[i] = tau < 0.5f ? dst[i] + tau * d : src[i] - d * (1.0f - tau);
+    }
+}

@@ -54,8 +54,8 @@ static clg_status bn_init(clg_context *ctx, const char *name, int64_t channels, 
     *mean = new_param(ctx, name, "running_mean", 1, &channels);
     *var = new_param(ctx, name, "running_var", 1, &channels);
     if (!*w || !*b || !*mean || !*var) return PARAM_FAILED;
-    clg_param_set_trainable(*mean, false);
-    clg_param_set_trainable(*var, false);
+    clg_param_set_requires_grad(*mean, false);
+    clg_param_set_requires_grad(*var, false);
     clg_status st = clg_init_constant(*w, 1.0f);
     if (st == CLG_OK) st = clg_init_zeros(*b);
     if (st == CLG_OK) st = clg_init_zeros(*mean);

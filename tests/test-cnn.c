@@ -72,10 +72,10 @@ static double train_and_test(breakage brk, bool conv1_only, float lr) {
     cnn m;
     cnn_init(ctx, &m);
     if (conv1_only) {
-        clg_param_set_trainable(m.w2, false);
-        clg_param_set_trainable(m.b2, false);
-        clg_param_set_trainable(m.fc.weight, false);
-        clg_param_set_trainable(m.fc.bias, false);
+        clg_param_set_requires_grad(m.w2, false);
+        clg_param_set_requires_grad(m.b2, false);
+        clg_param_set_requires_grad(m.fc.weight, false);
+        clg_param_set_requires_grad(m.fc.bias, false);
     }
     const clg_fit_options o = {.train_n = TRAIN_N,
                                .test_n = TEST_N,

@@ -372,7 +372,7 @@ START_TEST(test_linear_init) {
     ck_assert_int_eq(clg_param_shape(fc.bias)[0], 256);
     ck_assert_int_eq(fc.in_features, 400);
     ck_assert_int_eq(fc.out_features, 256);
-    ck_assert(clg_param_trainable(fc.weight) && clg_param_trainable(fc.bias));
+    ck_assert(clg_param_requires_grad(fc.weight) && clg_param_requires_grad(fc.bias));
     /* torch.nn.Linear: U(-1/sqrt(in), 1/sqrt(in)) for both */
     check_uniform("linear weight", fc.weight, -0.05, 0.05);
     float *w = read_param(fc.weight), *b = read_param(fc.bias);

@@ -61,7 +61,7 @@ START_TEST(groups_have_their_own_settings) {
     const float w0[N] = {1.5f, -2.0f, 0.25f, 3.0f, -0.5f}, c[N] = {0.3f, -0.1f, 1.0f, -2.0f, 0.7f};
     clg_param *decay = new_param(ctx, "matrix", N, w0), *plain = new_param(ctx, "bias", N, w0);
     clg_param *frozen = new_param(ctx, "frozen", N, w0);
-    clg_param_set_trainable(frozen, false);
+    clg_param_set_requires_grad(frozen, false);
     clg_optimizer_config c0 = clg_optimizer_defaults(CLG_OPT_ADAMW);
     c0.lr = 1e-2f;
     c0.weight_decay = 0.1f;

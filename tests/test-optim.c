@@ -119,7 +119,7 @@ static void dev_case_new(dev_case *d, ref_state *r, const clg_optimizer_config *
     snprintf(name, sizeof name, "opt%d.frozen", id);
     d->frozen = clg_param_new(ctx, name, CLG_F32, 1, &sf);
     ck_assert(d->a && d->b && d->frozen);
-    clg_param_set_trainable(d->frozen, false);
+    clg_param_set_requires_grad(d->frozen, false);
 
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
@@ -389,10 +389,10 @@ START_TEST(test_init_state) {
     clg_param *p = clg_param_new(ctx, "init_state.w", CLG_F32, 1, &s);
     clg_param *q = clg_param_new(ctx, "init_state.frozen", CLG_F32, 1, &s);
     ck_assert(p && q);
-    clg_param_set_trainable(q, false);
+    clg_param_set_requires_grad(q, false);
     size_t trainable = 0;
     for (size_t i = 0; i < clg_param_count(ctx); ++i)
-        trainable += clg_param_trainable(clg_param_at(ctx, i));
+        trainable += clg_param_requires_grad(clg_param_at(ctx, i));
     static const struct {
         clg_optimizer_kind kind;
         float momentum;

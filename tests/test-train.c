@@ -101,8 +101,8 @@ static trial_result train(trial_kind kind, const char *prefix, int steps) {
         .b2 = new_param(ctx, prefix, "fc2.bias", 1, 2, 0.0f, 14),
     };
     if (kind == TRIAL_FROZEN_HIDDEN) {
-        clg_param_set_trainable(m.w1, false);
-        clg_param_set_trainable(m.b1, false);
+        clg_param_set_requires_grad(m.w1, false);
+        clg_param_set_requires_grad(m.b1, false);
     }
 
     /* training graph: mean negative log-likelihood, SGD update in every run */

@@ -62,16 +62,23 @@ clg_dtype clg_param_dtype(const clg_param *p);
 int clg_param_ndim(const clg_param *p);
 const int64_t *clg_param_shape(const clg_param *p);
 int64_t clg_param_numel(const clg_param *p);
-/* Frozen parameters get no gradient from clg_backward and are not updated. */
-void clg_param_set_trainable(clg_param *p, bool trainable);
-bool clg_param_trainable(const clg_param *p);
+/* torch's requires_grad: on by default for f32 parameters (i32 ones never have gradients).
+ * A frozen parameter (false) gets no gradient from clg_backward, so no optimizer updates it;
+ * the switch takes effect for graphs differentiated after it. */
+void clg_param_set_requires_grad(clg_param *p, bool requires_grad);
+bool clg_param_requires_grad(const clg_param *p);
 
 /* Copy host data (bytes must equal numel * dtype size) to and from the device. Waits for
  * queued work that uses the parameter. */
 clg_status clg_param_write(clg_param *p, const void *host, size_t bytes);
 clg_status clg_param_read(clg_param *p, void *host, size_t bytes);
-/* Device-side copy between parameters of equal dtype and shape (a DQN target update). */
+/* Device-side copy between parameters of equal dtype and shape (a DQN's hard target update).
+ * Queued after the work already queued, like a plan run; does not wait. */
 clg_status clg_param_copy(clg_param *dst, const clg_param *src);
+/* dst = (1 - tau) dst + tau src on the device (Polyak averaging of a target network), computed
+ * as torch.lerp(dst, src, tau) does, from the nearer end (tau 0 and 1 give dst and src
+ * exactly); f32 parameters of equal shape, tau in [0, 1]. Queued, no wait. */
+clg_status clg_param_lerp(clg_param *dst, const clg_param *src, float tau);
 
 /* ---- Graphs ---- */
 
@@ -154,6 +161,9 @@ clg_status clg_plan_write(clg_plan *plan, const clg_tensor *input, const void *h
 clg_status clg_plan_run(clg_plan *plan);
 /* Wait for queued work, then copy an output (or input, or parameter tensor) to host. */
 clg_status clg_plan_read(clg_plan *plan, const clg_tensor *t, void *host, size_t bytes);
+/* After a run, the gradient of parameter p that it computed (bytes = numel * 4): kept by plans
+ * whose graph updates p (clg_optimizer_apply) or marks the gradient as an output. Waits. */
+clg_status clg_plan_read_grad(clg_plan *plan, const clg_param *p, void *host, size_t bytes);
 /* Wait for queued work. */
 clg_status clg_plan_finish(clg_plan *plan);
 

@@ -99,6 +99,9 @@ clg_tensor *clg_pad(clg_graph *g, clg_tensor *x, const int64_t *before, const in
 clg_tensor *clg_broadcast_to(clg_graph *g, clg_tensor *x, int ndim, const int64_t *shape);
 /* A contiguous copy (rarely needed: ops copy when they must). */
 clg_tensor *clg_contiguous(clg_graph *g, clg_tensor *x);
+/* x's values with the gradient stopped (torch's detach, jax's stop_gradient): nothing flows
+ * back through the result. Costs nothing at run time. */
+clg_tensor *clg_detach(clg_graph *g, clg_tensor *x);
 
 /* Gather along axis: out[..., i, ...] = x[..., index[i], ...]; index is a 1-D i32 tensor.
  * Out-of-range indices read 0. */

@@ -12,7 +12,7 @@
  * holds its own parameters or, by default, every trainable parameter no other group of the
  * optimizer holds; more groups hold named parameters with their own hyper-parameters (nanoGPT
  * decays matrices but not biases, norms and embeddings). Frozen parameters
- * (clg_param_set_trainable false) get no gradient and are never updated.
+ * (clg_param_set_requires_grad false) get no gradient and are never updated.
  *
  * Ownership: the optimizer belongs to its context (clg_context_free frees it); its state
  * (moments) lives on the device, one set per parameter, created when a plan that updates the

@@ -65,7 +65,6 @@ clg_tensor *clg_grad(clg_graph *g, const clg_tensor *t) {
 
 clg_tensor *clg_param_grad(clg_graph *g, const clg_param *p) {
     if (!g || !p) return NULL;
-    for (size_t i = 0; i < g->n_nodes; ++i)
-        if (g->nodes[i]->param == p) return g->nodes[i]->grad;
-    return NULL;
+    const clg_tensor *t = clg_graph_param_node(g, p);
+    return t ? t->grad : NULL;
 }

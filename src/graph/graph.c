@@ -1,6 +1,7 @@
 /* Graphs and their nodes: creation, leaves (inputs, constants, scalars, parameters), the
  * sticky error, shape helpers and tensor queries. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,6 +302,7 @@ void clg_graph_free(clg_graph *g) {
         free(t);
     }
     free(g->nodes);
+    free(g->param_nodes);
     clg_context_disown(g->ctx, g);
     free(g);
 }
@@ -373,6 +375,39 @@ clg_tensor *clg_scalar(clg_graph *g, float value) {
     return t;
 }
 
+/* ---- the parameter map ---- */
+
+static size_t param_slot(const clg_tensor *const *slots, size_t n_slots, const clg_param *p) {
+    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
+    size_t mask = n_slots - 1, i = (size_t)(h >> 17) & mask;
+    while (slots[i] && slots[i]->param != p) i = (i + 1) & mask;
+    return i;
+}
+
+clg_tensor *clg_graph_param_node(const clg_graph *g, const clg_param *p) {
+    if (!g->n_param_slots) return NULL;
+    return g->param_nodes[param_slot((const clg_tensor *const *)g->param_nodes, g->n_param_slots, p)];
+}
+
+static bool param_map_add(clg_graph *g, clg_tensor *t) {
+    if (2 * (g->n_param_nodes + 1) > g->n_param_slots) {
+        size_t n = g->n_param_slots ? 2 * g->n_param_slots : 32;
+        clg_tensor **slots = calloc(n, sizeof *slots);
+        if (!slots) return false;
+        for (size_t i = 0; i < g->n_param_slots; ++i)
+            if (g->param_nodes[i])
+                slots[param_slot((const clg_tensor *const *)slots, n, g->param_nodes[i]->param)] =
+                    g->param_nodes[i];
+        free(g->param_nodes);
+        g->param_nodes = slots;
+        g->n_param_slots = n;
+    }
+    g->param_nodes[param_slot((const clg_tensor *const *)g->param_nodes, g->n_param_slots,
+                              t->param)] = t;
+    g->n_param_nodes++;
+    return true;
+}
+
 clg_tensor *clg_param_tensor(clg_graph *g, clg_param *p) {
     CLG_GUARD(g, "clg_param_tensor", 0, NULL);
     if (!p) return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "clg_param_tensor: p is NULL");
@@ -380,10 +415,13 @@ clg_tensor *clg_param_tensor(clg_graph *g, clg_param *p) {
         return clg_graph_fail(g, CLG_ERR_GRAPH,
                               "clg_param_tensor: parameter '%s' belongs to another context",
                               p->name);
-    for (size_t i = 0; i < g->n_nodes; ++i)
-        if (g->nodes[i]->param == p) return g->nodes[i];
+    clg_tensor *known = clg_graph_param_node(g, p);
+    if (known) return known;
     clg_tensor *t = clg_node_new(g, &clg_op_param, p->dtype, p->ndim, p->shape, 0, NULL);
-    if (t != g->poison) t->param = p;
+    if (t == g->poison) return t;
+    t->param = p;
+    if (!param_map_add(g, t))
+        return clg_graph_fail(g, CLG_ERR_OUT_OF_MEMORY, "clg_param_tensor: out of host memory");
     return t;
 }
 

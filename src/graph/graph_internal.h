@@ -145,6 +145,9 @@ struct clg_graph {
     clg_tensor *poison;
     bool backward_done;
     clg_owner_list dependents; /* its plans: freed with the graph */
+    /* each parameter's node: open addressing on the parameter's address, at most half full */
+    clg_tensor **param_nodes;
+    size_t n_param_slots, n_param_nodes;
 };
 
 struct clg_param {
@@ -177,11 +180,11 @@ clg_tensor *clg_graph_fail(clg_graph *g, clg_status status, const char *fmt, ...
 /* A new contiguous node. NULL only on host OOM (then g is poisoned: return g->poison). */
 clg_tensor *clg_node_new(clg_graph *g, const clg_op_info *info, clg_dtype dtype, int ndim,
                          const int64_t *shape, int n_in, clg_tensor *const *in);
+/* The node of parameter p in g, or NULL (constant time). */
+clg_tensor *clg_graph_param_node(const clg_graph *g, const clg_param *p);
 /* A view node of x with the given shape, offset and strides relative to x's base. */
 clg_tensor *clg_view_new(clg_graph *g, const clg_op_info *info, clg_tensor *x, int ndim,
                          const int64_t *shape, int64_t offset, const int64_t *strides);
-/* x with gradients stopped. */
-clg_tensor *clg_detach(clg_graph *g, clg_tensor *x);
 
 /* ---- shapes ---- */
 int64_t clg_shape_numel(int ndim, const int64_t *shape);

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "core/kernel_args.h"
+#include "core/program.h"
 #include "graph/graph_internal.h"
 
 /* Creation order, and an open-addressing index of names (a power-of-two table of indices + 1,
@@ -211,11 +213,11 @@ int64_t clg_param_numel(const clg_param *p) {
     return p ? p->numel : 0;
 }
 
-void clg_param_set_trainable(clg_param *p, bool trainable) {
-    if (p) p->trainable = trainable && p->dtype == CLG_F32;
+void clg_param_set_requires_grad(clg_param *p, bool requires_grad) {
+    if (p) p->trainable = requires_grad && p->dtype == CLG_F32;
 }
 
-bool clg_param_trainable(const clg_param *p) {
+bool clg_param_requires_grad(const clg_param *p) {
     return p && p->trainable;
 }
 
@@ -268,4 +270,43 @@ clg_status clg_param_copy(clg_param *dst, const clg_param *src) {
     if (err != CL_SUCCESS)
         return clg_fail_cl(err, "copying parameter '%s' to '%s'", src->name, dst->name);
     return CLG_OK;
+}
+
+clg_status clg_param_lerp(clg_param *dst, const clg_param *src, float tau) {
+    if (!dst || !src) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_param_lerp: NULL parameter");
+    if (!(tau >= 0.0f && tau <= 1.0f))
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_param_lerp('%s', '%s'): tau %g is not in [0, 1]",
+                        dst->name, src->name, (double)tau);
+    if (dst->ctx != src->ctx)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_param_lerp: parameters of two contexts");
+    if (dst->dtype != CLG_F32 || src->dtype != CLG_F32 || dst->ndim != src->ndim ||
+        memcmp(dst->shape, src->shape, (size_t)dst->ndim * sizeof *dst->shape) != 0) {
+        char a[160], b[160];
+        return clg_fail(CLG_ERR_SHAPE, "clg_param_lerp: '%s' is %s %s but '%s' is %s %s (f32 of one shape needed)",
+                        dst->name, clg_shape_str(dst->ndim, dst->shape, a, sizeof a),
+                        clg_dtype_name(dst->dtype), src->name,
+                        clg_shape_str(src->ndim, src->shape, b, sizeof b),
+                        clg_dtype_name(src->dtype));
+    }
+    if (dst == src) return CLG_OK;
+    clg_context *ctx = dst->ctx;
+    cl_kernel k;
+    clg_status st = clg_kernel_new(ctx, "optim", "param_lerp", &k);
+    if (st != CLG_OK) return st;
+    size_t run = clg_long_work_items(ctx) ? 1024 : 1;
+    size_t global = ((size_t)dst->numel + run - 1) / run;
+    clg_args a = clg_args_begin(k);
+    clg_arg_mem(&a, dst->buffer);
+    clg_arg_mem(&a, src->buffer);
+    clg_arg_int(&a, dst->numel);
+    clg_arg_float(&a, tau);
+    clg_arg_int(&a, (int64_t)run);
+    st = clg_args_done(&a, "param_lerp");
+    if (st == CLG_OK) {
+        cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            st = clg_fail_cl(err, "clg_param_lerp('%s', '%s')", dst->name, src->name);
+    }
+    clReleaseKernel(k); /* OpenCL keeps it until the queued launch has run */
+    return st;
 }

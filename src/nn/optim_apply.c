@@ -76,46 +76,41 @@ clg_status clg_optimizer_apply(clg_optimizer *o, clg_graph *g, const clg_apply_o
     int accumulate = opts ? opts->accumulate : 0;
     if (accumulate < 0)
         return clg_fail(CLG_ERR_INVALID_ARGUMENT, "%s: accumulate %d must be >= 0", fn, accumulate);
-    /* parameters other updates of this graph already write */
-    for (size_t i = 0; i < g->n_nodes; ++i) {
+    size_t n = 0;
+    clg_tensor **ins = malloc(2 * (g->n_nodes ? g->n_nodes : 1) * sizeof *ins);
+    bool *taken = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *taken);
+    update_attrs *a = calloc(1, sizeof *a);
+    clg_status st = ins && taken && a ? CLG_OK
+                                      : clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
+    /* the parameters other updates of this graph already write */
+    for (size_t i = 0; st == CLG_OK && i < g->n_nodes; ++i) {
         const clg_tensor *u = g->nodes[i];
         if (u->info != &op_update) continue;
         if (((const update_attrs *)u->attrs)->opt == o)
-            return clg_fail(CLG_ERR_GRAPH, "%s: this optimizer already updates this graph", fn);
+            st = clg_fail(CLG_ERR_GRAPH, "%s: this optimizer already updates this graph", fn);
+        for (int k = 0; k < u->n_targets; ++k) taken[u->in[k]->id] = true;
     }
-    size_t n = 0;
-    clg_tensor **ins = malloc(2 * (g->n_nodes ? g->n_nodes : 1) * sizeof *ins);
-    update_attrs *a = calloc(1, sizeof *a);
-    if (!ins || !a) {
-        free(ins);
-        free(a);
-        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
-    }
-    for (size_t i = 0; i < g->n_nodes; ++i) {
+    for (size_t i = 0; st == CLG_OK && i < g->n_nodes; ++i) {
         clg_tensor *t = g->nodes[i];
         if (!t->param || !t->grad || clg_optimizer_group_of(o, t->param) < 0) continue;
-        for (size_t j = 0; j < g->n_nodes; ++j) {
-            const clg_tensor *u = g->nodes[j];
-            for (int k = 0; u->info == &op_update && k < u->n_targets; ++k)
-                if (u->in[k] == t) {
-                    free(ins);
-                    free(a);
-                    return clg_fail(CLG_ERR_GRAPH,
-                                    "%s: parameter '%s' is already updated by another optimizer "
-                                    "in this graph (give the optimizers disjoint parameters: "
-                                    "clg_optimizer_new_params)",
-                                    fn, t->param->name);
-                }
-        }
+        if (taken[i])
+            st = clg_fail(CLG_ERR_GRAPH,
+                          "%s: parameter '%s' is already updated by another optimizer in this "
+                          "graph (give the optimizers disjoint parameters: "
+                          "clg_optimizer_new_params)",
+                          fn, t->param->name);
         ins[n++] = t;
     }
-    if (n == 0) {
+    free(taken);
+    if (st == CLG_OK && n == 0)
+        st = clg_fail(CLG_ERR_GRAPH,
+                      "%s: no parameter of this optimizer has a gradient in the graph (frozen "
+                      "parameters have none; did the loss depend on the others?)",
+                      fn);
+    if (st != CLG_OK) {
         free(ins);
         free(a);
-        return clg_fail(CLG_ERR_GRAPH,
-                        "%s: no parameter of this optimizer has a gradient in the graph (frozen "
-                        "parameters have none; did the loss depend on the others?)",
-                        fn);
+        return st;
     }
     for (size_t i = 0; i < n; ++i) ins[n + i] = ins[i]->grad;
     clg_tensor *t = clg_kernel_node(g, &op_update, CLG_F32, 0, NULL, (int)(2 * n), ins);

@@ -339,6 +339,20 @@ clg_status clg_plan_read(clg_plan *p, const clg_tensor *t, void *host, size_t by
     return CLG_OK;
 }
 
+clg_status clg_plan_read_grad(clg_plan *p, const clg_param *param, void *host, size_t bytes) {
+    if (!p || !param || !host)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_plan_read_grad: NULL argument");
+    const clg_tensor *t = clg_graph_param_node(p->graph, param);
+    if (!t || !t->grad)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                        "clg_plan_read_grad: parameter '%s' has no gradient in this plan's graph "
+                        "(%s)",
+                        param->name,
+                        !t ? "the graph does not use it"
+                           : !param->trainable ? "it is frozen" : "the loss does not depend on it");
+    return clg_plan_read(p, t->grad, host, bytes);
+}
+
 clg_status clg_plan_check_guards(clg_plan *p) {
     if (!p) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_plan_check_guards: plan is NULL");
     if (!p->guard_bytes)
