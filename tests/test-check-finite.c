@@ -88,6 +88,26 @@ START_TEST(names_the_op) {
 }
 END_TEST
 
+/* An op with attributes is named with them: mean(4 x) overflows in its sum of finite terms. */
+START_TEST(names_the_op_with_its_attributes) {
+    clg_context *ctx = clg_test_context();
+    net n = {.g = clg_graph_new(ctx)};
+    n.x = clg_input(n.g, "x", CLG_F32, 1, (int64_t[]){N});
+    n.out = clg_mean(n.g, clg_mul_scalar(n.g, n.x, 4.0f), 0, NULL, false);
+    clg_assert_ok(clg_graph_output(n.g, n.out));
+    clg_plan *p = compile(&n, true);
+    const float x[N] = {5e37f, 5e37f, 5e37f, 5e37f, 5e37f, 5e37f}; /* 4 x is finite, the sum not */
+    clg_assert_ok(clg_plan_write(p, n.x, x, sizeof x));
+    ck_assert_int_eq(clg_plan_run(p), CLG_ERR_NOT_FINITE);
+    const char *msg = clg_last_error();
+    ck_assert_msg(strstr(msg, "op 'sum'") &&
+                      strstr(msg, "[1] f32, reduce{axes=[0] scale=0.166667}) produced +Inf"),
+                  "%s", msg);
+    clg_plan_free(p);
+    clg_graph_free(n.g);
+}
+END_TEST
+
 START_TEST(names_the_input_and_the_environment_switch) {
     clg_context *ctx = clg_test_context();
     net n = build(ctx);
@@ -143,6 +163,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, finite_runs_agree);
     tcase_add_test(tc, names_the_op);
+    tcase_add_test(tc, names_the_op_with_its_attributes);
     tcase_add_test(tc, names_the_input_and_the_environment_switch);
     tcase_add_test(tc, names_the_parameter);
     suite_add_tcase(s, tc);

@@ -785,6 +785,52 @@ START_TEST(errors_read_write) {
 }
 END_TEST
 
+/* Builders give their nodes typed attributes, and the one printer describes them (the lines
+ * CLGRAD_LOG prints for each scheduled step); an op's error names its settings the same way. */
+START_TEST(node_attrs_described) {
+    clg_context *ctx = clg_test_context();
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *x = clg_input(g, "x", CLG_F32, ND(2, 3, 8, 8));
+    clg_tensor *w = clg_input(g, "w", CLG_F32, ND(5, 4));
+    char d[512];
+    const clg_pool2d_params pool = {.kernel_h = 2, .kernel_w = 2};
+    ck_assert_str_eq(clg_node_describe(clg_max_pool2d(g, x, &pool), d, sizeof d),
+                     "max_pool2d [2, 3, 4, 4] f32 pool2d{kernel=2x2 stride=2x2 pad=0x0}");
+    ck_assert_str_eq(clg_node_describe(clg_mean(g, x, 1, (int[]){-3}, true), d, sizeof d),
+                     "sum [2, 1, 8, 8] f32 reduce{axes=[1] scale=0.333333}");
+    ck_assert_str_eq(clg_node_describe(clg_max(g, x, 2, (int[]){0, 3}, true), d, sizeof d),
+                     "max [1, 3, 8, 1] f32 reduce{axes=[0, 3] scale=1}");
+    ck_assert_str_eq(clg_node_describe(clg_leaky_relu(g, x, 0.25f), d, sizeof d),
+                     "leaky_relu [2, 3, 8, 8] f32 scalars{a=0.25 b=0}");
+    ck_assert_str_eq(clg_node_describe(clg_clamp(g, x, -1.0f, 2.0f), d, sizeof d),
+                     "clamp [2, 3, 8, 8] f32 scalars{a=-1 b=2}");
+    ck_assert_str_eq(clg_node_describe(clg_relu(g, x), d, sizeof d), "relu [2, 3, 8, 8] f32");
+    ck_assert_str_eq(clg_node_describe(clg_scalar(g, 0.5f), d, sizeof d),
+                     "scalar [] f32 scalar{value=0.5}");
+    clg_tensor *a = clg_input(g, "a", CLG_F32, ND(3, 4));
+    ck_assert_str_eq(clg_node_describe(clg_matmul(g, a, w, false, true), d, sizeof d),
+                     "matmul [3, 5] f32 matmul{trans_a=false trans_b=true}");
+    ck_assert_str_eq(clg_node_describe(clg_slice(g, x, -1, 1, 8, 2), d, sizeof d),
+                     "slice [2, 3, 8, 4] f32 slice{axis=3 start=1 step=2}");
+    ck_assert_str_eq(clg_node_describe(clg_permute(g, x, (int[]){0, 2, 3, 1}), d, sizeof d),
+                     "permute [2, 8, 8, 3] f32 permute{perm=[0, 2, 3, 1]}");
+    ck_assert_str_eq(clg_node_describe(clg_concat(g, 2, (clg_tensor *const[]){a, a}, -1), d,
+                                       sizeof d),
+                     "concat [3, 8] f32 axis{axis=1}");
+    ck_assert_str_eq(clg_node_describe(clg_pad(g, a, S(1, 0), S(0, 2), -1.0f), d, sizeof d),
+                     "pad [4, 6] f32 embed{start=[1, 0] step=[1, 1] value=-1}");
+    ck_assert_str_eq(clg_node_describe(clg_rand_normal(g, ND(4), 0.0f, 0.5f, 42), d, sizeof d),
+                     "rand_normal [4] f32 random{a=0 b=0.5 seed=42}");
+    ck_assert_int_eq(clg_graph_status(g), CLG_OK);
+    clg_max_pool2d(g, x, &(clg_pool2d_params){.kernel_h = 2, .kernel_w = 3, .pad_h = 2});
+    ck_assert_int_eq(clg_graph_status(g), CLG_ERR_INVALID_ARGUMENT);
+    ck_assert_msg(contains(clg_graph_error(g), "max_pool2d: bad window "
+                                               "pool2d{kernel=2x3 stride=2x3 pad=2x0}"),
+                  "%s", clg_graph_error(g));
+    clg_graph_free(g);
+}
+END_TEST
+
 /* ---- (e) one sync per run ---- */
 
 typedef struct net {
@@ -1044,6 +1090,7 @@ int main(void) {
     tcase_add_test(te, errors_backward_and_compile);
     tcase_add_test(te, errors_too_large);
     tcase_add_test(te, errors_read_write);
+    tcase_add_test(te, node_attrs_described);
     suite_add_tcase(s, te);
     TCase *ts = tcase_create("one sync per run");
     tcase_set_timeout(ts, 300);

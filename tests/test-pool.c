@@ -450,10 +450,12 @@ static void expect_error(const char *op, const int64_t *shape, int nd, const clg
 
 START_TEST(pool_errors) {
     const int64_t s4[4] = {1, 2, 4, 4}, s3[3] = {2, 4, 4};
-    expect_error("max_pool2d", s4, 4, &(clg_pool2d_params){2, 2, 2, 2, 2, 0}, "padding 2 x 0");
+    expect_error("max_pool2d", s4, 4, &(clg_pool2d_params){2, 2, 2, 2, 2, 0},
+                 "pool2d{kernel=2x2 stride=2x2 pad=2x0}");
     expect_error("avg_pool2d", s4, 4, &(clg_pool2d_params){5, 5, 1, 1, 0, 0}, "[1, 2, 4, 4]");
     expect_error("max_pool2d", s3, 3, &(clg_pool2d_params){2, 2, 0, 0, 0, 0}, "[2, 4, 4]");
-    expect_error("avg_pool2d", s4, 4, &(clg_pool2d_params){0, 2, 0, 0, 0, 0}, "kernel 0 x 2");
+    expect_error("avg_pool2d", s4, 4, &(clg_pool2d_params){0, 2, 0, 0, 0, 0},
+                 "pool2d{kernel=0x2 stride=0x2 pad=0x0}");
     expect_error("max_pool2d", s4, 4, NULL, "NULL");
     expect_error("global_avg_pool2d", s3, 3, NULL, "[2, 4, 4]");
 }

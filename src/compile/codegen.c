@@ -230,7 +230,8 @@ static clg_status collect(clg_compiler *c, const clg_tensor *m, group *gr) {
     const clg_tensor *space = is_reduce ? m->in[0] : m;
     gr->rank = space->ndim;
     memcpy(gr->dims, space->shape, sizeof gr->dims);
-    for (int d = 0; d < gr->rank; ++d) gr->reduced[d] = is_reduce && (m->ia[0] & (1 << d));
+    for (int d = 0; d < gr->rank; ++d)
+        gr->reduced[d] = is_reduce && (m->attrs.reduce.axes_mask & (1u << d));
     for (int i = 0; i < gr->n_members; ++i) {
         const clg_tensor *t = gr->members[i];
         for (int k = 0; k < t->n_in; ++k) {
@@ -541,7 +542,8 @@ static void emit_params(clg_strbuf *src, gen_kernel *k, const group *gr, const c
     if (is_reduce && m->info->reduce == CLG_REDUCE_SUM) {
         /* a split sum scales once, when its parts are combined */
         clg_strbuf_printf(src, ", const float scale");
-        add_arg(k, (gen_arg){.kind = ARG_FLOAT, .f = plan->parts > 1 ? 1.0f : m->fa[0]}, oom);
+        float scale = plan->parts > 1 ? 1.0f : m->attrs.reduce.scale;
+        add_arg(k, (gen_arg){.kind = ARG_FLOAT, .f = scale}, oom);
     }
 }
 
@@ -608,7 +610,7 @@ static gen_kernel *plan_kernel(clg_program_gen *pg, const clg_tensor *m, int ste
     k->parts = plan->parts;
     k->n_out = plan->n_out;
     k->reduce_op = (int)(is_reduce ? m->info->reduce : CLG_REDUCE_SUM);
-    k->scale = is_reduce && m->info->reduce == CLG_REDUCE_SUM ? m->fa[0] : 1.0f;
+    k->scale = is_reduce && m->info->reduce == CLG_REDUCE_SUM ? m->attrs.reduce.scale : 1.0f;
     return k;
 }
 

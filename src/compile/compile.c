@@ -385,7 +385,7 @@ static clg_status leaf_storage(clg_compiler *c) {
         size_t bytes = (size_t)clg_tensor_numel(t) * clg_dtype_size(t->dtype);
         if (t->info == &clg_op_scalar) {
             s->scalar = true;
-            s->scalar_value = t->fa[0];
+            s->scalar_value = t->attrs.scalar.value;
         } else if (t->info == &clg_op_param) {
             s->mem = t->param->buffer;
         } else if (t->info == &clg_op_input) {
@@ -683,6 +683,7 @@ clg_status clg_graph_compile(clg_graph *g, const clg_compile_options *opts, clg_
         cl_int err = clFinish(c.ctx->queue); /* surface upload errors now, not in run 1 */
         if (err != CL_SUCCESS) st = clg_fail_cl(err, "preparing the plan");
     }
+    if (st == CLG_OK) clg_trace_nodes(g, c.schedule, c.n_sched); /* CLGRAD_LOG: each step */
     free(c.np);
     free(c.schedule);
     if (st != CLG_OK) {

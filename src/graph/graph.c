@@ -371,7 +371,7 @@ clg_tensor *clg_constant(clg_graph *g, clg_dtype dtype, int ndim, const int64_t 
 clg_tensor *clg_scalar(clg_graph *g, float value) {
     CLG_GUARD(g, "clg_scalar", 0, NULL);
     clg_tensor *t = clg_node_new(g, &clg_op_scalar, CLG_F32, 0, NULL, 0, NULL);
-    if (t != g->poison) t->fa[0] = value;
+    if (t != g->poison) t->attrs = (clg_attrs){.kind = CLG_ATTRS_SCALAR, .scalar = {value}};
     return t;
 }
 

@@ -10,6 +10,7 @@
 #include "clgrad/graph.h"
 #include "core/error.h"
 #include "core/owners.h"
+#include "graph/attrs.h"
 
 typedef struct clg_codegen clg_codegen;
 typedef struct clg_lowering clg_lowering;
@@ -92,7 +93,8 @@ typedef struct clg_op_info {
      * it keeps), for the compile's memory check before anything is allocated; what (may stay
      * "") names the first of them for the message. NULL: none. */
     size_t (*device_bytes)(const clg_tensor *node, char *what, size_t what_size);
-    /* Release what node->attrs points at (called when the graph is freed). NULL: nothing. */
+    /* Release what node->attrs.opaque.ptr points at (called when the graph is freed). NULL:
+     * nothing. */
     void (*free_attrs)(clg_tensor *node);
 } clg_op_info;
 
@@ -110,10 +112,7 @@ struct clg_tensor {
     clg_tensor **in; /* points at in_small or a malloc'ed array */
     clg_tensor *in_small[CLG_NODE_INLINE_INPUTS];
 
-    /* Op attributes; meaning per op. */
-    int64_t ia[2 * CLG_MAX_DIMS];
-    float fa[4];
-    uint64_t seed;
+    clg_attrs attrs; /* the op's settings (graph/attrs.h); kind NONE for most ops */
 
     /* Storage: every node reads as base's buffer at offset + sum(coord[i] * strides[i]).
      * Non-view nodes are their own contiguous base. */
@@ -132,7 +131,6 @@ struct clg_tensor {
                        plan of the graph; its first n_targets inputs are the parameters it
                        writes */
     int n_targets;
-    void *attrs; /* op-specific data the op info's free_attrs releases */
     clg_tensor *grad;
 };
 
@@ -185,6 +183,12 @@ clg_tensor *clg_graph_param_node(const clg_graph *g, const clg_param *p);
 /* A view node of x with the given shape, offset and strides relative to x's base. */
 clg_tensor *clg_view_new(clg_graph *g, const clg_op_info *info, clg_tensor *x, int ndim,
                          const int64_t *shape, int64_t offset, const int64_t *strides);
+
+/* "max_pool2d [2, 3, 4, 4] f32 pool2d{kernel=2x2 stride=2x2 pad=0x0}": op name, shape,
+ * dtype and attributes (graph/attrs.c). */
+const char *clg_node_describe(const clg_tensor *t, char *buf, size_t size);
+/* With CLGRAD_LOG on, one line per node g->nodes[ids[k]] as step k, described as above. */
+void clg_trace_nodes(const clg_graph *g, const int *ids, int n);
 
 /* ---- shapes ---- */
 int64_t clg_shape_numel(int ndim, const int64_t *shape);

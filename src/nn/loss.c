@@ -18,10 +18,10 @@ static clg_status lower_ce_rows(clg_lowering *lw, clg_tensor *node, const clg_op
 static clg_status lower_ce_grad(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                 const clg_operand *out);
 
-/* in: logits [..., C], labels [...]; out: [...] scale * loss per row. fa[0]: scale */
+/* in: logits [..., C], labels [...]; out: [...] scale * loss per row (attrs.loss) */
 static const clg_op_info op_ce_rows = {.name = "cross_entropy", .kind = CLG_KIND_KERNEL,
                                        .backward = bw_ce_rows, .lower = lower_ce_rows};
-/* in: logits, labels, gout [...]; out: d logits [..., C]. fa[0]: scale */
+/* in: logits, labels, gout [...]; out: d logits [..., C]; attrs.loss as the rows' */
 static const clg_op_info op_ce_grad = {.name = "cross_entropy_grad", .kind = CLG_KIND_KERNEL,
                                        .lower = lower_ce_grad, .scalar_operands = true};
 
@@ -75,7 +75,7 @@ clg_tensor *clg_cross_entropy(clg_graph *g, clg_tensor *logits, clg_tensor *labe
     clg_tensor *ins[2] = {dense(g, logits), dense(g, labels)};
     clg_tensor *t = clg_kernel_node(g, &op_ce_rows, CLG_F32, labels->ndim, labels->shape, 2, ins);
     if (t == g->poison) return t;
-    t->fa[0] = scale;
+    t->attrs = (clg_attrs){.kind = CLG_ATTRS_LOSS, .loss = {.scale = scale}};
     return reduction == CLG_REDUCTION_NONE ? t : clg_sum(g, t, 0, NULL, false);
 }
 
@@ -94,7 +94,7 @@ static void bw_ce_rows(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *ins[3] = {logits, labels, gout};
     clg_tensor *d = clg_kernel_node(g, &op_ce_grad, CLG_F32, logits->ndim, logits->shape, 3, ins);
     if (d == g->poison) return;
-    d->fa[0] = node->fa[0];
+    d->attrs = node->attrs;
     clg_grad_accumulate(g, logits, d);
 }
 
@@ -132,7 +132,7 @@ static clg_status lower_ce_rows(clg_lowering *lw, clg_tensor *node, const clg_op
     clg_arg_mem(&a, out->mem);
     clg_arg_int(&a, out->offset);
     clg_arg_int(&a, C);
-    clg_arg_float(&a, node->fa[0]);
+    clg_arg_float(&a, node->attrs.loss.scale);
     return launch_rows(lw, &a, rows, lanes_for(ctx, C), "cross_entropy");
 }
 
@@ -164,7 +164,7 @@ static clg_status lower_ce_grad(clg_lowering *lw, clg_tensor *node, const clg_op
     clg_arg_int(&a, go->is_scalar);
     clg_arg_float(&a, go->is_scalar ? go->scalar : 0.0f);
     clg_arg_int(&a, C);
-    clg_arg_float(&a, node->fa[0]);
+    clg_arg_float(&a, node->attrs.loss.scale);
     return launch_rows(lw, &a, rows, lanes_for(ctx, C), "cross_entropy_grad");
 }
 

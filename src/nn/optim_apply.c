@@ -32,11 +32,11 @@ static const clg_op_info op_update = {.name = "update",
                                       .free_attrs = free_update_attrs};
 
 static void free_update_attrs(clg_tensor *node) {
-    update_attrs *a = node->attrs;
+    update_attrs *a = node->attrs.opaque.ptr;
     if (!a) return;
     clg_optimizer_release(a->opt);
     free(a);
-    node->attrs = NULL;
+    node->attrs.opaque.ptr = NULL;
 }
 
 /* The parameters an update node writes. */
@@ -46,7 +46,7 @@ static clg_param *param_at(const clg_tensor *node, size_t i) {
 
 /* New state, the clipping norms and accumulated gradients: allocated by lower_update. */
 static size_t update_device_bytes(const clg_tensor *node, char *what, size_t size) {
-    const update_attrs *a = node->attrs;
+    const update_attrs *a = node->attrs.opaque.ptr;
     clg_param **list = malloc(a->n * sizeof *list);
     if (!list) return 0;
     size_t acc = 0;
@@ -86,7 +86,8 @@ clg_status clg_optimizer_apply(clg_optimizer *o, clg_graph *g, const clg_apply_o
     for (size_t i = 0; st == CLG_OK && i < g->n_nodes; ++i) {
         const clg_tensor *u = g->nodes[i];
         if (u->info != &op_update) continue;
-        if (((const update_attrs *)u->attrs)->opt == o)
+        const update_attrs *ua = u->attrs.opaque.ptr;
+        if (ua->opt == o)
             st = clg_fail(CLG_ERR_GRAPH, "%s: this optimizer already updates this graph", fn);
         for (int k = 0; k < u->n_targets; ++k) taken[u->in[k]->id] = true;
     }
@@ -121,7 +122,7 @@ clg_status clg_optimizer_apply(clg_optimizer *o, clg_graph *g, const clg_apply_o
     }
     clg_optimizer_retain(o);
     *a = (update_attrs){.opt = o, .accumulate = accumulate > 1 ? (uint32_t)accumulate : 1, .n = n};
-    t->attrs = a;
+    t->attrs = (clg_attrs){.kind = CLG_ATTRS_OPAQUE, .opaque = {a}};
     t->is_effect = true;
     t->n_targets = (int)n;
     return CLG_OK;
@@ -320,7 +321,7 @@ static clg_status add_update(clg_lowering *lw, const clg_optimizer *o, const clg
 static clg_status lower_update(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out) {
     (void)out;
-    const update_attrs *ua = node->attrs;
+    const update_attrs *ua = node->attrs.opaque.ptr;
     clg_optimizer *o = ua->opt;
     size_t n = ua->n;
     uint32_t every = ua->accumulate;

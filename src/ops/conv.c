@@ -26,12 +26,13 @@ static int choose_product(clg_context *ctx, const clg_tensor *node, uint32_t *un
 static clg_status lower_product(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                 const clg_operand *out);
 
-/* Both: ia[0..15] the packed geometry and layout (pack_geo); im2col: fa[0] the pad value. */
+/* Both: attrs.conv, the geometry and the columns' layout (im2col: and the pad value). */
 static const clg_op_info op_im2col = {
     .name = "im2col", .kind = CLG_KIND_KERNEL, .backward = bw_im2col, .lower = lower_im2col};
 static const clg_op_info op_col2im = {
     .name = "col2im", .kind = CLG_KIND_KERNEL, .backward = bw_col2im, .lower = lower_col2im};
-/* in: x [N, C, H, W], w [O, C, KH, KW], both dense; ia as im2col's (layout unused) */
+/* in: x [N, C, H, W], w [O, C, KH, KW], both dense; attrs.conv as im2col's (layout FOLDED,
+ * unused) */
 static const clg_op_info op_convgemm = {
     .name = "convgemm", .kind = CLG_KIND_KERNEL, .backward = bw_convgemm, .lower = lower_convgemm};
 /* The product W x cols of the im2col lowering, a matmul (in[0] weights, in[1] columns, an
@@ -45,32 +46,9 @@ static const clg_op_info op_conv_product = {.name = "conv_product",
                                             .lower_epilogue = clg_matmul_lower_epilogue,
                                             .choose = choose_product};
 
-static void pack_geo(clg_tensor *t, const clg_conv_geo *geo, clg_conv_layout layout) {
-    const int64_t v[16] = {geo->kh,      geo->kw,       geo->stride_h,   geo->stride_w,
-                           geo->pad_top, geo->pad_left, geo->dilation_h, geo->dilation_w,
-                           geo->groups,  geo->n,        geo->c,          geo->h,
-                           geo->w,       geo->oh,       geo->ow,         layout};
-    memcpy(t->ia, v, sizeof v);
-}
-
-static clg_conv_layout unpack_geo(const clg_tensor *t, clg_conv_geo *geo) {
-    const int64_t *v = t->ia;
-    *geo = (clg_conv_geo){.kh = v[0],
-                          .kw = v[1],
-                          .stride_h = v[2],
-                          .stride_w = v[3],
-                          .pad_top = v[4],
-                          .pad_left = v[5],
-                          .dilation_h = v[6],
-                          .dilation_w = v[7],
-                          .groups = v[8],
-                          .n = v[9],
-                          .c = v[10],
-                          .h = v[11],
-                          .w = v[12],
-                          .oh = v[13],
-                          .ow = v[14]};
-    return (clg_conv_layout)v[15];
+static clg_attrs conv_attrs(const clg_conv_geo *geo, clg_conv_layout layout, float pad) {
+    return (clg_attrs){.kind = CLG_ATTRS_CONV,
+                       .conv = {.geo = *geo, .layout = layout, .pad_value = pad}};
 }
 
 /* Column shape for a layout; K = C / G * KH * KW, L = OH * OW. */
@@ -93,9 +71,7 @@ clg_tensor *clg_im2col(clg_graph *g, clg_tensor *x, const clg_conv_geo *geo, clg
     cols_shape(geo, layout, shape);
     x = clg_conv_operand(g, x);
     clg_tensor *t = clg_kernel_node(g, &op_im2col, CLG_F32, 4, shape, 1, &x);
-    if (t == g->poison) return t;
-    pack_geo(t, geo, layout);
-    t->fa[0] = pad;
+    if (t != g->poison) t->attrs = conv_attrs(geo, layout, pad);
     return t;
 }
 
@@ -104,20 +80,18 @@ clg_tensor *clg_col2im(clg_graph *g, clg_tensor *cols, const clg_conv_geo *geo,
     const int64_t shape[4] = {geo->n, geo->c, geo->h, geo->w};
     cols = clg_conv_operand(g, cols);
     clg_tensor *t = clg_kernel_node(g, &op_col2im, CLG_F32, 4, shape, 1, &cols);
-    if (t != g->poison) pack_geo(t, geo, layout);
+    if (t != g->poison) t->attrs = conv_attrs(geo, layout, 0.0f);
     return t;
 }
 
 static void bw_im2col(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_conv_geo geo;
-    clg_conv_layout layout = unpack_geo(node, &geo);
-    clg_grad_accumulate(g, node->in[0], clg_col2im(g, gout, &geo, layout));
+    const clg_attr_conv *a = &node->attrs.conv;
+    clg_grad_accumulate(g, node->in[0], clg_col2im(g, gout, &a->geo, a->layout));
 }
 
 static void bw_col2im(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_conv_geo geo;
-    clg_conv_layout layout = unpack_geo(node, &geo);
-    clg_grad_accumulate(g, node->in[0], clg_im2col(g, gout, &geo, layout, 0.0f));
+    const clg_attr_conv *a = &node->attrs.conv;
+    clg_grad_accumulate(g, node->in[0], clg_im2col(g, gout, &a->geo, a->layout, 0.0f));
 }
 
 /* Strides of a column operand in (n, g, k, l) order. */
@@ -159,8 +133,8 @@ static int64_t rows_per_item(clg_lowering *lw, int64_t per_row, int64_t rows) {
 
 static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out) {
-    clg_conv_geo geo;
-    clg_conv_layout layout = unpack_geo(node, &geo);
+    const clg_conv_geo geo = node->attrs.conv.geo;
+    clg_conv_layout layout = node->attrs.conv.layout;
     int64_t G = geo.groups, K = geo.c / G * geo.kh * geo.kw;
     cl_int4 cst = col_strides(out, layout), xst;
     for (int i = 0; i < 4; ++i)
@@ -183,7 +157,7 @@ static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&a, geo.oh);
     clg_arg_int(&a, geo.ow);
     clg_arg_raw(&a, sizeof ga, &ga);
-    clg_arg_float(&a, node->fa[0]);
+    clg_arg_float(&a, node->attrs.conv.pad_value);
     int64_t rb = rows_per_item(lw, geo.ow, geo.oh);
     clg_arg_int(&a, rb);
     size_t global[3] = {(size_t)K, (size_t)(geo.n * G), (size_t)((geo.oh + rb - 1) / rb)};
@@ -192,9 +166,8 @@ static clg_status lower_im2col(clg_lowering *lw, clg_tensor *node, const clg_ope
 
 static clg_status lower_col2im(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out) {
-    clg_conv_geo geo;
-    clg_conv_layout layout = unpack_geo(node, &geo);
-    cl_int4 cst = col_strides(&in[0], layout);
+    const clg_conv_geo geo = node->attrs.conv.geo;
+    cl_int4 cst = col_strides(&in[0], node->attrs.conv.layout);
     cl_int8 ga = geo_arg(&geo);
     cl_kernel k;
     clg_status st = clg_kernel_new(clg_lowering_context(lw), "conv", "col2im", &k);
@@ -241,7 +214,7 @@ clg_tensor *clg_conv2d_convgemm(clg_graph *g, clg_tensor *x, clg_tensor *w, cons
     const int64_t shape[4] = {geo->n, out_channels, geo->oh, geo->ow};
     clg_tensor *in[2] = {x, w};
     clg_tensor *t = clg_kernel_node(g, &op_convgemm, CLG_F32, 4, shape, 2, in);
-    if (t != g->poison) pack_geo(t, geo, CLG_CONV_LAYOUT_FOLDED);
+    if (t != g->poison) t->attrs = conv_attrs(geo, CLG_CONV_LAYOUT_FOLDED, 0.0f);
     return t;
 }
 
@@ -273,11 +246,13 @@ static clg_status add_convgemm(clg_lowering *lw, const clg_conv_geo *geo, int64_
 
 static clg_status lower_convgemm(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                  const clg_operand *out) {
-    clg_conv_geo geo;
-    unpack_geo(node, &geo);
-    if (!clg_operand_dense(&in[0]) || !clg_operand_dense(&in[1]) || !clg_operand_dense(out))
-        return clg_fail(CLG_ERR_INTERNAL, "convgemm: an operand is not a dense NCHW block");
-    return add_convgemm(lw, &geo, node->shape[1], &in[0], &in[1], out->mem, out->offset);
+    const clg_conv_geo *geo = &node->attrs.conv.geo;
+    if (!clg_operand_dense(&in[0]) || !clg_operand_dense(&in[1]) || !clg_operand_dense(out)) {
+        char d[512];
+        return clg_fail(CLG_ERR_INTERNAL, "convgemm %s: an operand is not a dense NCHW block",
+                        clg_attrs_describe(&node->attrs, d, sizeof d));
+    }
+    return add_convgemm(lw, geo, node->shape[1], &in[0], &in[1], out->mem, out->offset);
 }
 
 /* ---- the product's two lowerings ---- */
@@ -290,12 +265,9 @@ static const clg_tensor *columns_of(const clg_tensor *product) {
 
 static int choose_product(clg_context *ctx, const clg_tensor *node, uint32_t *unread) {
     const clg_tensor *cols = columns_of(node);
-    clg_conv_geo geo;
     int convgemm = 0;
-    if (cols) {
-        unpack_geo(cols, &geo);
-        convgemm = clg_conv_prefers_convgemm(ctx, &geo, node->in[0]->shape[0]);
-    }
+    if (cols)
+        convgemm = clg_conv_prefers_convgemm(ctx, &cols->attrs.conv.geo, node->in[0]->shape[0]);
     *unread = convgemm ? 1u << 1 : 1u << 2; /* the columns, or the image */
     return convgemm;
 }
@@ -303,11 +275,15 @@ static int choose_product(clg_context *ctx, const clg_tensor *node, uint32_t *un
 static clg_status lower_product(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                 const clg_operand *out) {
     if (clg_lowering_variant(lw, node) == 0) return clg_matmul_lower(lw, node, in, out);
-    clg_conv_geo geo;
-    clg_conv_layout layout = unpack_geo(columns_of(node), &geo);
+    const clg_attrs *ca = &columns_of(node)->attrs;
+    const clg_conv_geo geo = ca->conv.geo;
+    clg_conv_layout layout = ca->conv.layout;
     int64_t O = node->in[0]->shape[0], L = geo.oh * geo.ow;
-    if (!clg_operand_dense(&in[0]) || !clg_operand_dense(&in[2]) || !clg_operand_dense(out))
-        return clg_fail(CLG_ERR_INTERNAL, "conv_product (convgemm): an operand is not dense");
+    if (!clg_operand_dense(&in[0]) || !clg_operand_dense(&in[2]) || !clg_operand_dense(out)) {
+        char d[512];
+        return clg_fail(CLG_ERR_INTERNAL, "conv_product (convgemm) of %s: an operand is not dense",
+                        clg_attrs_describe(ca, d, sizeof d));
+    }
     if (layout != CLG_CONV_LAYOUT_FOLDED) /* [N, O, L]: convgemm's own NCHW */
         return add_convgemm(lw, &geo, O, &in[2], &in[0], out->mem, out->offset);
     /* [O, N * L]: convgemm into scratch, then the permuting copy */
@@ -328,8 +304,7 @@ static clg_status lower_product(clg_lowering *lw, clg_tensor *node, const clg_op
  * gradient is one GEMM against the columns and the columns' gradient one GEMM with the
  * weight, scattered back to the image by col2im. */
 static void bw_convgemm(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_conv_geo geo;
-    unpack_geo(node, &geo);
+    const clg_conv_geo geo = node->attrs.conv.geo;
     clg_tensor *x = node->in[0], *w = node->in[1];
     int64_t O = node->shape[1], K = geo.c * geo.kh * geo.kw, NL = geo.n * geo.oh * geo.ow;
     clg_tensor *gf =

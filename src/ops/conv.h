@@ -6,30 +6,8 @@
 #include "graph/graph_internal.h"
 #include "ops/node.h"
 
-/* Window geometry of im2col / col2im over an [N, C, H, W] image. */
-typedef struct clg_conv_geo {
-    int64_t kh, kw, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
-    int64_t groups;
-    int64_t n, c, h, w; /* the image */
-    int64_t oh, ow;     /* output positions */
-} clg_conv_geo;
-
-/* How the columns are laid out, and so how the GEMM is shaped (K = C / G * KH * KW,
- * L = OH * OW):
- *   BATCHED: columns [N, G, K, L]; y[n] = W x cols[n], one strided-batched GEMM whose weight
- *            has batch stride 0 (materialised per image when G > 1);
- *   FOLDED:  columns [G, K, N, L]; Y = W x cols with the batch folded into the GEMM's
- *            columns: one plain GEMM (G = 1) or one batched over groups; the result is
- *            [O, N, OH, OW], returned as a permuted view (the bias add makes it dense);
- *   CONVGEMM: no columns of clgrad's: CLBlast's convgemm where it can do the shape, else
- *            AUTO's im2col lowering (for tests and benchmarks; AUTO measures which is faster). */
-typedef enum clg_conv_layout {
-    CLG_CONV_LAYOUT_AUTO,
-    CLG_CONV_LAYOUT_BATCHED,
-    CLG_CONV_LAYOUT_FOLDED,
-    CLG_CONV_LAYOUT_CONVGEMM,
-    CLG_CONV_LAYOUT_COUNT
-} clg_conv_layout;
+/* The window geometry (clg_conv_geo) and the columns' layouts (clg_conv_layout) are op
+ * attributes: graph/attrs.h. */
 
 /* An operand a conv or pool kernel can read: f32, with a buffer (a view of a broadcast
  * scalar has none, so it is copied). */

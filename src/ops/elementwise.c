@@ -12,7 +12,8 @@
 #include "ops/node.h"
 
 /* An elementwise op: the clg_op_info the graph sees plus the expression template.
- * In fmt, $0 $1 $2 are the operands and #0 #1 the node's float attributes (kernel args). */
+ * In fmt, $0 $1 $2 are the operands and #0 #1 the node's attrs.scalars a and b (kernel
+ * args). */
 typedef struct ew_op {
     clg_op_info info;
     const char *fmt;
@@ -24,9 +25,11 @@ static void emit_fmt(clg_codegen *cg, const clg_tensor *n, const char *const *op
     size_t len = 0;
     for (const char *p = op->fmt; *p && len + 1 < size; ++p) {
         const char *piece = NULL;
-        if ((*p == '$' || *p == '#') && p[1] >= '0' && p[1] <= '3') {
-            int k = p[1] - '0';
-            piece = *p == '$' ? operands[k] : clg_cg_float_arg(cg, n->fa[k]);
+        if (*p == '$' && p[1] >= '0' && p[1] <= '3') {
+            piece = operands[p[1] - '0'];
+            ++p;
+        } else if (*p == '#' && (p[1] == '0' || p[1] == '1')) {
+            piece = clg_cg_float_arg(cg, p[1] == '0' ? n->attrs.scalars.a : n->attrs.scalars.b);
             ++p;
         }
         if (piece) {
@@ -70,10 +73,8 @@ static clg_tensor *unary(clg_graph *g, const ew_op *op, clg_tensor *x) {
 static clg_tensor *unary_attr(clg_graph *g, const ew_op *op, clg_tensor *x, float a0,
                               float a1) {
     clg_tensor *t = unary(g, op, x);
-    if (t != g->poison) {
-        t->fa[0] = a0;
-        t->fa[1] = a1;
-    }
+    if (t != g->poison)
+        t->attrs = (clg_attrs){.kind = CLG_ATTRS_SCALARS, .scalars = {.a = a0, .b = a1}};
     return t;
 }
 
@@ -169,7 +170,7 @@ static void bw_relu(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
 }
 static void bw_leaky_relu(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *slope = clg_where(g, clg_lt(g, X, clg_scalar(g, 0.0f)),
-                                  clg_scalar(g, node->fa[0]), clg_scalar(g, 1.0f));
+                                  clg_scalar(g, node->attrs.scalars.a), clg_scalar(g, 1.0f));
     clg_grad_accumulate(g, X, clg_mul(g, gout, slope));
 }
 static void bw_gelu(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
@@ -193,8 +194,9 @@ static void bw_cos(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_grad_accumulate(g, X, clg_neg(g, clg_mul(g, gout, clg_sin(g, X))));
 }
 static void bw_clamp(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_tensor *in = clg_mul(g, clg_ge(g, X, clg_scalar(g, node->fa[0])),
-                             clg_le(g, X, clg_scalar(g, node->fa[1])));
+    const clg_attr_scalars *lim = &node->attrs.scalars;
+    clg_tensor *in = clg_mul(g, clg_ge(g, X, clg_scalar(g, lim->a)),
+                             clg_le(g, X, clg_scalar(g, lim->b)));
     clg_grad_accumulate(g, X, clg_mul(g, gout, in));
 }
 static void bw_copy(clg_graph *g, clg_tensor *node, clg_tensor *gout) {

@@ -17,11 +17,11 @@ static clg_status lower_scatter_add(clg_lowering *lw, clg_tensor *node, const cl
 static void emit_arange(clg_codegen *cg, const clg_tensor *node, const char *const *operands,
                         char *out, size_t size);
 
-/* ia[0]: axis */
+/* attrs.axis */
 static const clg_op_info op_index_select = {.name = "index_select", .kind = CLG_KIND_KERNEL,
                                             .backward = bw_index_select,
                                             .lower = lower_index_select};
-/* ia[0]: axis */
+/* attrs.axis */
 static const clg_op_info op_scatter_add = {.name = "scatter_add", .kind = CLG_KIND_KERNEL,
                                            .backward = bw_scatter_add,
                                            .lower = lower_scatter_add};
@@ -59,7 +59,7 @@ clg_tensor *clg_index_select(clg_graph *g, clg_tensor *x, int axis, clg_tensor *
     shape[a] = index->shape[0];
     clg_tensor *ins[2] = {dense(g, x), dense(g, index)};
     clg_tensor *t = clg_kernel_node(g, &op_index_select, x->dtype, x->ndim, shape, 2, ins);
-    if (t != g->poison) t->ia[0] = a;
+    if (t != g->poison) t->attrs = (clg_attrs){.kind = CLG_ATTRS_AXIS, .axis = {a}};
     return t;
 }
 
@@ -101,18 +101,19 @@ clg_tensor *clg_scatter_add(clg_graph *g, clg_tensor *src, int axis, clg_tensor 
     shape[a] = dim_size;
     clg_tensor *ins[2] = {dense(g, clg_cast(g, src, CLG_F32)), dense(g, index)};
     clg_tensor *t = clg_kernel_node(g, &op_scatter_add, CLG_F32, src->ndim, shape, 2, ins);
-    if (t != g->poison) t->ia[0] = a;
+    if (t != g->poison) t->attrs = (clg_attrs){.kind = CLG_ATTRS_AXIS, .axis = {a}};
     return t;
 }
 
 static void bw_index_select(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *x = node->in[0];
-    int a = (int)node->ia[0];
+    int a = node->attrs.axis.axis;
     clg_grad_accumulate(g, x, clg_scatter_add(g, gout, a, node->in[1], x->shape[a]));
 }
 
 static void bw_scatter_add(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    clg_grad_accumulate(g, node->in[0], clg_index_select(g, gout, (int)node->ia[0], node->in[1]));
+    clg_grad_accumulate(g, node->in[0],
+                        clg_index_select(g, gout, node->attrs.axis.axis, node->in[1]));
 }
 
 /* [outer, dim, inner] view of a contiguous tensor around axis a. */
@@ -124,7 +125,7 @@ static void split3(const int64_t *shape, int ndim, int a, int64_t *outer, int64_
 static clg_status lower_gather_kernel(clg_lowering *lw, const char *kernel, const clg_tensor *node,
                                       const clg_operand *data, const clg_operand *index,
                                       const clg_operand *out, int64_t dim) {
-    int a = (int)node->ia[0];
+    int a = node->attrs.axis.axis;
     int64_t outer, inner;
     split3(out->shape, out->ndim, a, &outer, &inner);
     int64_t n = clg_shape_numel(out->ndim, out->shape);
@@ -150,13 +151,13 @@ static clg_status lower_gather_kernel(clg_lowering *lw, const char *kernel, cons
 static clg_status lower_index_select(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                      const clg_operand *out) {
     return lower_gather_kernel(lw, "index_select", node, &in[0], &in[1], out,
-                               in[0].shape[node->ia[0]]);
+                               in[0].shape[node->attrs.axis.axis]);
 }
 
 static clg_status lower_scatter_add(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                     const clg_operand *out) {
     return lower_gather_kernel(lw, "scatter_add", node, &in[0], &in[1], out,
-                               out->shape[node->ia[0]]);
+                               out->shape[node->attrs.axis.axis]);
 }
 
 static void emit_arange(clg_codegen *cg, const clg_tensor *node, const char *const *operands,

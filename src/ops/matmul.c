@@ -5,7 +5,7 @@
 
 #include "ops/matmul.h"
 
-/* ia[0]: trans_a, ia[1]: trans_b. The GEMM can absorb a bias add and then an activation. */
+/* attrs.matmul: the transposes. The GEMM can absorb a bias add and then an activation. */
 static const clg_op_info op_matmul = {.name = "matmul",
                                       .kind = CLG_KIND_KERNEL,
                                       .backward = clg_matmul_backward,
@@ -120,10 +120,9 @@ static clg_tensor *matmul(clg_graph *g, clg_tensor *a, clg_tensor *b, bool trans
     shape[nb + 1] = n;
     clg_tensor *ins[3] = {ops[0], ops[1], extra};
     clg_tensor *t = clg_kernel_node(g, info, CLG_F32, nb + 2, shape, extra ? 3 : 2, ins);
-    if (t != g->poison) {
-        t->ia[0] = trans_a;
-        t->ia[1] = trans_b;
-    }
+    if (t != g->poison)
+        t->attrs = (clg_attrs){.kind = CLG_ATTRS_MATMUL,
+                               .matmul = {.trans_a = trans_a, .trans_b = trans_b}};
     return t;
 }
 
@@ -147,7 +146,7 @@ static clg_tensor *fold_rows(clg_graph *g, clg_tensor *x) {
 
 void clg_matmul_backward(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *a = node->in[0], *b = node->in[1];
-    bool ta = node->ia[0], tb = node->ia[1];
+    bool ta = node->attrs.matmul.trans_a, tb = node->attrs.matmul.trans_b;
     if (clg_needs_grad(a)) {
         clg_tensor *da = ta ? clg_matmul(g, b, gout, tb, true) : clg_matmul(g, gout, b, false, !tb);
         clg_grad_accumulate(g, a, clg_sum_to_shape(g, da, a->ndim, a->shape));
@@ -229,14 +228,15 @@ static clg_status lower_gemm(clg_lowering *lw, clg_tensor *node, const clg_opera
     const int64_t *batch = node->shape;
     clg_gemm_call c = {0};
     bool ta, tb;
-    gemm_operand(&in[0], node->ia[0], nb, batch, &c.a, &c.a_off, &c.lda, &c.a_stride, &ta);
-    gemm_operand(&in[1], node->ia[1], nb, batch, &c.b, &c.b_off, &c.ldb, &c.b_stride, &tb);
+    const clg_attr_matmul *mm = &node->attrs.matmul;
+    gemm_operand(&in[0], mm->trans_a, nb, batch, &c.a, &c.a_off, &c.lda, &c.a_stride, &ta);
+    gemm_operand(&in[1], mm->trans_b, nb, batch, &c.b, &c.b_off, &c.ldb, &c.b_stride, &tb);
     c.trans_a = ta;
     c.trans_b = tb;
     c.m = (size_t)node->shape[nb];
     c.n = (size_t)node->shape[nb + 1];
     int ra = in[0].ndim;
-    c.k = (size_t)(node->ia[0] ? in[0].shape[ra - 2] : in[0].shape[ra - 1]);
+    c.k = (size_t)(mm->trans_a ? in[0].shape[ra - 2] : in[0].shape[ra - 1]);
     c.alpha = 1.0f;
     c.beta = 0.0f;
     c.c = out->mem;

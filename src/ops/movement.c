@@ -20,19 +20,19 @@ static clg_status lower_embed(clg_lowering *lw, clg_tensor *node, const clg_oper
 
 static const clg_op_info op_reshape = {.name = "reshape", .kind = CLG_KIND_VIEW,
                                        .backward = bw_reshape};
-/* ia[0..ndim): the permutation */
+/* attrs.permute: the permutation */
 static const clg_op_info op_permute = {.name = "permute", .kind = CLG_KIND_VIEW,
                                        .backward = bw_permute};
-/* ia[0] axis, ia[1] start, ia[2] step */
+/* attrs.slice: axis, start, step */
 static const clg_op_info op_slice = {.name = "slice", .kind = CLG_KIND_VIEW,
                                      .backward = bw_slice};
 static const clg_op_info op_broadcast = {.name = "broadcast_to", .kind = CLG_KIND_VIEW,
                                          .backward = bw_broadcast};
 static const clg_op_info op_detach = {.name = "detach", .kind = CLG_KIND_VIEW};
-/* ia[0] axis */
+/* attrs.axis */
 static const clg_op_info op_concat = {.name = "concat", .kind = CLG_KIND_KERNEL,
                                       .backward = bw_concat, .lower = lower_concat};
-/* ia[0..nd): start per axis, ia[CLG_MAX_DIMS..+nd): step per axis; fa[0]: fill value */
+/* attrs.embed: start and step per axis, the fill value */
 static const clg_op_info op_embed = {.name = "pad", .kind = CLG_KIND_KERNEL,
                                      .backward = bw_embed, .lower = lower_embed};
 
@@ -117,8 +117,10 @@ clg_tensor *clg_permute(clg_graph *g, clg_tensor *x, const int *perm) {
     }
     if (identity) return x;
     clg_tensor *t = clg_view_new(g, &op_permute, x, x->ndim, shape, x->offset, strides);
-    if (t != g->poison)
-        for (int i = 0; i < x->ndim; ++i) t->ia[i] = perm[i] < 0 ? perm[i] + x->ndim : perm[i];
+    if (t == g->poison) return t;
+    t->attrs = (clg_attrs){.kind = CLG_ATTRS_PERMUTE, .permute = {.ndim = x->ndim}};
+    for (int i = 0; i < x->ndim; ++i)
+        t->attrs.permute.perm[i] = perm[i] < 0 ? perm[i] + x->ndim : perm[i];
     return t;
 }
 
@@ -190,11 +192,9 @@ clg_tensor *clg_slice(clg_graph *g, clg_tensor *x, int axis, int64_t start, int6
     strides[a] = x->strides[a] * step;
     clg_tensor *t = clg_view_new(g, &op_slice, x, x->ndim, shape,
                                  x->offset + start * x->strides[a], strides);
-    if (t != g->poison) {
-        t->ia[0] = a;
-        t->ia[1] = start;
-        t->ia[2] = step;
-    }
+    if (t != g->poison)
+        t->attrs = (clg_attrs){.kind = CLG_ATTRS_SLICE,
+                               .slice = {.axis = a, .start = start, .step = step}};
     return t;
 }
 
@@ -242,7 +242,7 @@ static void bw_reshape(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
 
 static void bw_permute(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     int inv[CLG_MAX_DIMS];
-    for (int i = 0; i < node->ndim; ++i) inv[node->ia[i]] = i;
+    for (int i = 0; i < node->ndim; ++i) inv[node->attrs.permute.perm[i]] = i;
     clg_grad_accumulate(g, node->in[0], clg_permute(g, gout, inv));
 }
 
@@ -257,11 +257,10 @@ static clg_tensor *embed(clg_graph *g, clg_tensor *x, int ndim, const int64_t *s
                          const int64_t *start, const int64_t *step, float value) {
     clg_tensor *t = clg_kernel_node(g, &op_embed, x->dtype, ndim, shape, 1, &x);
     if (t == g->poison) return t;
-    for (int i = 0; i < ndim; ++i) {
-        t->ia[i] = start[i];
-        t->ia[CLG_MAX_DIMS + i] = step[i];
-    }
-    t->fa[0] = value;
+    clg_attr_embed e = {.ndim = ndim, .value = value};
+    memcpy(e.start, start, (size_t)ndim * sizeof *start);
+    memcpy(e.step, step, (size_t)ndim * sizeof *step);
+    t->attrs = (clg_attrs){.kind = CLG_ATTRS_EMBED, .embed = e};
     return t;
 }
 
@@ -289,15 +288,17 @@ static void bw_slice(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *x = node->in[0];
     int64_t start[CLG_MAX_DIMS] = {0}, step[CLG_MAX_DIMS];
     for (int i = 0; i < x->ndim; ++i) step[i] = 1;
-    start[node->ia[0]] = node->ia[1];
-    step[node->ia[0]] = node->ia[2];
+    const clg_attr_slice *sl = &node->attrs.slice;
+    start[sl->axis] = sl->start;
+    step[sl->axis] = sl->step;
     clg_grad_accumulate(g, x, embed(g, gout, x->ndim, x->shape, start, step, 0.0f));
 }
 
 static void bw_embed(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *x = node->in[0], *r = gout;
+    const clg_attr_embed *e = &node->attrs.embed;
     for (int i = 0; i < x->ndim; ++i) {
-        int64_t st = node->ia[i], sp = node->ia[CLG_MAX_DIMS + i];
+        int64_t st = e->start[i], sp = e->step[i];
         r = clg_slice(g, r, i, st, st + sp * (x->shape[i] - 1) + 1, sp);
     }
     clg_grad_accumulate(g, x, r);
@@ -305,12 +306,13 @@ static void bw_embed(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
 
 static clg_status lower_embed(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                               const clg_operand *out) {
-    clg_status st = clg_lower_fill(lw, out, node->fa[0]);
+    const clg_attr_embed *e = &node->attrs.embed;
+    clg_status st = clg_lower_fill(lw, out, e->value);
     if (st != CLG_OK) return st;
     int64_t off = out->offset, strides[CLG_MAX_DIMS];
     for (int i = 0; i < node->ndim; ++i) {
-        off += node->ia[i] * out->strides[i];
-        strides[i] = out->strides[i] * node->ia[CLG_MAX_DIMS + i];
+        off += e->start[i] * out->strides[i];
+        strides[i] = out->strides[i] * e->step[i];
     }
     clg_operand inner = clg_operand_view(out, off, in[0].ndim, in[0].shape, strides);
     return clg_lower_copy(lw, &inner, &in[0]);
@@ -348,7 +350,7 @@ clg_tensor *clg_concat(clg_graph *g, int n, clg_tensor *const *xs, int axis) {
     }
     if (n == 1) return xs[0];
     clg_tensor *t = clg_kernel_node(g, &op_concat, xs[0]->dtype, xs[0]->ndim, shape, n, xs);
-    if (t != g->poison) t->ia[0] = a;
+    if (t != g->poison) t->attrs = (clg_attrs){.kind = CLG_ATTRS_AXIS, .axis = {a}};
     return t;
 }
 
@@ -369,7 +371,7 @@ clg_tensor *clg_stack(clg_graph *g, int n, clg_tensor *const *xs, int axis) {
 }
 
 static void bw_concat(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
-    int a = (int)node->ia[0];
+    int a = node->attrs.axis.axis;
     int64_t at = 0;
     for (int i = 0; i < node->n_in; ++i) {
         clg_tensor *x = node->in[i];
@@ -381,7 +383,7 @@ static void bw_concat(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
 
 static clg_status lower_concat(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out) {
-    int a = (int)node->ia[0];
+    int a = node->attrs.axis.axis;
     int64_t at = 0;
     for (int i = 0; i < node->n_in; ++i) {
         clg_operand part = clg_operand_view(out, out->offset + at * out->strides[a], out->ndim,

@@ -2,7 +2,6 @@
  * window's maximum, the backward pass finds the same maxima again in x and routes the
  * gradients there. avg_pool2d is a mean over im2col columns and global_avg_pool2d a mean over
  * H and W, so their gradients come from the parts. */
-#include <string.h>
 
 #include "compile/lowering.h"
 #include "core/program.h"
@@ -20,7 +19,7 @@ static clg_status lower_gated(clg_lowering *lw, clg_tensor *node, const clg_oper
                               const clg_operand *out, const clg_epilogue *epi,
                               const clg_operand *bias);
 
-/* Both: ia[0..5] kh, kw, stride_h, stride_w, pad_h, pad_w; ia[6], ia[7] the input's H, W */
+/* Both: attrs.pool, the window (the input's H and W are x's shape) */
 static const clg_op_info op_max_pool = {
     .name = "max_pool2d", .kind = CLG_KIND_KERNEL, .backward = bw_max_pool, .lower = lower_max_pool};
 /* (gout, x) -> dx [N, C, H, W]. When x is a relu's output (conv -> relu -> pool), the kernel
@@ -33,8 +32,9 @@ static const clg_op_info op_max_pool_backward = {.name = "max_pool2d_backward",
                                                  .absorb = absorb_relu_gate,
                                                  .lower_epilogue = lower_gated};
 
+/* The window of p over x: its attributes and output size. */
 typedef struct pool_geo {
-    int64_t kh, kw, sh, sw, ph, pw;
+    clg_attrs attrs; /* kind POOL */
     int64_t oh, ow;
 } pool_geo;
 
@@ -50,37 +50,33 @@ static bool pool_resolve(clg_graph *g, const char *op, clg_tensor *x, const clg_
         clg_graph_fail(g, CLG_ERR_SHAPE, "%s: x must be [N, C, H, W], got %s", op, sx);
         return false;
     }
-    geo->kh = p->kernel_h;
-    geo->kw = p->kernel_w;
-    geo->sh = p->stride_h ? p->stride_h : p->kernel_h;
-    geo->sw = p->stride_w ? p->stride_w : p->kernel_w;
-    geo->ph = p->pad_h;
-    geo->pw = p->pad_w;
-    if (geo->kh < 1 || geo->kw < 1 || geo->sh < 1 || geo->sw < 1 || geo->ph < 0 || geo->pw < 0 ||
-        2 * geo->ph > geo->kh || 2 * geo->pw > geo->kw) {
+    int64_t kh = p->kernel_h, kw = p->kernel_w;
+    int64_t sh = p->stride_h ? p->stride_h : kh, sw = p->stride_w ? p->stride_w : kw;
+    int64_t ph = p->pad_h, pw = p->pad_w;
+    geo->attrs = (clg_attrs){.kind = CLG_ATTRS_POOL,
+                             .pool = {.kernel = {kh, kw}, .stride = {sh, sw}, .pad = {ph, pw}}};
+    char win[200];
+    clg_attrs_describe(&geo->attrs, win, sizeof win);
+    if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || 2 * ph > kh || 2 * pw > kw) {
         clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
-                       "%s: bad window (kernel %d x %d, stride %d x %d, padding %d x %d; "
-                       "padding at most half the kernel) for x %s",
-                       op, p->kernel_h, p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w,
+                       "%s: bad window %s (padding at most half the kernel) for x %s", op, win,
                        sx);
         return false;
     }
-    int64_t hp = x->shape[2] + 2 * geo->ph, wp = x->shape[3] + 2 * geo->pw;
-    if (hp < geo->kh || wp < geo->kw) {
-        clg_graph_fail(g, CLG_ERR_SHAPE,
-                       "%s: the %d x %d window does not fit x %s (padding %d x %d)", op,
-                       p->kernel_h, p->kernel_w, sx, p->pad_h, p->pad_w);
+    int64_t hp = x->shape[2] + 2 * ph, wp = x->shape[3] + 2 * pw;
+    if (hp < kh || wp < kw) {
+        clg_graph_fail(g, CLG_ERR_SHAPE, "%s: the window %s does not fit x %s", op, win, sx);
         return false;
     }
-    geo->oh = (hp - geo->kh) / geo->sh + 1;
-    geo->ow = (wp - geo->kw) / geo->sw + 1;
+    geo->oh = (hp - kh) / sh + 1;
+    geo->ow = (wp - kw) / sw + 1;
     return true;
 }
 
 static clg_tensor *pool_node(clg_graph *g, const clg_op_info *info, clg_dtype dtype, int n_in,
-                             clg_tensor **in, const int64_t *shape, const int64_t *attrs) {
+                             clg_tensor **in, const int64_t *shape, const clg_attrs *attrs) {
     clg_tensor *t = clg_kernel_node(g, info, dtype, 4, shape, n_in, in);
-    if (t != g->poison) memcpy(t->ia, attrs, 8 * sizeof *attrs);
+    if (t != g->poison) t->attrs = *attrs;
     return t;
 }
 
@@ -89,17 +85,15 @@ clg_tensor *clg_max_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params 
     pool_geo geo;
     if (!pool_resolve(g, "max_pool2d", x, p, &geo)) return g->poison;
     const int64_t shape[4] = {x->shape[0], x->shape[1], geo.oh, geo.ow};
-    const int64_t attrs[8] = {geo.kh, geo.kw, geo.sh,      geo.sw,
-                              geo.ph, geo.pw, x->shape[2], x->shape[3]};
     x = clg_conv_operand(g, x);
-    return pool_node(g, &op_max_pool, CLG_F32, 1, &x, shape, attrs);
+    return pool_node(g, &op_max_pool, CLG_F32, 1, &x, shape, &geo.attrs);
 }
 
 static void bw_max_pool(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *x = node->in[0];
     clg_tensor *ins[2] = {clg_conv_operand(g, gout), x};
-    clg_grad_accumulate(g, x,
-                        pool_node(g, &op_max_pool_backward, CLG_F32, 2, ins, x->shape, node->ia));
+    clg_grad_accumulate(
+        g, x, pool_node(g, &op_max_pool_backward, CLG_F32, 2, ins, x->shape, &node->attrs));
 }
 
 /* relu_grad(dx, y) right after the pooling's backward, y being the pooling's input: the
@@ -113,10 +107,14 @@ static bool absorb_relu_gate(const clg_tensor *node, const clg_tensor *prev,
     return true;
 }
 
-static cl_int8 win_arg(const int64_t *ia) {
+/* (kh, kw, stride_h, stride_w, pad_h, pad_w, 0, 0) as the kernels take it */
+static cl_int8 win_arg(const clg_attr_pool *w) {
     cl_int8 v = {{0}};
-    for (int i = 0; i < 6; ++i)
-        v.s[i] = (cl_int)ia[i];
+    for (int i = 0; i < 2; ++i) {
+        v.s[i] = (cl_int)w->kernel[i];
+        v.s[2 + i] = (cl_int)w->stride[i];
+        v.s[4 + i] = (cl_int)w->pad[i];
+    }
     return v;
 }
 
@@ -131,7 +129,8 @@ static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_o
                                  const clg_operand *out) {
     const clg_operand *x = &in[0];
     cl_int4 xst = strides4(x);
-    cl_int8 win = win_arg(node->ia);
+    const clg_attr_pool *w = &node->attrs.pool;
+    cl_int8 win = win_arg(w);
     cl_kernel k;
     clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", "max_pool2d", &k);
     if (st != CLG_OK) return st;
@@ -141,13 +140,12 @@ static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_o
     clg_arg_mem(&a, x->mem);
     clg_arg_int(&a, x->offset);
     clg_arg_raw(&a, sizeof xst, &xst);
-    clg_arg_int(&a, node->ia[6]);
-    clg_arg_int(&a, node->ia[7]);
+    clg_arg_int(&a, x->shape[2]);
+    clg_arg_int(&a, x->shape[3]);
     clg_arg_int(&a, out->shape[3]);
     /* the kernel's row form for the 2 x 2 pooling (see cl/pool.cl) */
-    const int64_t *ia = node->ia;
-    bool rows = ia[0] == 2 && ia[1] == 2 && ia[2] == 2 && ia[3] == 2 && ia[4] == 0 &&
-                ia[5] == 0 && x->strides[3] == 1 && out->shape[3] >= 8;
+    bool rows = w->kernel[0] == 2 && w->kernel[1] == 2 && w->stride[0] == 2 && w->stride[1] == 2 &&
+                w->pad[0] == 0 && w->pad[1] == 0 && x->strides[3] == 1 && out->shape[3] >= 8;
     clg_arg_raw(&a, sizeof win, &win);
     clg_arg_int(&a, rows);
     size_t plane = (size_t)(out->shape[2] * out->shape[3]), local[3];
@@ -160,11 +158,12 @@ static clg_status lower_max_pool(clg_lowering *lw, clg_tensor *node, const clg_o
 static clg_status lower_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                  const clg_operand *out, bool relu_gate) {
     const clg_operand *gout = &in[0], *x = &in[1];
-    const int64_t *ia = node->ia;
+    const clg_attr_pool *w = &node->attrs.pool;
     cl_int4 gst = strides4(gout), xst = strides4(x);
-    cl_int8 win = win_arg(ia);
+    cl_int8 win = win_arg(w);
     /* windows that do not overlap: one work-item per window row, else one per dx element */
-    bool disjoint = ia[2] >= ia[0] && ia[3] >= ia[1] && ia[4] == 0 && ia[5] == 0;
+    bool disjoint = w->stride[0] >= w->kernel[0] && w->stride[1] >= w->kernel[1] &&
+                    w->pad[0] == 0 && w->pad[1] == 0;
     const char *name = disjoint ? "max_pool2d_backward_disjoint" : "max_pool2d_backward";
     cl_kernel k;
     clg_status st = clg_kernel_new(clg_lowering_context(lw), "pool", name, &k);
@@ -207,14 +206,15 @@ clg_tensor *clg_avg_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params 
     CLG_GUARD(g, "avg_pool2d", 1, x);
     pool_geo pg;
     if (!pool_resolve(g, "avg_pool2d", x, p, &pg)) return g->poison;
+    const clg_attr_pool *w = &pg.attrs.pool;
     int64_t N = x->shape[0], C = x->shape[1];
     /* Every channel its own group: columns [N, C, KH * KW, OH * OW], padded taps 0. */
-    clg_conv_geo geo = {.kh = pg.kh,
-                        .kw = pg.kw,
-                        .stride_h = pg.sh,
-                        .stride_w = pg.sw,
-                        .pad_top = pg.ph,
-                        .pad_left = pg.pw,
+    clg_conv_geo geo = {.kh = w->kernel[0],
+                        .kw = w->kernel[1],
+                        .stride_h = w->stride[0],
+                        .stride_w = w->stride[1],
+                        .pad_top = w->pad[0],
+                        .pad_left = w->pad[1],
                         .dilation_h = 1,
                         .dilation_w = 1,
                         .groups = C,

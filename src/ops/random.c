@@ -13,7 +13,8 @@ typedef struct random_op {
     const char *fn;
 } random_op;
 
-/* fa[0], fa[1]: (lo, hi) or (mean, std); seed: the key; id: the stream */
+/* attrs.random: a, b = (lo, hi) or (mean, std) and the seed (the key); the node's id: the
+ * stream */
 static const random_op op_uniform = {
     {.name = "rand_uniform", .kind = CLG_KIND_ELEMENTWISE, .emit = emit_random},
     "clg_rand_uniform"};
@@ -28,17 +29,18 @@ static void emit_random(clg_codegen *cg, const clg_tensor *node, const char *con
                         char *out, size_t size) {
     (void)operands;
     const random_op *op = (const random_op *)node->info;
+    const clg_attr_random *r = &node->attrs.random;
     char call[512];
     clg_cg_format(call, sizeof call, "%s((uint)(%s), %s, %s, %s, %s)", op->fn,
                   clg_cg_linear_index(cg), clg_cg_uint_arg(cg, (uint32_t)node->id),
-                  clg_cg_run_counter(cg), clg_cg_uint_arg(cg, (uint32_t)node->seed),
-                  clg_cg_uint_arg(cg, (uint32_t)(node->seed >> 32)));
+                  clg_cg_run_counter(cg), clg_cg_uint_arg(cg, (uint32_t)r->seed),
+                  clg_cg_uint_arg(cg, (uint32_t)(r->seed >> 32)));
     if (op == &op_uniform)
-        clg_cg_format(out, size, "(%s + (%s - %s) * %s)", clg_cg_float_arg(cg, node->fa[0]),
-                      clg_cg_float_arg(cg, node->fa[1]), clg_cg_float_arg(cg, node->fa[0]), call);
+        clg_cg_format(out, size, "(%s + (%s - %s) * %s)", clg_cg_float_arg(cg, r->a),
+                      clg_cg_float_arg(cg, r->b), clg_cg_float_arg(cg, r->a), call);
     else
-        clg_cg_format(out, size, "(%s + %s * %s)", clg_cg_float_arg(cg, node->fa[0]),
-                      clg_cg_float_arg(cg, node->fa[1]), call);
+        clg_cg_format(out, size, "(%s + %s * %s)", clg_cg_float_arg(cg, r->a),
+                      clg_cg_float_arg(cg, r->b), call);
 }
 
 static clg_tensor *random_tensor(clg_graph *g, const random_op *op, int ndim,
@@ -47,11 +49,8 @@ static clg_tensor *random_tensor(clg_graph *g, const random_op *op, int ndim,
     if (ndim < 0 || ndim > CLG_MAX_DIMS || (ndim && !shape))
         return clg_graph_fail(g, CLG_ERR_SHAPE, "%s: bad rank %d", op->info.name, ndim);
     clg_tensor *t = clg_node_new(g, &op->info, CLG_F32, ndim, shape, 0, NULL);
-    if (t != g->poison) {
-        t->fa[0] = a;
-        t->fa[1] = b;
-        t->seed = seed;
-    }
+    if (t != g->poison)
+        t->attrs = (clg_attrs){.kind = CLG_ATTRS_RANDOM, .random = {.a = a, .b = b, .seed = seed}};
     return t;
 }
 

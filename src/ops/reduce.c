@@ -9,8 +9,8 @@
 static void bw_sum(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 static void bw_extreme(clg_graph *g, clg_tensor *node, clg_tensor *gout);
 
-/* A reduce node keeps the input's rank (reduced dims have size 1); ia[0]: bit mask of the
- * reduced axes; fa[0]: the scale applied to a sum (1/N for a mean). */
+/* A reduce node keeps the input's rank (reduced dims have size 1); attrs.reduce: the reduced
+ * axes and the scale applied to a sum (1/N for a mean). */
 static const clg_op_info op_sum = {
     .name = "sum", .kind = CLG_KIND_REDUCE, .reduce = CLG_REDUCE_SUM, .backward = bw_sum};
 static const clg_op_info op_max = {
@@ -27,9 +27,9 @@ static clg_tensor *reduce(clg_graph *g, const clg_op_info *op, clg_tensor *x, in
     if (naxes < 0 || naxes > x->ndim || (naxes > 0 && !axes))
         return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "%s: bad axis list (%d axes)",
                               op->name, naxes);
-    int64_t mask = 0;
+    uint32_t mask = 0;
     if (naxes == 0) {
-        mask = (1 << x->ndim) - 1;
+        mask = (1u << x->ndim) - 1;
     } else {
         for (int i = 0; i < naxes; ++i) {
             int a;
@@ -39,10 +39,10 @@ static clg_tensor *reduce(clg_graph *g, const clg_op_info *op, clg_tensor *x, in
                                       op->name, axes[i],
                                       clg_shape_str(x->ndim, x->shape, b, sizeof b));
             }
-            if (mask & (1 << a))
+            if (mask & (1u << a))
                 return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "%s: axis %d given twice",
                                       op->name, axes[i]);
-            mask |= 1 << a;
+            mask |= 1u << a;
         }
     }
     if (op->reduce != CLG_REDUCE_ARGMAX && x->dtype != CLG_F32) x = clg_cast(g, x, CLG_F32);
@@ -50,7 +50,7 @@ static clg_tensor *reduce(clg_graph *g, const clg_op_info *op, clg_tensor *x, in
     int nd = 0;
     int64_t dshape[CLG_MAX_DIMS];
     for (int i = 0; i < x->ndim; ++i) {
-        bool red = mask & (1 << i);
+        bool red = mask & (1u << i);
         kshape[i] = red ? 1 : x->shape[i];
         if (red) count *= x->shape[i];
         if (!red) dshape[nd++] = x->shape[i];
@@ -58,8 +58,10 @@ static clg_tensor *reduce(clg_graph *g, const clg_op_info *op, clg_tensor *x, in
     clg_dtype dt = op->reduce == CLG_REDUCE_ARGMAX ? CLG_I32 : CLG_F32;
     clg_tensor *t = clg_node_new(g, op, dt, x->ndim, kshape, 1, &x);
     if (t == g->poison) return t;
-    t->ia[0] = mask;
-    t->fa[0] = scale_by_count != 0.0f ? scale_by_count / (float)count : 1.0f;
+    t->attrs = (clg_attrs){
+        .kind = CLG_ATTRS_REDUCE,
+        .reduce = {.axes_mask = mask,
+                   .scale = scale_by_count != 0.0f ? scale_by_count / (float)count : 1.0f}};
     if (keepdims || nd == x->ndim) return t;
     return clg_reshape(g, t, nd, dshape);
 }
@@ -101,7 +103,8 @@ clg_tensor *clg_variance(clg_graph *g, clg_tensor *x, int naxes, const int *axes
 /* d sum / dx = broadcast of gout (times the mean's scale). */
 static void bw_sum(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *x = node->in[0];
-    clg_tensor *s = node->fa[0] == 1.0f ? gout : clg_mul_scalar(g, gout, node->fa[0]);
+    float scale = node->attrs.reduce.scale;
+    clg_tensor *s = scale == 1.0f ? gout : clg_mul_scalar(g, gout, scale);
     clg_grad_accumulate(g, x, clg_broadcast_to(g, s, x->ndim, x->shape));
 }
 
@@ -110,7 +113,7 @@ static void bw_extreme(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *x = node->in[0];
     int axes[CLG_MAX_DIMS], n = 0;
     for (int i = 0; i < x->ndim; ++i)
-        if (node->ia[0] & (1 << i)) axes[n++] = i;
+        if (node->attrs.reduce.axes_mask & (1u << i)) axes[n++] = i;
     clg_tensor *mask = clg_eq(g, x, node);
     clg_tensor *ties = clg_sum(g, mask, n, axes, true);
     clg_grad_accumulate(g, x, clg_mul(g, mask, clg_div(g, gout, ties)));

@@ -138,14 +138,16 @@ clg_status clg_check_finite_after(clg_plan *p) {
         if (st != CLG_OK) break;
         int64_t bad, at = first_bad(buf, numel, &bad);
         if (at < 0) continue;
-        char shape[160], ins[1024];
+        char shape[160], attrs[512], ins[1024];
         describe_inputs(t, ins, sizeof ins);
+        clg_attrs_describe(&t->attrs, attrs, sizeof attrs);
         st = clg_fail(CLG_ERR_NOT_FINITE,
-                      "CLGRAD_CHECK_FINITE: run %llu of a plan: op '%s' (node %d, %s) produced %s "
-                      "at element %lld (%lld of %lld not finite) from finite operands: %s",
+                      "CLGRAD_CHECK_FINITE: run %llu of a plan: op '%s' (node %d, %s%s%s) produced "
+                      "%s at element %lld (%lld of %lld not finite) from finite operands: %s",
                       (unsigned long long)p->runs, t->info->name, t->id,
-                      clg_tensor_describe(t, shape, sizeof shape), kind_of(buf[at]),
-                      (long long)at, (long long)bad, (long long)numel, ins[0] ? ins : "(none)");
+                      clg_tensor_describe(t, shape, sizeof shape), attrs[0] ? ", " : "", attrs,
+                      kind_of(buf[at]), (long long)at, (long long)bad, (long long)numel,
+                      ins[0] ? ins : "(none)");
     }
     if (st == CLG_OK) st = check_params(p, true, &buf, &cap);
     free(buf);
