@@ -68,6 +68,7 @@ typedef struct gen_arg {
 
 typedef struct gen_kernel {
     int step;
+    char fn[16]; /* the kernel function it launches: equal bodies share one */
     gen_arg *args;
     int n_args, cap_args;
     int counter_arg;
@@ -83,12 +84,25 @@ typedef struct gen_kernel {
     int64_t n_out;
 } gen_kernel;
 
+/* A distinct kernel body: what two steps with the same fused ops and the same 0/1 strides
+ * share (sizes, strides and scalars are arguments), so the program's size and pocl's code
+ * generation grow with the number of distinct bodies, not with the graph. */
+typedef struct gen_body {
+    uint64_t hash;
+    char *text; /* with the placeholder name */
+} gen_body;
+
 struct clg_program_gen {
     clg_strbuf src;
+    clg_strbuf cur; /* the kernel being generated, named PLACEHOLDER */
     gen_kernel *kernels;
     int n_kernels, cap_kernels;
+    gen_body *bodies;
+    int n_bodies, cap_bodies;
     bool uses_random;
 };
+
+#define PLACEHOLDER "clg_kernel_"
 
 clg_program_gen *clg_program_gen_new(void) {
     return calloc(1, sizeof(clg_program_gen));
@@ -98,8 +112,51 @@ void clg_program_gen_free(clg_program_gen *pg) {
     if (!pg) return;
     for (int i = 0; i < pg->n_kernels; ++i) free(pg->kernels[i].args);
     free(pg->kernels);
+    for (int i = 0; i < pg->n_bodies; ++i) free(pg->bodies[i].text);
+    free(pg->bodies);
     free(pg->src.s);
+    free(pg->cur.s);
     free(pg);
+}
+
+static uint64_t text_hash(const char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; ++i) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Name the kernel just generated in pg->cur after the body it equals, adding the body to the
+ * program when it is new. false: out of memory. */
+static bool settle_body(clg_program_gen *pg, gen_kernel *k) {
+    const char *text = pg->cur.s ? pg->cur.s : "";
+    size_t len = pg->cur.len;
+    uint64_t h = text_hash(text, len);
+    int found = -1;
+    for (int i = 0; i < pg->n_bodies && found < 0; ++i)
+        if (pg->bodies[i].hash == h && strcmp(pg->bodies[i].text, text) == 0) found = i;
+    if (found < 0) {
+        if (pg->n_bodies == pg->cap_bodies) {
+            int nc = pg->cap_bodies ? 2 * pg->cap_bodies : 32;
+            gen_body *nb = realloc(pg->bodies, (size_t)nc * sizeof *nb);
+            if (!nb) return false;
+            pg->bodies = nb;
+            pg->cap_bodies = nc;
+        }
+        char *copy = malloc(len + 1);
+        if (!copy) return false;
+        memcpy(copy, text, len + 1);
+        found = pg->n_bodies++;
+        pg->bodies[found] = (gen_body){h, copy};
+        /* the program gets it under its own name: the placeholder is only in the header */
+        const char *at = strstr(text, PLACEHOLDER);
+        if (!at) return false;
+        clg_strbuf_printf(&pg->src, "%.*sk%d%s", (int)(at - text), text, found,
+                          at + strlen(PLACEHOLDER));
+    }
+    snprintf(k->fn, sizeof k->fn, "k%d", found);
+    pg->cur.len = 0;
+    if (pg->cur.s) pg->cur.s[0] = '\0';
+    return !pg->src.oom;
 }
 
 /* ---- per-kernel state seen by emit callbacks ---- */
@@ -337,7 +394,7 @@ static void emit_members(clg_codegen *cg, const group *gr, const clg_tensor *m, 
             ops[k] = value_name(gr, op_names, member_names, t->in[k]);
         char expr[4096];
         t->info->emit(cg, t, ops, expr, sizeof expr);
-        member_names[i] = new_name(cg, "t%d", t->id);
+        member_names[i] = new_name(cg, "t%d", i); /* by place, not node id: equal bodies */
         clg_strbuf_printf(body, "    %s %s = %s;\n", clg_cg_type_name(t->dtype), member_names[i],
                           expr);
     }
@@ -507,7 +564,7 @@ static void emit_params(clg_strbuf *src, gen_kernel *k, const group *gr, const c
                         const clg_cg_plan *plan, bool *oom) {
     const int r = sp->r;
     bool is_reduce = m->info->kind == CLG_KIND_REDUCE;
-    clg_strbuf_printf(src, "__kernel void k%d(__global %s *out, const int out_off", k->step,
+    clg_strbuf_printf(src, "__kernel void " PLACEHOLDER "(__global %s *out, const int out_off",
                       clg_cg_type_name(m->dtype));
     add_arg(k, (gen_arg){.kind = ARG_MEM, .mem = out->mem}, oom);
     add_arg(k, (gen_arg){.kind = ARG_INT, .i = out->offset}, oom);
@@ -557,7 +614,7 @@ static void close_params(clg_program_gen *pg, clg_compiler *c, clg_codegen *cg, 
         pg->uses_random = true;
         c->plan->uses_rng = true;
     }
-    clg_strbuf_printf(&pg->src, "%s)\n{\n", cg->extra_params.s ? cg->extra_params.s : "");
+    clg_strbuf_printf(&pg->cur, "%s)\n{\n", cg->extra_params.s ? cg->extra_params.s : "");
 }
 
 /* Each buffer operand's load at the current coordinates, at the form's indent. */
@@ -653,11 +710,11 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
     bool oom = false;
     if (st == CLG_OK) {
         bool lin = is_reduce && cg->lin_used;
-        emit_params(&pg->src, k, &gr, m, &out, &sp, lin, &plan, &oom);
+        emit_params(&pg->cur, k, &gr, m, &out, &sp, lin, &plan, &oom);
         close_params(pg, c, cg, &oom);
         emit_loads(&loads, &gr, names, &sp, is_reduce ? "        " : "    ");
         clg_cg_text t = {
-            .src = &pg->src,
+            .src = &pg->cur,
             .sp = &sp,
             .loads = loads.s ? loads.s : "",
             .body = body.s ? body.s : "",
@@ -673,11 +730,16 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
     free(loads.s);
     free(cg->extra_params.s);
     free(cg->extra);
-    bool failed = cg->oom || oom || pg->src.oom;
+    bool failed = cg->oom || oom || pg->cur.oom;
     free(cg);
     if (st != CLG_OK) return st;
+    if (!failed) failed = !settle_body(pg, k);
     if (failed) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "kernel generation: out of host memory");
     return CLG_OK;
+}
+
+int clg_program_gen_bodies(const clg_program_gen *pg) {
+    return pg->n_bodies;
 }
 
 const char *clg_program_gen_source(const clg_program_gen *pg, size_t *length) {
@@ -704,16 +766,20 @@ clg_status clg_program_gen_finish(clg_program_gen *pg) {
 
 clg_status clg_codegen_bind(clg_program_gen *pg, clg_compiler *c, cl_program program,
                             const clg_tensor *m, int step) {
+    /* kernels are generated in step order: find the step's by bisection */
     gen_kernel *gk = NULL;
-    for (int i = 0; i < pg->n_kernels; ++i)
-        if (pg->kernels[i].step == step) gk = &pg->kernels[i];
+    int lo = 0, hi = pg->n_kernels - 1;
+    while (lo <= hi && !gk) {
+        int mid = (lo + hi) / 2;
+        if (pg->kernels[mid].step == step) gk = &pg->kernels[mid];
+        else if (pg->kernels[mid].step < step) lo = mid + 1;
+        else hi = mid - 1;
+    }
     if (!gk) return clg_fail(CLG_ERR_INTERNAL, "no generated kernel for step %d (%s)", step,
                              m->info->name);
-    char name[32];
-    snprintf(name, sizeof name, "k%d", step);
     cl_int err;
-    cl_kernel kern = clCreateKernel(program, name, &err);
-    if (!kern) return clg_fail_cl(err, "creating generated kernel %s (%s)", name, gk->label);
+    cl_kernel kern = clCreateKernel(program, gk->fn, &err);
+    if (!kern) return clg_fail_cl(err, "creating generated kernel %s (%s)", gk->fn, gk->label);
     clg_args a = clg_args_begin(kern);
     for (int i = 0; i < gk->n_args; ++i) {
         const gen_arg *g = &gk->args[i];

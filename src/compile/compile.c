@@ -586,6 +586,7 @@ static clg_status emit_steps(clg_compiler *c) {
     cl_program program = NULL;
     size_t len = 0;
     const char *src = st == CLG_OK ? clg_program_gen_source(pg, &len) : NULL;
+    c->plan->n_bodies = (size_t)clg_program_gen_bodies(pg);
     if (src && clg_env_flag("CLGRAD_DUMP_KERNELS"))
         fprintf(stderr, "clgrad: generated program (%zu bytes):\n%.*s\n", len, (int)len, src);
     if (src) {

@@ -69,6 +69,9 @@ clg_status clg_codegen_kernel(clg_program_gen *pg, clg_compiler *c, const clg_te
                               int step);
 /* Prepend the prelude the kernels need (random functions). */
 clg_status clg_program_gen_finish(clg_program_gen *pg);
+/* Distinct kernel bodies generated so far: steps whose fused ops and 0/1 strides are equal
+ * share one kernel function, launched with their own arguments. */
+int clg_program_gen_bodies(const clg_program_gen *pg);
 /* The whole program's source (prelude + kernels); NULL if no kernel was generated. */
 const char *clg_program_gen_source(const clg_program_gen *pg, size_t *length);
 /* Create the kernel of step from program, set its plan-fixed args, append it to the plan. */

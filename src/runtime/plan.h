@@ -90,6 +90,7 @@ struct clg_plan {
     size_t peak_bytes, fixed_bytes;
     size_t guard_bytes; /* 0: no guards */
     cl_program program; /* generated kernels; owned by the context's program cache */
+    size_t n_bodies;    /* distinct kernel bodies in it (steps with equal ones share) */
 
     bool uses_rng;
     clg_plan_hook *hooks;
