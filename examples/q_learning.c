@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
     const char *env_name = "frozenlake4";
     long long slippery = 1, episodes = -1, seed = 1;
     double gamma = 0.99;
-    for (int i = 1; i < argc; ++i) {
+    for (int i = 1; i < argc; i += 2) { /* each flag takes a value */
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage();
             return 0;
@@ -75,7 +75,6 @@ int main(int argc, char **argv) {
             usage();
             return 2;
         }
-        ++i;
     }
 
     clg_mdp *m = NULL;

@@ -869,6 +869,29 @@ START_TEST(test_meta_and_config) {
 }
 END_TEST
 
+/* Hyper-parameters travel as text that reads back to the same float, subnormal ones too
+ * (strtof reports ERANGE for them, which once made a saved eps = 1e-40 unloadable). */
+START_TEST(test_meta_subnormal_round_trip) {
+    clg_context *ctx = new_context();
+    small_model(ctx);
+    clg_optimizer_config c = clg_optimizer_defaults(CLG_OPT_ADAM);
+    c.eps = 1e-40f;
+    c.weight_decay = 1.4e-45f; /* the smallest subnormal */
+    clg_optimizer *opt = clg_optimizer_new(ctx, &c);
+    ck_assert_ptr_nonnull(opt);
+    const char *path = tmp_path("subnormal.safetensors");
+    clg_assert_ok(clg_checkpoint_save(ctx, path, opt));
+    clg_checkpoint_info *info = NULL;
+    clg_assert_ok(clg_checkpoint_info_read(path, &info));
+    clg_optimizer_config got;
+    clg_assert_ok(clg_checkpoint_info_optimizer(info, &got, NULL));
+    ck_assert(got.eps == c.eps && got.weight_decay == c.weight_decay);
+    clg_checkpoint_info_free(info);
+    clg_assert_ok(clg_checkpoint_load(ctx, path, opt));
+    clg_context_free(ctx);
+}
+END_TEST
+
 /* Files whose clgrad entries are wrong are format errors naming the entry. */
 START_TEST(test_meta_malformed) {
     static const float w[2] = {1, 2};
@@ -926,6 +949,7 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_clgrad_fixture);
     tcase_add_test(tc, test_meta_and_config);
     tcase_add_test(tc, test_meta_malformed);
+    tcase_add_test(tc, test_meta_subnormal_round_trip);
     suite_add_tcase(s, tc);
     return s;
 }

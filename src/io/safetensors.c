@@ -98,8 +98,8 @@ static clg_status check_unique(const char **names, size_t n, const char *what) {
 }
 
 static clg_status check_tensor(const clg_st_tensor *t, uint64_t *nbytes) {
-    if (!t->name || !*t->name)
-        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "safetensors: a tensor has no name");
+    /* "" is a name like any other: the reader and the Python library accept it. */
+    if (!t->name) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "safetensors: a tensor's name is NULL");
     if (!clg_json_utf8_valid(t->name, strlen(t->name)))
         return clg_fail(CLG_ERR_INVALID_ARGUMENT, "safetensors: tensor name is not valid UTF-8");
     if (strcmp(t->name, "__metadata__") == 0)

@@ -111,10 +111,11 @@ static bool field_parse(const field *f, const char *s, clg_optimizer_config *c) 
     char *p = (char *)c + f->offset;
     switch (f->type) {
     case FIELD_FLOAT: {
+        /* An overflow is infinite and refused. An underflow is the nearest float, subnormal
+         * or 0: what "%.9g" of a subnormal value reads back to, although strtof sets ERANGE. */
         char *end;
-        errno = 0;
         float v = strtof(s, &end);
-        if (end == s || *end || !isfinite(v) || (errno && v != 0.0f)) return false;
+        if (end == s || *end || !isfinite(v)) return false;
         memcpy(p, &v, sizeof v);
         return true;
     }
