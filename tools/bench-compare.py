@@ -6,14 +6,17 @@ every framework alike:
   - clgrad's MNIST MLP (784-128-64-10, batch 128) and classic CNN (batch 64) training steps on
     the selected OpenCL device (build/tools/bench-train),
   - the same models and steps in PyTorch on the CPU with 1 and with 2 threads, its best
-    counting (Debian's python3-torch; OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE and
-    OPENBLAS_L2_SIZE unset: with them PyTorch's and OpenBLAS's threads fight over the cores),
+    counting (the PyPI wheel in a venv outside the repo, --torch-python; Debian's
+    python3-torch is the fallback and is named when used; OPENBLAS_NUM_THREADS=1,
+    OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset: with them PyTorch's and OpenBLAS's threads
+    fight over the cores), or with --torch-device cuda on the GPU instead,
   - the same in tinygrad on the first OpenCL platform's device (pip install tinygrad),
 and prints samples/s (median over rounds, each round itself a median of timed blocks) and the
 ratios. PyTorch and tinygrad are optional: missing ones are reported and skipped.
 
 usage: tools/bench-compare.py [--rounds N] [--steps N] [--models mlp,cnn] [--build DIR]
-                              [--torch-python PY] [--tinygrad-python PY]
+                              [--torch-python PY] [--torch-device cpu|cuda]
+                              [--tinygrad-python PY]
 The workers (--worker torch|tinygrad) are this same file run under the framework's Python.
 """
 import argparse
@@ -31,10 +34,14 @@ BATCH = {"mlp": 128, "cnn": 64}
 
 # ---------------------------------------------------------------- workers (framework side)
 
-def torch_worker(model, steps, blocks, threads):
+def torch_worker(model, steps, blocks, threads, device="cpu"):
     import torch
     import torch.nn as nn
     torch.set_num_threads(threads)
+    if device == "cuda":
+        # the same precision as clgrad's fp32 GEMMs: no TF32 tensor-core shortcut
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     b = BATCH[model]
     if model == "mlp":
@@ -47,6 +54,7 @@ def torch_worker(model, steps, blocks, threads):
                             nn.Flatten(), nn.Linear(3136, 10))
         x = torch.rand(b, 1, 28, 28)
     y = torch.randint(0, 10, (b,))
+    net, x, y = net.to(device), x.to(device), y.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -135,7 +143,7 @@ def framework_env():
     return env
 
 
-def run_worker(python, which, model, steps, blocks, threads=2):
+def run_worker(python, which, model, steps, blocks, threads=2, device="cpu"):
     if not python:
         return None
     env = framework_env()
@@ -143,7 +151,7 @@ def run_worker(python, which, model, steps, blocks, threads=2):
     try:
         out = subprocess.run([python, os.path.abspath(__file__), "--worker", which, "--models",
                               model, "--steps", str(steps), "--blocks", str(blocks),
-                              "--threads", str(threads)],
+                              "--threads", str(threads), "--torch-device", device],
                              capture_output=True, text=True, env=env, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as e:
         print(f"  {which}: not run ({e})", file=sys.stderr)
@@ -173,11 +181,12 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="PyTorch worker threads (worker mode)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--torch-python", default="/usr/bin/python3")
+    ap.add_argument("--torch-device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--tinygrad-python", default=os.environ.get("TINYGRAD_PYTHON", sys.executable))
     a = ap.parse_args()
     if a.worker:
         if a.worker == "torch":
-            r = torch_worker(a.models, a.steps, a.blocks, a.threads)
+            r = torch_worker(a.models, a.steps, a.blocks, a.threads, a.torch_device)
         else:
             r = tinygrad_worker(a.models, a.steps, a.blocks)
         print(f"RESULT {r:.1f}")
@@ -190,17 +199,26 @@ def main():
     if not tg_py:
         print(f"tinygrad not found for {a.tinygrad_python}: pip install tinygrad "
               "(or --tinygrad-python)", file=sys.stderr)
+    if torch_py:
+        v = subprocess.run([torch_py, "-c", "import torch; print(torch.__version__, torch.__file__)"],
+                           capture_output=True, text=True).stdout.strip()
+        debian = " (Debian's python3-torch, the fallback)" if "/usr/lib/python3" in v else ""
+        print(f"PyTorch: {torch_py}: {v}{debian}")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     for model in a.models.split(","):
-        res = {"clgrad": [], "pytorch-1t": [], "pytorch-2t": [], "tinygrad": []}
+        res = {"clgrad": [], "pytorch-1t": [], "pytorch-2t": [], "pytorch-cuda": [],
+               "tinygrad": []}
         kernels = 0
+        if a.torch_device == "cuda":
+            peers = (("pytorch-cuda", torch_py, "torch", 2), ("tinygrad", tg_py, "tinygrad", 2))
+        else:
+            peers = (("pytorch-1t", torch_py, "torch", 1), ("pytorch-2t", torch_py, "torch", 2),
+                     ("tinygrad", tg_py, "tinygrad", 2))
         for r in range(a.rounds):
             rate, kernels = run_clgrad(a.build, model, a.steps, a.blocks)
             res["clgrad"].append(rate)
-            for name, py, which, th in (("pytorch-1t", torch_py, "torch", 1),
-                                        ("pytorch-2t", torch_py, "torch", 2),
-                                        ("tinygrad", tg_py, "tinygrad", 2)):
-                v = run_worker(py, which, model, a.steps, a.blocks, th)
+            for name, py, which, th in peers:
+                v = run_worker(py, which, model, a.steps, a.blocks, th, a.torch_device)
                 if v is not None:
                     res[name].append(v)
             print(f"  {model} round {r + 1}: " + "  ".join(
@@ -209,7 +227,9 @@ def main():
         print(f"{model} (batch {BATCH[model]}), samples/s, median of {a.rounds} rounds:")
         for k, v in med.items():
             extra = f"  ({kernels} kernels per step)" if k == "clgrad" else ""
-            print(f"  {k:9s} {v:10.0f}{extra}")
+            print(f"  {k:12s} {v:10.0f}{extra}")
+        if "pytorch-cuda" in med:
+            print(f"  clgrad / PyTorch on CUDA: {med['clgrad'] / med['pytorch-cuda']:.2f}x")
         best_torch = max((med[k] for k in ("pytorch-1t", "pytorch-2t") if k in med), default=None)
         if best_torch:
             print(f"  clgrad / PyTorch (best of 1 and 2 threads): {med['clgrad'] / best_torch:.2f}x")

@@ -1,10 +1,13 @@
 /* Engine benchmark on the selected device (medians of several runs):
- *   - SGEMM GFLOP/s for each GEMM backend at 128..2048 and at the MLP's shapes
+ *   - the device's fp32 peak, measured by a kernel of independent multiply-adds (--peak), so
+ *     that GEMM rates can be read against what this device does rather than a datasheet;
+ *   - SGEMM GFLOP/s for each GEMM backend at 128..2048 (or --sizes) and at the MLP's shapes
  *     (64x784 . 784x128 and its two backward products), strided-batched at attention shapes;
  *   - elementwise (fused a * b + c) and reduction (sum) GB/s on 16M floats;
  *   - per-kernel launch overhead (a chain of unfused tiny kernels, queued back to back);
  *   - kernels per training step of the two-layer network of examples/raw_engine.c.
- *   bench-engine [--device SPEC] [--runs N] */
+ *   bench-engine [--device SPEC] [--runs N] [--sizes 1024,2048,...] [--backend clblast|cpu]
+ *                [--peak] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,7 @@
 #include "gemm/gemm_internal.h"
 
 static int RUNS = 5;
+static int ONLY_BACKEND = -1; /* --backend: time one GEMM backend only (big sizes on a GPU) */
 
 #define CHECK(x)                                                                               \
     do {                                                                                       \
@@ -47,12 +51,79 @@ static cl_mem buffer(clg_context *ctx, size_t floats) {
     return m;
 }
 
+/* Each work-item runs eight independent float8 fused multiply-add chains: explicit vectors fill
+ * a CPU's vector units (pocl maps float8 to AVX) and are eight scalar chains apiece on a GPU,
+ * and eight chains hide the FMA latency on both; the chains feed one store so that the
+ * compiler cannot drop them. */
+static const char PEAK_SRC[] =
+    "#define F8(i) float8 x##i = (float8)(get_global_id(0) * 1e-7f + i * 1e-3f);\n"
+    "#define STEP(i) x##i = fma(x##i, a, b);\n"
+    "__kernel void peak(__global float *out, float a, float b, int iters) {\n"
+    "    F8(0) F8(1) F8(2) F8(3) F8(4) F8(5) F8(6) F8(7)\n"
+    "    for (int i = 0; i < iters; ++i) {\n"
+    "        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)\n"
+    "    }\n"
+    "    float8 s = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7;\n"
+    "    out[get_global_id(0)] = s.s0 + s.s1 + s.s2 + s.s3 + s.s4 + s.s5 + s.s6 + s.s7;\n"
+    "}\n";
+
+static void peak_rate(clg_context *ctx) {
+    cl_int err;
+    const char *src = PEAK_SRC;
+    cl_program prog = clCreateProgramWithSource(ctx->cl, 1, &src, NULL, &err);
+    if (err == CL_SUCCESS) err = clBuildProgram(prog, 1, &ctx->device, "", NULL, NULL);
+    cl_kernel k = err == CL_SUCCESS ? clCreateKernel(prog, "peak", &err) : NULL;
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "bench-engine: peak kernel: OpenCL error %d\n", err);
+        exit(1);
+    }
+    /* enough work-items for every compute unit many times over */
+    size_t global = (size_t)ctx->info.compute_units * 2048;
+    cl_mem out;
+    CHECK(clg_buffer_create(ctx, global * sizeof(float), "peak", &out));
+    float a = 0.999f, b = 1e-3f;
+    int iters = 64;
+    clSetKernelArg(k, 0, sizeof out, &out);
+    clSetKernelArg(k, 1, sizeof a, &a);
+    clSetKernelArg(k, 2, sizeof b, &b);
+    double ms = 0.0, ms_runs[16];
+    /* grow the loop until one launch takes 20 ms, so launch cost does not count */
+    for (;;) {
+        clSetKernelArg(k, 3, sizeof iters, &iters);
+        clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL);
+        clFinish(ctx->queue);
+        double t0 = clg_now_ms();
+        clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL);
+        clFinish(ctx->queue);
+        ms = clg_now_ms() - t0;
+        if (ms > 20.0 || iters > (1 << 24)) break;
+        iters *= 4;
+    }
+    for (int r = 0; r < RUNS; ++r) {
+        double t0 = clg_now_ms();
+        clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL);
+        clFinish(ctx->queue);
+        ms_runs[r] = clg_now_ms() - t0;
+    }
+    ms = clg_median(ms_runs, RUNS);
+    /* 8 FMAs of 8 lanes per iteration, 2 flops each */
+    printf("fp32 peak (independent multiply-adds, %zu work-items x %d x 64): %.1f GFLOP/s\n",
+           global, iters, 2.0 * 64.0 * (double)iters * (double)global / (ms * 1e6));
+    clg_buffer_release(ctx, out);
+    clReleaseKernel(k);
+    clReleaseProgram(prog);
+}
+
 static void gemm_row(clg_context *ctx, const char *name, bool ta, bool tb, size_t m, size_t n,
                      size_t k, size_t batch) {
     size_t sa = m * k, sb = k * n, sc = m * n;
     cl_mem a = buffer(ctx, sa * batch), b = buffer(ctx, sb * batch), c = buffer(ctx, sc * batch);
     printf("  %-34s", name);
     for (int be = 0; be < CLG_GEMM_BACKEND_COUNT; ++be) {
+        if (ONLY_BACKEND >= 0 && be != ONLY_BACKEND) {
+            printf(" %10s", "-");
+            continue;
+        }
         clg_gemm_call call = {.trans_a = ta, .trans_b = tb, .m = m, .n = n, .k = k,
                               .alpha = 1.0f, .a = a, .lda = ta ? m : k, .b = b,
                               .ldb = tb ? k : n, .c = c, .ldc = n, .batch = batch};
@@ -174,23 +245,48 @@ static void training_step_kernels(clg_context *ctx) {
 
 int main(int argc, char **argv) {
     const char *device = NULL;
+    size_t squares[16] = {128, 256, 512, 1024, 2048};
+    size_t n_squares = 5;
+    bool peak = false;
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
             device = argv[++i];
         } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
             RUNS = atoi(argv[++i]);
             if (RUNS < 1 || RUNS > 16) RUNS = 5;
+        } else if (strcmp(argv[i], "--sizes") == 0 && i + 1 < argc) {
+            n_squares = 0;
+            for (char *s = argv[++i], *end; *s && n_squares < 16; s = *end ? end + 1 : end) {
+                long v = strtol(s, &end, 10);
+                if (v < 1 || v > 32768 || (*end && *end != ',')) {
+                    fprintf(stderr, "bench-engine: --sizes: bad list '%s'\n", argv[i]);
+                    return 2;
+                }
+                squares[n_squares++] = (size_t)v;
+            }
+        } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
+            ++i;
+            ONLY_BACKEND = strcmp(argv[i], "clblast") == 0 ? CLG_GEMM_CLBLAST
+                           : strcmp(argv[i], "cpu") == 0   ? CLG_GEMM_CPU
+                                                           : -2;
+            if (ONLY_BACKEND == -2) {
+                fprintf(stderr, "bench-engine: --backend: clblast or cpu, not '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--peak") == 0) {
+            peak = true;
         } else {
-            fprintf(stderr, "usage: bench-engine [--device SPEC] [--runs N (1-16)]\n");
+            fprintf(stderr, "usage: bench-engine [--device SPEC] [--runs N (1-16)] "
+                            "[--sizes N,N,...] [--backend clblast|cpu] [--peak]\n");
             return 2;
         }
     }
     clg_context *ctx = NULL;
     CHECK(clg_context_create(device, &ctx));
     printf("device: %s (%s), medians of %d runs\n", ctx->info.name, ctx->info.platform_name, RUNS);
+    if (peak) peak_rate(ctx);
     printf("SGEMM GFLOP/s %25s %10s %10s\n", "", "clblast", "cpu");
-    static const size_t squares[] = {128, 256, 512, 1024, 2048};
-    for (size_t i = 0; i < 5; ++i) {
+    for (size_t i = 0; i < n_squares; ++i) {
         char name[64];
         snprintf(name, sizeof name, "%zu^3", squares[i]);
         gemm_row(ctx, name, false, false, squares[i], squares[i], squares[i], 1);

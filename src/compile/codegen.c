@@ -276,9 +276,7 @@ static clg_status collect(clg_compiler *c, const clg_tensor *m, group *gr) {
     bool is_reduce = m->info->kind == CLG_KIND_REDUCE;
     gr->n_members = 0;
     gr->n_ops = 0;
-    for (int id = 0; id <= m->id; ++id) {
-        if (!np[id].reachable || np[id].group != m->id) continue;
-        if (!np[id].inlined && id != m->id) continue;
+    for (int id = np[m->id].first_member; id >= 0; id = np[id].next_member) {
         if ((size_t)gr->n_members >= sizeof gr->members / sizeof gr->members[0])
             return clg_fail(CLG_ERR_UNSUPPORTED, "fused kernel of %s: more than %zu fused ops",
                             m->info->name, sizeof gr->members / sizeof gr->members[0]);
@@ -749,14 +747,19 @@ const char *clg_program_gen_source(const clg_program_gen *pg, size_t *length) {
 }
 
 clg_status clg_program_gen_finish(clg_program_gen *pg) {
-    if (pg->n_kernels == 0 || !pg->uses_random) return CLG_OK;
-    /* prepend the random functions */
+    if (pg->n_kernels == 0) return CLG_OK;
+    /* No contraction of a * b + c into one rounding: a fused kernel must give the bits of the
+     * one-kernel-per-op plan, whose products are rounded when stored, and OpenCL lets a
+     * compiler contract by default (NVIDIA's does: fused and unfused differed in the last bit). */
+    static const char no_contract[] = "#pragma OPENCL FP_CONTRACT OFF\n";
     char *prelude = NULL;
     size_t plen = 0;
-    clg_status st = clg_kernel_source("random", &prelude, &plen);
-    if (st != CLG_OK) return st;
+    if (pg->uses_random) { /* prepend the random functions */
+        clg_status st = clg_kernel_source("random", &prelude, &plen);
+        if (st != CLG_OK) return st;
+    }
     clg_strbuf nb = {0};
-    clg_strbuf_printf(&nb, "%s\n%s", prelude, pg->src.s);
+    clg_strbuf_printf(&nb, "%s%s\n%s", no_contract, prelude ? prelude : "", pg->src.s);
     free(prelude);
     if (nb.oom) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "kernel generation: out of host memory");
     free(pg->src.s);

@@ -319,6 +319,17 @@ static clg_status schedule(clg_compiler *c) {
         else if (np[i].inlined) np[i].group = np[np[i].consumer->id].group;
         else np[i].group = -1;
     }
+    int *tail = malloc((c->n ? c->n : 1) * sizeof *tail);
+    if (!tail) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
+    for (size_t i = 0; i < c->n; ++i) np[i].first_member = np[i].next_member = -1;
+    for (size_t i = 0; i < c->n; ++i) {
+        int gid = np[i].group;
+        if (!np[i].reachable || gid < 0 || (!np[i].inlined && gid != (int)i)) continue;
+        if (np[gid].first_member < 0) np[gid].first_member = (int)i;
+        else np[tail[gid]].next_member = (int)i;
+        tail[gid] = (int)i;
+    }
+    free(tail);
     c->schedule = malloc((c->n ? c->n : 1) * sizeof *c->schedule);
     if (!c->schedule) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of host memory");
     for (size_t i = 0; i < c->n; ++i) {
@@ -397,8 +408,15 @@ static clg_status leaf_storage(clg_compiler *c) {
             p->n_inputs++;
             in->node = t;
             in->bytes = bytes;
+            in->copies = calloc(1, sizeof *in->copies);
             in->staging = malloc(bytes);
-            if (!in->staging) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of memory");
+            if (!in->copies || !in->staging) {
+                free(in->staging);
+                in->staging = NULL;
+                return clg_fail(CLG_ERR_OUT_OF_MEMORY, "compile: out of memory");
+            }
+            in->copies[0].mem = in->staging;
+            in->n_copies = 1;
             p->fixed_bytes += bytes;
             s->mem = in->mem;
         } else if (t->info == &clg_op_constant) {

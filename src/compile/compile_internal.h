@@ -22,6 +22,9 @@ typedef struct clg_node_plan {
     int consumers;    /* distinct reachable consumers */
     const clg_tensor *consumer;
     int group; /* id of the materialised node whose step computes this node */
+    /* The nodes a generated kernel computes, in id order: the group node's first_member and
+     * each member's next_member (-1 ends), so codegen need not scan the graph per kernel. */
+    int first_member, next_member;
     int step;  /* schedule index of that step */
     int last_use;
     size_t bytes;

@@ -483,8 +483,9 @@ clg_status clg_gemm_enqueue(clg_context *ctx, const clg_gemm_call *c, cl_event *
 }
 
 void clg_gemm_release(clg_gemm_call *call) {
+    /* newest first, as clg_plan_free releases (pocl unlinks kernels from the newest) */
+    for (int i = call->n_kernels; i-- > 0;) clReleaseKernel(call->kernels[i].kernel);
+    call->n_kernels = 0;
     if (call->epilogue) clReleaseKernel(call->epilogue);
     call->epilogue = NULL;
-    for (int i = 0; i < call->n_kernels; ++i) clReleaseKernel(call->kernels[i].kernel);
-    call->n_kernels = 0;
 }

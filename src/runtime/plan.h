@@ -52,12 +52,25 @@ typedef struct clg_storage {
     bool kept; /* holds its value when a run ends (leaves, outputs, what updates read) */
 } clg_storage;
 
+/* A host copy that a queued write reads from, and that write's event (NULL once done). */
+typedef struct clg_staging {
+    void *mem;
+    cl_event write;
+    uint64_t seq; /* which write of the input used it last: the oldest is waited for first */
+} clg_staging;
+
 typedef struct clg_plan_input {
     const clg_tensor *node;
     cl_mem mem;
-    void *staging; /* host copy the queued write reads from */
     size_t bytes;
-    cl_event pending; /* the last queued write from staging */
+    /* A write copies into a host copy whose last write has completed, or into a new one: the
+     * caller may reuse its buffer at once and no write waits for the device, yet no copy is
+     * freed while the device may read it. No event callbacks: they run on a driver thread at a
+     * time the driver picks; copies are freed by clg_plan_free, after the queue has finished. */
+    clg_staging *copies;
+    int n_copies;
+    uint64_t writes;
+    void *staging; /* the copy of the latest write (CLGRAD_CHECK_FINITE reads it) */
 } clg_plan_input;
 
 /* Per-run callback: called at the start of every clg_plan_run (run: how many runs came
