@@ -9,10 +9,9 @@
 
 /* Work-items: (k, n * G + g, b), each writing rb output rows (from b * rb) of one row of
  * columns: on a CPU device a work-item costs more than a short row's copy, so runs are long
- * (measured on pocl, the MNIST CNN's conv2 columns, 14.5 MB: 1.8-1.9 ms with the whole image per
- * work-item, 3.3 ms with one output row), but bounded for drivers that cap a work-item's loop
- * iterations. Per output row the in-image x range is found once, so the inner loop is a plain
- * copy; taps outside the image read `pad` (0 for convolution). */
+ * (a whole image per work-item beat one output row on pocl), but bounded for drivers that
+ * cap a work-item's loop iterations. Per output row the in-image x range is found once, so
+ * the inner loop is a plain copy; taps outside the image read `pad` (0 for convolution). */
 __kernel void im2col(__global float *col, int col_off, int4 col_st, __global const float *x,
                      int x_off, int4 x_st, int C_g, int G, int H, int W, int OH, int OW, int8 geo,
                      float pad, int rb) {

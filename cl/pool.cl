@@ -56,8 +56,8 @@ bool is_quad(int8 win, int4 x_st) {
  * 2 x 2 pooling on unit-stride rows of at least 8 windows), (oy, c, n), one output row each,
  * four windows at a time in explicit vectors. On a CPU device the host makes a whole output
  * plane one work-group for the element form (pocl then runs it as a vectorised loop).
- * Measured on pocl for the MNIST CNN: rows of 14 windows 0.96 -> 0.72 ms in the row form;
- * rows of 7, 0.52 ms as elements and 0.62 ms as rows. */
+ * On pocl the row form wins for rows of 14 windows and loses for rows of 7 (the MNIST CNN's
+ * two poolings), hence the threshold of 8. */
 __kernel void max_pool2d(__global float *out, int out_off, __global const float *x, int x_off,
                          int4 x_st, int H, int W, int OW, int8 win, int rows) {
     int e = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
@@ -121,8 +121,7 @@ __kernel void max_pool2d_backward_disjoint(__global float *dx, int dx_off,
         __global float *d0 = plane + y0 * W, *d1 = d0 + W;
         int ox = 0;
         /* Four windows at a time in explicit vectors: pocl does not vectorise the scalar loop
-         * below (stride-2 reads and writes), and this runs 3.1 -> 0.9 ms for the MNIST CNN's
-         * first pooling. Same choices as quad_argmax, lane by lane. */
+         * below (stride-2 reads and writes); this is several times faster there. Same choices as quad_argmax, lane by lane. */
         for (; g_st.s3 == 1 && ox + 4 <= OW; ox += 4) {
             float8 p = vload8(0, r0 + 2 * ox), q = vload8(0, r1 + 2 * ox);
             float4 m = p.even, b = p.odd, cc = q.even, d = q.odd;

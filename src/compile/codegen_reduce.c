@@ -166,9 +166,8 @@ void clg_cg_emit_column(const clg_cg_text *t) {
 
 /* On a CPU device a sum over rows of the innermost dim (a bias gradient over [N, C, H, W])
  * runs as one work-item per output and part, reading each row in order into eight
- * interleaved partial sums that the compiler keeps in one vector register: measured on pocl
- * for the MNIST CNN's two bias gradients, 0.47 and 0.83 ms against 0.84 and 1.49 ms for the
- * work-group tree. */
+ * interleaved partial sums that the compiler keeps in one vector register (on pocl faster
+ * than the work-group tree for the MNIST CNN's bias gradients). */
 void clg_cg_emit_cpu_rows(const clg_cg_text *t) {
     clg_strbuf *src = t->src;
     const int r = t->sp->r;
@@ -230,9 +229,8 @@ void clg_cg_emit_tree(const clg_cg_text *t, const clg_cg_plan *plan) {
     emit_acc_start(t);
     /* The innermost dim reduced along with others (a bias gradient over [N, C, H, W]):
      * the lanes share each row of it and the other reduced coordinates step once per
-     * row, instead of unravelling every element's index with divisions (measured on
-     * pocl: the MNIST CNN's two bias gradients, 2.9 ms that way, 1.9-2.2 ms this way).
-     * Parts split the rows. */
+     * row, instead of unravelling every element's index with divisions (the
+     * divisions dominate such a kernel on pocl). Parts split the rows. */
     if (plan->rows) {
         clg_strbuf_printf(src, ";\n");
         emit_row_walk(t);

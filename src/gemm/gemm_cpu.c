@@ -66,8 +66,8 @@ static clg_gemm_cpu_plan choose_tiles(size_t m, size_t n, size_t k, size_t batch
     p.pack_v = tiles_m >= 8 && flop >= 8e6 && (batch == 1 || v_stride == 0 || k * n >= 65536);
     /* A short, very wide product (a folded convolution: 64 x 288 times 288 x N OH OW) has
      * work-items take all of M (below), so each V row segment is read once and packing V
-     * would be a whole extra pass over it: measured on the MNIST CNN's conv2 forward on pocl,
-     * 5.4 -> 4.4 ms without packing. */
+     * would be a whole extra pass over it (faster without packing for the MNIST CNN's conv2
+     * forward on pocl, bench-conv). */
     const bool wide = tiles_m <= 16 && n >= 2048;
     if (wide) p.pack_v = false;
     p.pack_s = tiles_n >= 16 && m >= 256 && k >= 256;
@@ -90,8 +90,8 @@ clg_gemm_cpu_plan clg_gemm_cpu_choose(const clg_gemm_call *c, unsigned compute_u
     const size_t batch = c->batch ? c->batch : 1;
     /* NT must pack one operand along k (neither has contiguous rows along n). Packing B
      * costs n k, packing A (C^T = B A^T: S = B in place, V = A^T packed) m k: with a long k and
-     * a wide B, as in a convolution's weight gradient (64 x 288 over k = N OH OW), pack A:
-     * measured on the MNIST CNN's conv2 weight gradient on pocl, 7.9 -> 5.6-6.2 ms. */
+     * a wide B, as in a convolution's weight gradient (64 x 288 over k = N OH OW), pack A
+     * (faster for the MNIST CNN's conv2 weight gradient on pocl, bench-conv). */
     const bool swap_nt = c->trans_b && !c->trans_a && c->k >= 2048 && 2 * c->m <= c->n;
     clg_gemm_cpu_plan plan =
         swap_nt ? choose_tiles(c->n, c->m, c->k, batch, c->a_stride, compute_units)

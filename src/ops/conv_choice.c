@@ -1,6 +1,6 @@
 /* Which forward lowering a convolution shape gets on a device: clgrad's im2col + GEMM, or
- * CLBlast's convgemm. Neither wins everywhere (on pocl convgemm measured 7-12x slower for every
- * MNIST-CNN shape; GPU drivers may differ), so each shape is timed once per device with both
+ * CLBlast's convgemm. Neither wins everywhere (on pocl convgemm is far slower for every
+ * MNIST-CNN shape, README's Speed section; GPU drivers may differ), so each shape is timed once per device with both
  * lowerings compiled as real plans, and the winner is cached next to the GEMM backend choices. */
 #include <math.h>
 #include <stdio.h>

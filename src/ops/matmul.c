@@ -58,11 +58,12 @@ static bool batch_stride(int out_nb, const int64_t *out_batch, int nb, const int
     return true;
 }
 
-static bool operand_ok(const clg_tensor *x, bool trans, int out_nb, const int64_t *out_batch) {
+/* Whether GEMM reads x in place: a row- or column-major matrix (either serves any transpose,
+ * the layout flips it) with one stride per batch. */
+static bool operand_ok(const clg_tensor *x, int out_nb, const int64_t *out_batch) {
     int r = x->ndim;
     bool flip;
     int64_t ld, bs;
-    (void)trans;
     return matrix_layout(x->shape[r - 2], x->shape[r - 1], x->strides[r - 2], x->strides[r - 1],
                          &flip, &ld) &&
            batch_stride(out_nb, out_batch, r - 2, x->shape, x->strides, &bs);
@@ -102,9 +103,9 @@ static clg_tensor *matmul(clg_graph *g, clg_tensor *a, clg_tensor *b, bool trans
     clg_tensor *ops[2] = {a, b};
     for (int i = 0; i < 2; ++i) {
         clg_tensor *x = ops[i];
-        if (operand_ok(x, i ? trans_b : trans_a, nb, batch)) continue;
+        if (operand_ok(x, nb, batch)) continue;
         x = clg_contiguous(g, x);
-        if (!operand_ok(x, false, nb, batch)) {
+        if (!operand_ok(x, nb, batch)) {
             int64_t full[CLG_MAX_DIMS];
             memcpy(full, batch, (size_t)nb * sizeof *batch);
             full[nb] = x->shape[x->ndim - 2];
