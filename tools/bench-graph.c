@@ -9,11 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <clgrad/clgrad.h>
 
+#include "bench-child.h"
 #include "core/clock.h"
 #include "core/context.h"
 #include "core/program.h"
@@ -115,36 +114,14 @@ static result child(int T) {
 
 /* Run one measurement in a child with the given cache folders; false if it failed. */
 static bool measure(const char *self, int T, const char *cache, result *r) {
-    int fds[2];
-    if (pipe(fds) != 0) return false;
-    pid_t pid = fork();
-    if (pid < 0) return false;
-    if (pid == 0) {
-        char clg[600], pocl[600], t[32], runs[32];
-        snprintf(clg, sizeof clg, "%s/clgrad", cache);
-        snprintf(pocl, sizeof pocl, "%s/pocl", cache);
-        setenv("CLGRAD_CACHE_DIR", clg, 1);
-        setenv("POCL_CACHE_DIR", pocl, 1);
-        setenv("XDG_CACHE_HOME", cache, 1);
-        snprintf(t, sizeof t, "%d", T);
-        snprintf(runs, sizeof runs, "%d", RUNS);
-        dup2(fds[1], 1);
-        close(fds[0]);
-        execl(self, self, "--child", t, "--runs", runs, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    char line[512] = "";
-    bool ok = fgets(line, sizeof line, f) != NULL;
-    fclose(f);
-    int status;
-    waitpid(pid, &status, 0);
-    ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-         sscanf(line, "%d %zu %zu %zu %lf %lf %lf %lf %lf", &r->T, &r->nodes, &r->kernels,
-                &r->programs, &r->build_ms, &r->backward_ms, &r->compile_ms, &r->step_ms,
-                &r->peak_mib) == 9;
-    return ok;
+    char t[32], runs[32], line[512];
+    snprintf(t, sizeof t, "%d", T);
+    snprintf(runs, sizeof runs, "%d", RUNS);
+    char *argv[] = {(char *)self, "--child", t, "--runs", runs, NULL};
+    return bench_child_line(argv, cache, line, sizeof line) &&
+           sscanf(line, "%d %zu %zu %zu %lf %lf %lf %lf %lf", &r->T, &r->nodes, &r->kernels,
+                  &r->programs, &r->build_ms, &r->backward_ms, &r->compile_ms, &r->step_ms,
+                  &r->peak_mib) == 9;
 }
 
 int main(int argc, char **argv) {
@@ -174,13 +151,11 @@ int main(int argc, char **argv) {
     char *list = strdup(steps);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         int T = atoi(tok);
-        char cache[] = "/tmp/clgrad-bench-graph-XXXXXX";
-        if (T < 1 || !mkdtemp(cache)) continue;
+        char cache[300];
+        if (T < 1 || !bench_child_cache_new("clgrad-bench-graph", cache, sizeof cache)) continue;
         result cold, warm;
         bool ok = measure(argv[0], T, cache, &cold) && measure(argv[0], T, cache, &warm);
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
-        if (system(cmd) != 0) fprintf(stderr, "bench-graph: could not remove %s\n", cache);
+        bench_child_cache_remove(cache);
         if (!ok) {
             printf("%6d  failed (run bench-graph --child %d to see why)\n", T, T);
             continue;
