@@ -1,5 +1,5 @@
-/* Helpers for ops lowered to their own kernels: strided copy and fill (cl/copy.cl), operand
- * views, launching a kernel whose arguments were set. */
+/* Helpers for ops lowered to their own kernels: strided copy and fill (cl/copy.cl, in runs on
+ * a CPU device), operand views, launching a kernel whose arguments were set. */
 #include <string.h>
 
 #include "compile/compile_internal.h"
@@ -44,28 +44,103 @@ clg_operand clg_operand_view(const clg_operand *base, int64_t offset, int ndim,
     return o;
 }
 
-/* Pad shape and strides to 8 dims (leading size-1 dims). */
-static void to8(int ndim, const int64_t *shape, const int64_t *strides, cl_int8 *s8,
-                cl_int8 *st8) {
-    for (int i = 0; i < 8; ++i) {
-        int j = i - (8 - ndim);
-        s8->s[i] = j < 0 ? 1 : (cl_int)shape[j];
-        st8->s[i] = j < 0 ? 0 : (cl_int)strides[j];
+/* ---- strided copies and fills (cl/copy.cl) ---- */
+
+/* Elements per work-item of a copy or fill on a CPU device, as for generated elementwise
+ * kernels (codegen.c's runs form): there a work-item costs a few nanoseconds whatever it does,
+ * so each loops over a run; elsewhere one element per work-item. */
+#define CPU_RUN 1024
+
+/* What a copy or fill walks: dst's shape and strides, and src's strides (a copy). */
+typedef struct move_layout {
+    int nd;
+    int64_t shape[CLG_MAX_DIMS], dst_st[CLG_MAX_DIMS], src_st[CLG_MAX_DIMS];
+} move_layout;
+
+/* Drop size-1 dims and merge neighbours both sides step over contiguously: most copies
+ * become one or two dims, so the kernel divides less and runs are long. */
+static void collapse(move_layout *l) {
+    int nd = 0;
+    for (int d = 0; d < l->nd; ++d) {
+        if (l->shape[d] == 1) continue;
+        if (nd > 0 && l->dst_st[nd - 1] == l->dst_st[d] * l->shape[d] &&
+            l->src_st[nd - 1] == l->src_st[d] * l->shape[d]) {
+            l->shape[nd - 1] *= l->shape[d];
+            l->dst_st[nd - 1] = l->dst_st[d];
+            l->src_st[nd - 1] = l->src_st[d];
+            continue;
+        }
+        l->shape[nd] = l->shape[d];
+        l->dst_st[nd] = l->dst_st[d];
+        l->src_st[nd] = l->src_st[d];
+        ++nd;
     }
+    l->nd = nd;
+}
+
+/* v padded to 8 dims at the front with pad. */
+static cl_int8 to8(int nd, const int64_t *v, cl_int pad) {
+    cl_int8 r;
+    for (int i = 0; i < 8; ++i) {
+        int j = i - (8 - nd);
+        r.s[i] = j < 0 ? pad : (cl_int)v[j];
+    }
+    return r;
+}
+
+/* The launch over l (collapsed): on a CPU device a work-item takes a run of up to CPU_RUN
+ * elements (part of a long row or several short rows); elsewhere one element, in work-groups
+ * spread along the inner dim first. */
+typedef struct move_grid {
+    cl_int rows, ch, rp;
+    size_t global[2], local[2];
+} move_grid;
+
+static move_grid grid_of(clg_lowering *lw, const move_layout *l) {
+    move_grid gr;
+    int64_t inner = l->nd ? l->shape[l->nd - 1] : 1;
+    int64_t rows = clg_shape_numel(l->nd, l->shape) / inner;
+    gr.rows = (cl_int)rows;
+    if (clg_long_work_items(clg_lowering_context(lw))) {
+        int64_t rp = inner < CPU_RUN ? (CPU_RUN + inner - 1) / inner : 1;
+        gr.ch = (cl_int)(inner < CPU_RUN ? inner : CPU_RUN);
+        gr.rp = (cl_int)(rp < rows ? rp : rows);
+        gr.local[0] = gr.local[1] = 1;
+        gr.global[0] = (size_t)((inner + gr.ch - 1) / gr.ch);
+        gr.global[1] = (size_t)((rows + gr.rp - 1) / gr.rp);
+    } else {
+        gr.ch = gr.rp = 1;
+        size_t l0 = 1, l1;
+        while (l0 < (size_t)inner && l0 < WG) l0 *= 2;
+        for (l1 = WG / l0; l1 > 1 && l1 / 2 >= (size_t)rows; l1 /= 2) {}
+        gr.local[0] = l0;
+        gr.local[1] = l1;
+        gr.global[0] = ((size_t)inner + l0 - 1) / l0 * l0;
+        gr.global[1] = ((size_t)rows + l1 - 1) / l1 * l1;
+    }
+    return gr;
+}
+
+static void arg_grid(clg_args *a, const move_grid *gr) {
+    clg_arg_int(a, gr->rows);
+    clg_arg_int(a, gr->ch);
+    clg_arg_int(a, gr->rp);
 }
 
 clg_status clg_lower_copy(clg_lowering *lw, const clg_operand *dst, const clg_operand *src) {
-    int64_t n = clg_shape_numel(dst->ndim, dst->shape);
     if (src->is_scalar) return clg_lower_fill(lw, dst, src->scalar);
+    move_layout l = {.nd = dst->ndim};
     /* align src to dst's rank, broadcasting missing or size-1 dims with stride 0 */
-    int64_t sst[CLG_MAX_DIMS];
     for (int d = 0; d < dst->ndim; ++d) {
         int j = d - (dst->ndim - src->ndim);
-        sst[d] = (j < 0 || src->shape[j] == 1) ? 0 : src->strides[j];
+        l.shape[d] = dst->shape[d];
+        l.dst_st[d] = dst->strides[d];
+        l.src_st[d] = (j < 0 || src->shape[j] == 1) ? 0 : src->strides[j];
     }
-    cl_int8 shape8, dst8, src8, unused;
-    to8(dst->ndim, dst->shape, dst->strides, &shape8, &dst8);
-    to8(dst->ndim, dst->shape, sst, &unused, &src8);
+    collapse(&l);
+    move_grid gr = grid_of(lw, &l);
+    cl_int8 dst8 = to8(l.nd, l.dst_st, 0), src8 = to8(l.nd, l.src_st, 0);
+    cl_int8 shape8 = to8(l.nd, l.shape, 1);
     cl_kernel k;
     clg_status st = clg_kernel_new(clg_lowering_context(lw), "copy", "copy_strided", &k);
     if (st != CLG_OK) return st;
@@ -77,13 +152,11 @@ clg_status clg_lower_copy(clg_lowering *lw, const clg_operand *dst, const clg_op
     clg_arg_int(&a, src->offset);
     clg_arg_raw(&a, sizeof src8, &src8);
     clg_arg_raw(&a, sizeof shape8, &shape8);
-    clg_arg_int(&a, n);
-    size_t global = ((size_t)n + WG - 1) / WG * WG, local = WG;
-    return clg_lower_args(lw, &a, 1, &global, &local, "copy");
+    arg_grid(&a, &gr);
+    return clg_lower_args(lw, &a, 2, gr.global, gr.local, "copy");
 }
 
 clg_status clg_lower_fill(clg_lowering *lw, const clg_operand *dst, float value) {
-    int64_t n = clg_shape_numel(dst->ndim, dst->shape);
     cl_uint bits;
     if (dst->dtype == CLG_I32) {
         cl_int iv = (cl_int)value;
@@ -91,8 +164,12 @@ clg_status clg_lower_fill(clg_lowering *lw, const clg_operand *dst, float value)
     } else {
         memcpy(&bits, &value, sizeof bits);
     }
-    cl_int8 shape8, dst8;
-    to8(dst->ndim, dst->shape, dst->strides, &shape8, &dst8);
+    move_layout l = {.nd = dst->ndim};
+    memcpy(l.shape, dst->shape, (size_t)dst->ndim * sizeof *l.shape);
+    memcpy(l.dst_st, dst->strides, (size_t)dst->ndim * sizeof *l.dst_st);
+    collapse(&l);
+    move_grid gr = grid_of(lw, &l);
+    cl_int8 dst8 = to8(l.nd, l.dst_st, 0), shape8 = to8(l.nd, l.shape, 1);
     cl_kernel k;
     clg_status st = clg_kernel_new(clg_lowering_context(lw), "copy", "fill_strided", &k);
     if (st != CLG_OK) return st;
@@ -101,8 +178,7 @@ clg_status clg_lower_fill(clg_lowering *lw, const clg_operand *dst, float value)
     clg_arg_int(&a, dst->offset);
     clg_arg_raw(&a, sizeof dst8, &dst8);
     clg_arg_raw(&a, sizeof shape8, &shape8);
-    clg_arg_int(&a, n);
+    arg_grid(&a, &gr);
     clg_arg_uint(&a, bits);
-    size_t global = ((size_t)n + WG - 1) / WG * WG, local = WG;
-    return clg_lower_args(lw, &a, 1, &global, &local, "fill");
+    return clg_lower_args(lw, &a, 2, gr.global, gr.local, "fill");
 }
