@@ -91,6 +91,12 @@ clg_tensor *clg_squeeze(clg_graph *g, clg_tensor *x, int axis);
  * negative values count from the end). */
 clg_tensor *clg_slice(clg_graph *g, clg_tensor *x, int axis, int64_t start, int64_t stop,
                       int64_t step);
+/* Views of x along axis, n pieces of sizes[0..n-1] (which must sum to x's extent), into
+ * out[0..n-1]. On error the graph is poisoned and out[] holds its poison. */
+clg_status clg_split(clg_graph *g, clg_tensor *x, int axis, int n, const int64_t *sizes,
+                     clg_tensor **out);
+/* clg_split into chunks pieces of equal size (the extent must divide evenly). */
+clg_status clg_chunk(clg_graph *g, clg_tensor *x, int chunks, int axis, clg_tensor **out);
 clg_tensor *clg_concat(clg_graph *g, int n, clg_tensor *const *xs, int axis);
 clg_tensor *clg_stack(clg_graph *g, int n, clg_tensor *const *xs, int axis);
 /* before[i], after[i]: elements added on each side of axis i, filled with value. */

@@ -1,6 +1,8 @@
-/* Movement ops. Reshape, permute, slice, squeeze and broadcast are views: new
- * (offset, strides) over the same storage, no kernel. Concat and pad ("embed": place x inside
- * a filled tensor, which is also slice's backward) are lowered to strided copies. */
+/* Movement ops. Reshape, permute, slice, split, squeeze and broadcast are views: new
+ * (offset, strides) over the same storage, no kernel. Concat, pad ("embed": place x inside a
+ * filled tensor) and the gradient of slices ("pieces": each slice's gradient written into its
+ * place along one axis, zeros only where no slice lies) are lowered to strided copies. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "compile/lowering.h"
@@ -17,6 +19,10 @@ static clg_status lower_concat(clg_lowering *lw, clg_tensor *node, const clg_ope
                                const clg_operand *out);
 static clg_status lower_embed(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                               const clg_operand *out);
+static void bw_pieces(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static void free_pieces(clg_tensor *node);
+static clg_status lower_pieces(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out);
 
 static const clg_op_info op_reshape = {.name = "reshape", .kind = CLG_KIND_VIEW,
                                        .backward = bw_reshape};
@@ -35,6 +41,10 @@ static const clg_op_info op_concat = {.name = "concat", .kind = CLG_KIND_KERNEL,
 /* attrs.embed: start and step per axis, the fill value */
 static const clg_op_info op_embed = {.name = "pad", .kind = CLG_KIND_KERNEL,
                                      .backward = bw_embed, .lower = lower_embed};
+/* attrs.opaque: a pieces_attrs */
+static const clg_op_info op_pieces = {.name = "slice_grad", .kind = CLG_KIND_KERNEL,
+                                      .backward = bw_pieces, .lower = lower_pieces,
+                                      .free_attrs = free_pieces};
 
 /* ---- views ---- */
 
@@ -251,7 +261,7 @@ static void bw_broadcast(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_grad_accumulate(g, x, clg_sum_to_shape(g, gout, x->ndim, x->shape));
 }
 
-/* ---- embed (pad, and slice's backward) ---- */
+/* ---- embed (pad) ---- */
 
 static clg_tensor *embed(clg_graph *g, clg_tensor *x, int ndim, const int64_t *shape,
                          const int64_t *start, const int64_t *step, float value) {
@@ -284,15 +294,223 @@ clg_tensor *clg_pad(clg_graph *g, clg_tensor *x, const int64_t *before, const in
     return embed(g, x, x->ndim, shape, before, step, value);
 }
 
+/* ---- pieces (the gradient of slices) ----
+ * Input k lies along axis at start[k] + step[k] * j (j below its extent), whole along the
+ * other axes; the pieces are disjoint and everything else is 0. The gradients of several
+ * slices of one tensor (an LSTM's four gates, chunks) merge into one such node as autograd
+ * adds them up, so the gradient costs one copy per piece and a fill only of what no slice
+ * covers, not a whole fill, a copy and an add per slice. */
+typedef struct pieces_attrs {
+    int axis, n;
+    int64_t *start, *step; /* n each, in the same allocation */
+} pieces_attrs;
+
+static void free_pieces(clg_tensor *node) {
+    free(node->attrs.opaque.ptr);
+    node->attrs.opaque.ptr = NULL;
+}
+
+static pieces_attrs *pieces_alloc(int n) {
+    pieces_attrs *a = malloc(sizeof *a + 2 * (size_t)n * sizeof(int64_t));
+    if (!a) return NULL;
+    a->n = n;
+    a->start = (int64_t *)(a + 1);
+    a->step = a->start + n;
+    return a;
+}
+
+/* x's shape with the pieces xs[0..n) placed along axis as a says (a is the node's, also on
+ * failure). */
+static clg_tensor *pieces_node(clg_graph *g, const clg_tensor *x, int n, clg_tensor *const *xs,
+                               pieces_attrs *a) {
+    if (!a) return clg_graph_fail(g, CLG_ERR_OUT_OF_MEMORY, "slice_grad: out of host memory");
+    clg_tensor *t = clg_kernel_node(g, &op_pieces, x->dtype, x->ndim, x->shape, n, xs);
+    if (t == g->poison) {
+        free(a);
+        return t;
+    }
+    t->attrs = (clg_attrs){.kind = CLG_ATTRS_OPAQUE, .opaque = {a}};
+    return t;
+}
+
+/* Do the progressions a + i p (i < n) and b + j q (j < m) share a value? Walks the shorter. */
+static bool progressions_meet(int64_t a, int64_t p, int64_t n, int64_t b, int64_t q, int64_t m) {
+    if (n > m) return progressions_meet(b, q, m, a, p, n);
+    for (int64_t i = 0; i < n; ++i) {
+        int64_t v = a + i * p - b;
+        if (v >= 0 && v % q == 0 && v / q < m) return true;
+    }
+    return false;
+}
+
+/* Pairwise checks are quadratic: past this many pieces a merge is not tried (an add). */
+#define PIECES_MAX 256
+
+clg_tensor *clg_pieces_merge(clg_graph *g, clg_tensor *a, clg_tensor *b) {
+    if (g->error || a->info != &op_pieces || b->info != &op_pieces) return NULL;
+    const pieces_attrs *pa = a->attrs.opaque.ptr, *pb = b->attrs.opaque.ptr;
+    if (pa->axis != pb->axis || pa->n + pb->n > PIECES_MAX || !clg_same_shape(a, b))
+        return NULL;
+    for (int i = 0; i < pa->n; ++i)
+        for (int j = 0; j < pb->n; ++j)
+            if (progressions_meet(pa->start[i], pa->step[i], a->in[i]->shape[pa->axis],
+                                  pb->start[j], pb->step[j], b->in[j]->shape[pb->axis]))
+                return NULL;
+    int n = pa->n + pb->n;
+    clg_tensor *small[16], **xs = n <= 16 ? small : malloc((size_t)n * sizeof *xs);
+    pieces_attrs *m = pieces_alloc(n);
+    if (!xs || !m) {
+        if (xs != small) free(xs);
+        free(m);
+        return clg_graph_fail(g, CLG_ERR_OUT_OF_MEMORY, "slice_grad: out of host memory");
+    }
+    m->axis = pa->axis;
+    for (int k = 0; k < n; ++k) {
+        bool first = k < pa->n;
+        int i = first ? k : k - pa->n;
+        xs[k] = first ? a->in[i] : b->in[i];
+        m->start[k] = first ? pa->start[i] : pb->start[i];
+        m->step[k] = first ? pa->step[i] : pb->step[i];
+    }
+    clg_tensor *t = pieces_node(g, a, n, xs, m);
+    if (xs != small) free(xs);
+    return t;
+}
+
 static void bw_slice(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *x = node->in[0];
-    int64_t start[CLG_MAX_DIMS] = {0}, step[CLG_MAX_DIMS];
-    for (int i = 0; i < x->ndim; ++i) step[i] = 1;
     const clg_attr_slice *sl = &node->attrs.slice;
-    start[sl->axis] = sl->start;
-    step[sl->axis] = sl->step;
-    clg_grad_accumulate(g, x, embed(g, gout, x->ndim, x->shape, start, step, 0.0f));
+    pieces_attrs *a = pieces_alloc(1);
+    if (a) {
+        a->axis = sl->axis;
+        a->start[0] = sl->start;
+        a->step[0] = sl->step;
+    }
+    clg_grad_accumulate(g, x, pieces_node(g, x, 1, &gout, a));
 }
+
+static void bw_pieces(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    const pieces_attrs *a = node->attrs.opaque.ptr;
+    for (int k = 0; k < a->n; ++k) {
+        clg_tensor *x = node->in[k];
+        if (!clg_needs_grad(x)) continue;
+        int64_t st = a->start[k], sp = a->step[k];
+        clg_grad_accumulate(
+            g, x, clg_slice(g, gout, a->axis, st, st + sp * (x->shape[a->axis] - 1) + 1, sp));
+    }
+}
+
+/* The uncovered stretches along the axis are filled when there are few; past this many (a
+ * strided piece leaves a gap every other index) the whole tensor is filled first. */
+#define PIECES_GAPS 4
+
+static clg_status lower_pieces(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                               const clg_operand *out) {
+    const pieces_attrs *a = node->attrs.opaque.ptr;
+    const int ax = a->axis;
+    const int64_t len = out->shape[ax];
+    unsigned char *covered = calloc((size_t)len, 1);
+    if (!covered) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "slice_grad: out of host memory");
+    for (int k = 0; k < a->n; ++k)
+        for (int64_t j = 0; j < in[k].shape[ax]; ++j) covered[a->start[k] + a->step[k] * j] = 1;
+    int gaps = 0;
+    for (int64_t i = 0; i < len; ++i) gaps += !covered[i] && (i == 0 || covered[i - 1]);
+    clg_status st = CLG_OK;
+    if (gaps > PIECES_GAPS) {
+        st = clg_lower_fill(lw, out, 0.0f);
+    } else {
+        for (int64_t i = 0; st == CLG_OK && i < len;) {
+            if (covered[i]) {
+                ++i;
+                continue;
+            }
+            int64_t e = i;
+            while (e < len && !covered[e]) ++e;
+            int64_t shape[CLG_MAX_DIMS];
+            memcpy(shape, out->shape, sizeof shape);
+            shape[ax] = e - i;
+            clg_operand gap = clg_operand_view(out, out->offset + i * out->strides[ax],
+                                               out->ndim, shape, out->strides);
+            st = clg_lower_fill(lw, &gap, 0.0f);
+            i = e;
+        }
+    }
+    free(covered);
+    for (int k = 0; st == CLG_OK && k < a->n; ++k) {
+        int64_t strides[CLG_MAX_DIMS];
+        memcpy(strides, out->strides, sizeof strides);
+        strides[ax] *= a->step[k];
+        clg_operand part = clg_operand_view(out, out->offset + a->start[k] * out->strides[ax],
+                                            out->ndim, in[k].shape, strides);
+        st = clg_lower_copy(lw, &part, &in[k]);
+    }
+    return st;
+}
+
+/* ---- split / chunk ---- */
+
+clg_status clg_split(clg_graph *g, clg_tensor *x, int axis, int n, const int64_t *sizes,
+                     clg_tensor **out) {
+    if (!g) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "split: graph is NULL");
+    if (!out || n < 1) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "split: needs n >= 1 outputs");
+    for (int i = 0; i < n; ++i) out[i] = g->poison;
+    if (g->error) return g->error;
+    if (!clg_check_inputs(g, "split", 1, &x)) return g->error;
+    int a;
+    if (!clg_norm_axis(axis, x->ndim, &a)) {
+        clg_graph_fail(g, CLG_ERR_SHAPE, "split: axis %d out of range for rank %d", axis,
+                       x->ndim);
+        return g->error;
+    }
+    int64_t total = 0;
+    bool ok = sizes != NULL;
+    for (int i = 0; ok && i < n; ++i) {
+        ok = sizes[i] >= 1;
+        total += ok ? sizes[i] : 0;
+    }
+    if (!ok || total != x->shape[a]) {
+        char b[200];
+        clg_graph_fail(g, CLG_ERR_SHAPE,
+                       "split: %d sizes (each >= 1) must add up to axis %d of %s", n, axis,
+                       clg_shape_str(x->ndim, x->shape, b, sizeof b));
+        return g->error;
+    }
+    int64_t at = 0;
+    for (int i = 0; i < n; ++i) {
+        out[i] = clg_slice(g, x, a, at, at + sizes[i], 1);
+        at += sizes[i];
+    }
+    if (g->error)
+        for (int i = 0; i < n; ++i) out[i] = g->poison;
+    return g->error;
+}
+
+clg_status clg_chunk(clg_graph *g, clg_tensor *x, int chunks, int axis, clg_tensor **out) {
+    if (!g) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "chunk: graph is NULL");
+    if (!out || chunks < 1)
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "chunk: needs chunks >= 1 outputs");
+    for (int i = 0; i < chunks; ++i) out[i] = g->poison;
+    if (g->error) return g->error;
+    if (!clg_check_inputs(g, "chunk", 1, &x)) return g->error;
+    int a;
+    if (!clg_norm_axis(axis, x->ndim, &a) || x->shape[a] % chunks != 0) {
+        char b[200];
+        clg_graph_fail(g, CLG_ERR_SHAPE, "chunk: axis %d of %s does not divide into %d chunks",
+                       axis, clg_shape_str(x->ndim, x->shape, b, sizeof b), chunks);
+        return g->error;
+    }
+    int64_t small[16], *sizes = chunks <= 16 ? small : malloc((size_t)chunks * sizeof *sizes);
+    if (!sizes) {
+        clg_graph_fail(g, CLG_ERR_OUT_OF_MEMORY, "chunk: out of host memory");
+        return g->error;
+    }
+    for (int i = 0; i < chunks; ++i) sizes[i] = x->shape[a] / chunks;
+    clg_status st = clg_split(g, x, a, chunks, sizes, out);
+    if (sizes != small) free(sizes);
+    return st;
+}
+
+/* pad's backward and lowering */
 
 static void bw_embed(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
     clg_tensor *x = node->in[0], *r = gout;

@@ -42,7 +42,11 @@ void clg_grad_accumulate(clg_graph *g, clg_tensor *t, clg_tensor *contribution) 
                        clg_shape_str(t->ndim, t->shape, b, sizeof b));
         return;
     }
-    t->grad = t->grad ? clg_add(g, t->grad, contribution) : contribution;
+    /* slices of one tensor (gates, chunks) each give a piece: one node places them all */
+    clg_tensor *merged = t->grad ? clg_pieces_merge(g, t->grad, contribution) : NULL;
+    if (g->error) return;
+    if (merged) t->grad = merged;
+    else t->grad = t->grad ? clg_add(g, t->grad, contribution) : contribution;
 }
 
 clg_tensor *clg_sum_to_shape(clg_graph *g, clg_tensor *grad, int ndim, const int64_t *shape) {
