@@ -1,7 +1,10 @@
 /* Movement and indexing ops on the device against plain-C references: views (reshape, flatten,
  * permute, transpose, squeeze, unsqueeze, slice, broadcast_to), copies (reshape of a view that
  * must copy, contiguous, concat, stack, pad), gathers (index_select, embedding, scatter_add,
- * one_hot, arange), and the gradients of the differentiable ones through clg_gradcheck. */
+ * one_hot, arange), split and chunk, copies and fills of awkward sizes, and the gradients of
+ * the differentiable ones through clg_gradcheck; the gradient of an LSTM's gate slices
+ * against C and its plan (pieces written into place, no fill). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +12,7 @@
 #include "gradcheck.h"
 #include "graph/graph_internal.h"
 #include "harness.h"
+#include "runtime/plan.h"
 
 /* ---- plain-C references ---- */
 
@@ -571,6 +575,104 @@ START_TEST(index_ops_forward) {
 }
 END_TEST
 
+/* ---- split, chunk, and copies and fills of awkward sizes ---- */
+
+START_TEST(split_chunk_forward) {
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    expect_list *l = calloc(1, sizeof *l);
+    ck_assert_ptr_nonnull(l);
+    float xv[5 * 7], yv[6 * 3];
+    clg_tensor *x = input_f32(g, "x", ND(5, 7), xv, 71);
+    clg_tensor *y = input_f32(g, "y", ND(6, 3), yv, 72);
+    clg_tensor *parts[3], *chunks[3], *cols[3];
+    clg_assert_ok(clg_split(g, x, -1, 3, S(2, 4, 1), parts));
+    clg_assert_ok(clg_chunk(g, y, 3, 0, chunks));
+    clg_assert_ok(clg_chunk(g, y, 3, 1, cols));
+    const int64_t at[3] = {0, 2, 6}, len[3] = {2, 4, 1};
+    for (int i = 0; i < 3; ++i) {
+        expect_view(l, g, "split of [5, 7] along 1", parts[i], xv, 2, S(5, len[i]), at[i], S(7, 1));
+        expect_view(l, g, "chunk of [6, 3] along 0", chunks[i], yv, 2, S(2, 3), 6 * i, S(3, 1));
+        expect_view(l, g, "chunk of [6, 3] along 1", cols[i], yv, 2, S(6, 1), i, S(3, 1));
+    }
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    write_f32(p, x, xv);
+    write_f32(p, y, yv);
+    clg_assert_ok(clg_plan_run(p));
+    expect_check(p, l);
+    expect_free(l);
+    free(l);
+    clg_graph_free(g);
+
+    /* sizes that do not add up, or chunks that do not divide: the graph is poisoned */
+    clg_tensor *out[4];
+    g = clg_graph_new(clg_test_context());
+    x = clg_input(g, "x", CLG_F32, ND(5, 7));
+    ck_assert_int_eq(clg_split(g, x, 1, 2, S(3, 3), out), CLG_ERR_SHAPE);
+    ck_assert_ptr_eq(out[0], out[1]);
+    ck_assert_int_eq(clg_graph_status(g), CLG_ERR_SHAPE);
+    clg_graph_free(g);
+    g = clg_graph_new(clg_test_context());
+    x = clg_input(g, "x", CLG_F32, ND(5, 7));
+    ck_assert_int_eq(clg_chunk(g, x, 2, 1, out), CLG_ERR_SHAPE);
+    ck_assert_int_eq(clg_split(g, x, 0, 1, S(5), out), CLG_ERR_SHAPE); /* sticky */
+    clg_graph_free(g);
+}
+END_TEST
+
+/* Copies and fills whose runs do not divide evenly on a CPU device (rows longer than a run,
+ * rows much shorter, dims that cannot merge), i32 and f32, with guard bytes around every
+ * buffer. */
+START_TEST(copy_fill_awkward) {
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    expect_list *l = calloc(1, sizeof *l);
+    ck_assert_ptr_nonnull(l);
+    enum { R = 3, C = 2049 };
+    float *av = malloc(R * C * sizeof *av), bv[7 * 1030], cv[1030];
+    ck_assert_ptr_nonnull(av);
+    clg_tensor *a = input_f32(g, "a", ND(R, C), av, 81);
+    clg_tensor *b = input_f32(g, "b", ND(7, 1030), bv, 82);
+    clg_tensor *c = input_f32(g, "c", ND(1, 1030), cv, 83);
+    /* [2049, 3]: rows of 3 under a transposed read */
+    expect_view(l, g, "transpose of [3, 2049]", clg_transpose(g, a, 0, 1), av, 2, S(C, R), 0,
+                S(1, C));
+    /* rows of 2047, not mergeable */
+    expect_view(l, g, "slice [:, 1:2048] of [3, 2049]", clg_slice(g, a, 1, 1, 2048, 1), av, 2,
+                S(R, 2047), 1, S(C, 1));
+    expect_view(l, g, "every other row and column of [7, 1030]",
+                clg_slice(g, clg_slice(g, b, 0, 0, 7, 2), 1, 1, 1030, 3), bv, 2, S(4, 343),
+                1, S(2060, 3));
+    expect_view(l, g, "[1, 1030] broadcast to [5, 1030]", clg_broadcast_to(g, c, ND(5, 1030)), cv,
+                2, S(5, 1030), 0, S(0, 1));
+    /* pad: a fill of an awkward shape, then a copy */
+    float *want = expect_add(l, g, "pad of [7, 1030] by (1, 0), (2, 1) with 3.5",
+                             clg_pad(g, b, S(1, 2), S(0, 1), 3.5f), 2, S(8, 1033));
+    pad_ref(bv, 2, S(7, 1030), S(1, 2), S(0, 1), 3.5f, want);
+    int32_t iv[5 * 3];
+    for (int i = 0; i < 15; ++i) iv[i] = i * 37 - 200;
+    clg_tensor *ci = clg_constant(g, CLG_I32, ND(5, 3), iv);
+    want = expect_add(l, g, "i32 pad of [5, 3] with -7", clg_pad(g, ci, S(2, 1), S(0, 1), -7.0f),
+                      2, S(7, 5));
+    float ivf[15];
+    for (int i = 0; i < 15; ++i) ivf[i] = (float)iv[i];
+    pad_ref(ivf, 2, S(5, 3), S(2, 1), S(0, 1), -7.0f, want);
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, &(clg_compile_options){.guard_bytes = 256}, &p));
+    write_f32(p, a, av);
+    write_f32(p, b, bv);
+    write_f32(p, c, cv);
+    clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_check_guards(p));
+    expect_check(p, l);
+    expect_free(l);
+    free(l);
+    free(av);
+    clg_graph_free(g);
+}
+END_TEST
+
 /* ---- gradients ---- */
 
 /* Inputs filled with seeded values for a gradient check. */
@@ -687,6 +789,107 @@ START_TEST(copies_gradient) {
 }
 END_TEST
 
+/* Slices of one tensor whose gradients merge into one node (split, chunk, interleaved strided
+ * slices, slices that leave gaps or leave a gap every third element) and ones that must not
+ * (overlapping slices, slices along different axes). Each piece goes through a linear or
+ * quadratic function, for which central differences are exact. */
+START_TEST(split_chunk_gradient) {
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    clg_gc_input in[7];
+    clg_tensor *x0 = gc_input(g, &in[0], "split x", ND(3, 7), 91);
+    clg_tensor *x1 = gc_input(g, &in[1], "chunk x (all but one chunk used)", ND(8, 2), 92);
+    clg_tensor *x2 = gc_input(g, &in[2], "even and odd columns x", ND(2, 9), 93);
+    clg_tensor *x3 = gc_input(g, &in[3], "every third column x", ND(2, 19), 94);
+    clg_tensor *x4 = gc_input(g, &in[4], "overlapping slices x", ND(3, 5), 95);
+    clg_tensor *x5 = gc_input(g, &in[5], "slices along two axes x", ND(4, 5), 96);
+    clg_tensor *x6 = gc_input(g, &in[6], "chunks through a product", ND(3, 4), 97);
+    clg_gc_require(in, 7);
+    clg_tensor *loss = NULL, *pc[4];
+    clg_assert_ok(clg_split(g, x0, 1, 3, S(3, 1, 3), pc));
+    loss = add_loss(g, loss, clg_mul_scalar(g, pc[0], 3.0f), 1);
+    loss = add_loss(g, loss, clg_mul(g, pc[1], pc[1]), 2);
+    loss = add_loss(g, loss, pc[2], 3);
+    clg_assert_ok(clg_chunk(g, x1, 4, 0, pc));
+    loss = add_loss(g, loss, pc[3], 4);
+    loss = add_loss(g, loss, clg_mul(g, pc[0], pc[0]), 5);
+    loss = add_loss(g, loss, pc[1], 6);
+    loss = add_loss(g, loss, clg_slice(g, x2, 1, 0, 9, 2), 7);
+    loss = add_loss(g, loss, clg_mul_scalar(g, clg_slice(g, x2, 1, 1, 9, 2), -2.0f), 8);
+    loss = add_loss(g, loss, clg_slice(g, x3, 1, 1, 19, 3), 9);
+    loss = add_loss(g, loss, clg_slice(g, x4, 1, 0, 3, 1), 10);
+    loss = add_loss(g, loss, clg_slice(g, x4, 1, 2, 5, 1), 11);
+    loss = add_loss(g, loss, clg_slice(g, x5, 0, 1, 3, 1), 12);
+    loss = add_loss(g, loss, clg_slice(g, x5, 1, 3, 5, 1), 13);
+    clg_tensor *w = clg_constant(g, CLG_F32, ND(2, 3), (const float[]){1, -2, 0.5f, 3, 1, -1});
+    clg_tensor *z = clg_matmul(g, w, x6, false, false); /* [2, 4] */
+    clg_assert_ok(clg_chunk(g, z, 2, 1, pc));
+    loss = add_loss(g, loss, clg_mul(g, pc[0], pc[1]), 14);
+    clg_gradcheck(g, loss, in, 7, GC_EPS, GC_ATOL, GC_RTOL);
+    gc_free(in, 7);
+    clg_graph_free(g);
+}
+END_TEST
+
+static float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+/* An LSTM cell's gates: one [B, 4H] tensor z cut into four slices (sigmoid, sigmoid, tanh,
+ * sigmoid), c = f c0 + i g, h = o tanh(c), loss = sum(h). The gradient of z against the
+ * chain rule in C; and its plan writes each gate's gradient into place: four copies, no fill,
+ * no add of whole [B, 4H] gradients. */
+START_TEST(lstm_gates_gradient) {
+    enum { B = 3, H = 5 };
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    float zv[B * 4 * H], cv[B * H];
+    clg_tensor *z = input_f32(g, "z", ND(B, 4 * H), zv, 101);
+    clg_tensor *c0 = input_f32(g, "c0", ND(B, H), cv, 102);
+    clg_assert_ok(clg_requires_grad(z));
+    clg_tensor *gate[4];
+    clg_assert_ok(clg_chunk(g, z, 4, 1, gate));
+    clg_tensor *ig = clg_sigmoid(g, gate[0]), *fg = clg_sigmoid(g, gate[1]);
+    clg_tensor *gg = clg_tanh(g, gate[2]), *og = clg_sigmoid(g, gate[3]);
+    clg_tensor *c = clg_add(g, clg_mul(g, fg, c0), clg_mul(g, ig, gg));
+    clg_tensor *loss = clg_sum(g, clg_mul(g, og, clg_tanh(g, c)), 2, (const int[]){0, 1}, false);
+    clg_assert_ok(clg_graph_output(g, loss));
+    clg_assert_ok(clg_backward(g, loss));
+    clg_tensor *gz = clg_grad(g, z);
+    ck_assert_ptr_nonnull(gz);
+    clg_assert_ok(clg_graph_output(g, gz));
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, &(clg_compile_options){.guard_bytes = 256}, &p));
+    int fills = 0, copies = 0;
+    for (size_t k = 0; k < p->n_steps; ++k) {
+        fills += strcmp(p->steps[k].label, "fill") == 0;
+        copies += strcmp(p->steps[k].label, "copy") == 0;
+    }
+    ck_assert_msg(fills == 0 && copies == 4,
+                  "the gates' gradient should be four copies into place, no fill: %d fill, %d "
+                  "copy steps",
+                  fills, copies);
+    write_f32(p, z, zv);
+    write_f32(p, c0, cv);
+    clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_check_guards(p));
+    float got[B * 4 * H], want[B * 4 * H];
+    clg_assert_ok(clg_plan_read(p, gz, got, sizeof got));
+    for (int b = 0; b < B; ++b)
+        for (int j = 0; j < H; ++j) {
+            const float *zr = zv + b * 4 * H;
+            float i = sigmoidf(zr[j]), f = sigmoidf(zr[H + j]), gv = tanhf(zr[2 * H + j]);
+            float o = sigmoidf(zr[3 * H + j]), cc = f * cv[b * H + j] + i * gv, tc = tanhf(cc);
+            float dc = o * (1 - tc * tc);
+            float *wr = want + b * 4 * H;
+            wr[j] = dc * gv * i * (1 - i);
+            wr[H + j] = dc * cv[b * H + j] * f * (1 - f);
+            wr[2 * H + j] = dc * i * (1 - gv * gv);
+            wr[3 * H + j] = tc * o * (1 - o);
+        }
+    clg_assert_close(got, want, B * 4 * H, 1e-5f, 1e-4f);
+    clg_graph_free(g);
+}
+END_TEST
+
 START_TEST(gathers_gradient) {
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
@@ -719,12 +922,16 @@ int main(void) {
     tcase_add_test(tf, concat_stack_pad_forward);
     tcase_add_test(tf, index_ops_forward);
     tcase_add_test(tf, scalar_views_into_kernels);
+    tcase_add_test(tf, split_chunk_forward);
+    tcase_add_test(tf, copy_fill_awkward);
     suite_add_tcase(s, tf);
     TCase *tg = tcase_create("gradient");
     tcase_set_timeout(tg, 300);
     tcase_add_test(tg, views_gradient);
     tcase_add_test(tg, copies_gradient);
     tcase_add_test(tg, gathers_gradient);
+    tcase_add_test(tg, split_chunk_gradient);
+    tcase_add_test(tg, lstm_gates_gradient);
     suite_add_tcase(s, tg);
     return clg_test_run(s);
 }
