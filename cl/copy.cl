@@ -44,3 +44,42 @@ __kernel void fill_strided(__global uint *dst, int dst_off, int8 dst_st, int8 sh
         for (int i = in0; i < in1; ++i) dst[d + i * dst_st.s7] = value;
     }
 }
+
+/* dst, dense [rows, A, inner] seen as rows of A * inner, from up to four pieces along A: piece
+ * k's element j lies at a = st_k + sp_k j (j < n_k), read at src_k[off_k + row so_k + j sa_k +
+ * i si_k]; where no piece lies, value. A work-item's run is cut where a changes, so each
+ * stretch of a piece's inner elements is one plain loop. */
+#define CLG_PIECE_PARAMS(k)                                                                   \
+    , __global const uint *src##k, int off##k, int so##k, int sa##k, int si##k, int st##k,    \
+        int sp##k, int n##k
+#define CLG_PIECE_FIND(k)                                                                     \
+    if (!s && a >= st##k) {                                                                   \
+        const int q = a - st##k, j = q / sp##k;                                               \
+        if (j < n##k && j * sp##k == q) {                                                     \
+            s = src##k + off##k + row * so##k + j * sa##k;                                    \
+            si = si##k;                                                                       \
+        }                                                                                     \
+    }
+
+__kernel void embed_pieces(__global uint *dst, int dst_off, int A, int inner, int rows, int ch,
+                           int rp, uint value CLG_PIECE_PARAMS(0) CLG_PIECE_PARAMS(1)
+                               CLG_PIECE_PARAMS(2) CLG_PIECE_PARAMS(3)) {
+    const int width = A * inner;
+    const int in0 = get_global_id(0) * ch, in1 = min(width, in0 + ch);
+    const int row0 = get_global_id(1) * rp, row1 = min(rows, row0 + rp);
+    for (int row = row0; row < row1; ++row) {
+        __global uint *d = dst + dst_off + row * width;
+        for (int e = in0; e < in1;) {
+            const int a = e / inner, i0 = e - a * inner, i1 = min(in1 - a * inner, inner);
+            __global const uint *s = 0;
+            int si = 0;
+            CLG_PIECE_FIND(0) CLG_PIECE_FIND(1) CLG_PIECE_FIND(2) CLG_PIECE_FIND(3)
+            __global uint *o = d + a * inner;
+            if (s)
+                for (int i = i0; i < i1; ++i) o[i] = s[i * si];
+            else
+                for (int i = i0; i < i1; ++i) o[i] = value;
+            e += i1 - i0;
+        }
+    }
+}

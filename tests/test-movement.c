@@ -595,6 +595,13 @@ START_TEST(split_chunk_forward) {
         expect_view(l, g, "chunk of [6, 3] along 0", chunks[i], yv, 2, S(2, 3), 6 * i, S(3, 1));
         expect_view(l, g, "chunk of [6, 3] along 1", cols[i], yv, 2, S(6, 1), i, S(3, 1));
     }
+    /* concatenating the pieces again: one kernel (up to four pieces), or copies (six) */
+    clg_tensor *six[6];
+    clg_assert_ok(clg_chunk(g, y, 6, 0, six));
+    expect_view(l, g, "concat of split pieces", clg_concat(g, 3, parts, 1), xv, 2, S(5, 7), 0,
+                S(7, 1));
+    expect_view(l, g, "concat of six chunks", clg_concat(g, 6, six, 0), yv, 2, S(6, 3), 0,
+                S(3, 1));
     clg_plan *p = NULL;
     clg_assert_ok(clg_graph_compile(g, NULL, &p));
     write_f32(p, x, xv);
@@ -646,6 +653,16 @@ START_TEST(copy_fill_awkward) {
                 1, S(2060, 3));
     expect_view(l, g, "[1, 1030] broadcast to [5, 1030]", clg_broadcast_to(g, c, ND(5, 1030)), cv,
                 2, S(5, 1030), 0, S(0, 1));
+    /* embed_pieces: runs that start and end inside pieces, inner dims of 103 */
+    expect_view(l, g, "concat of [3, 700] and [3, 1349]",
+                clg_concat(g, 2, (clg_tensor *[]){clg_slice(g, a, 1, 0, 700, 1),
+                                                   clg_slice(g, a, 1, 700, C, 1)}, 1),
+                av, 2, S(R, C), 0, S(C, 1));
+    clg_tensor *b3 = clg_reshape(g, b, ND(7, 10, 103)), *bp[2];
+    clg_assert_ok(clg_split(g, b3, 1, 2, S(3, 7), bp));
+    expect_view(l, g, "concat of [7, 3, 103] and [7, 7, 103]",
+                clg_concat(g, 2, (clg_tensor *[]){clg_contiguous(g, bp[0]), bp[1]}, 1), bv, 3,
+                S(7, 10, 103), 0, S(1030, 103, 1));
     /* pad: a fill of an awkward shape, then a copy */
     float *want = expect_add(l, g, "pad of [7, 1030] by (1, 0), (2, 1) with 3.5",
                              clg_pad(g, b, S(1, 2), S(0, 1), 3.5f), 2, S(8, 1033));
@@ -766,7 +783,7 @@ END_TEST
 START_TEST(copies_gradient) {
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
-    clg_gc_input in[7];
+    clg_gc_input in[9];
     clg_tensor *a = gc_input(g, &in[0], "concat a", ND(2, 3), 51);
     clg_tensor *b = gc_input(g, &in[1], "concat b", ND(2, 2), 52);
     clg_tensor *c = gc_input(g, &in[2], "concat c (transposed view)", ND(3, 2), 53);
@@ -796,7 +813,7 @@ END_TEST
 START_TEST(split_chunk_gradient) {
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
-    clg_gc_input in[7];
+    clg_gc_input in[9];
     clg_tensor *x0 = gc_input(g, &in[0], "split x", ND(3, 7), 91);
     clg_tensor *x1 = gc_input(g, &in[1], "chunk x (all but one chunk used)", ND(8, 2), 92);
     clg_tensor *x2 = gc_input(g, &in[2], "even and odd columns x", ND(2, 9), 93);
@@ -804,8 +821,10 @@ START_TEST(split_chunk_gradient) {
     clg_tensor *x4 = gc_input(g, &in[4], "overlapping slices x", ND(3, 5), 95);
     clg_tensor *x5 = gc_input(g, &in[5], "slices along two axes x", ND(4, 5), 96);
     clg_tensor *x6 = gc_input(g, &in[6], "chunks through a product", ND(3, 4), 97);
-    clg_gc_require(in, 7);
-    clg_tensor *loss = NULL, *pc[4];
+    clg_tensor *x7 = gc_input(g, &in[7], "five chunks x", ND(2, 10), 98);
+    clg_tensor *x8 = gc_input(g, &in[8], "slices read permuted x", ND(3, 3, 4), 99);
+    clg_gc_require(in, 9);
+    clg_tensor *loss = NULL, *pc[5];
     clg_assert_ok(clg_split(g, x0, 1, 3, S(3, 1, 3), pc));
     loss = add_loss(g, loss, clg_mul_scalar(g, pc[0], 3.0f), 1);
     loss = add_loss(g, loss, clg_mul(g, pc[1], pc[1]), 2);
@@ -825,8 +844,15 @@ START_TEST(split_chunk_gradient) {
     clg_tensor *z = clg_matmul(g, w, x6, false, false); /* [2, 4] */
     clg_assert_ok(clg_chunk(g, z, 2, 1, pc));
     loss = add_loss(g, loss, clg_mul(g, pc[0], pc[1]), 14);
-    clg_gradcheck(g, loss, in, 7, GC_EPS, GC_ATOL, GC_RTOL);
-    gc_free(in, 7);
+    /* more pieces than one kernel takes, and pieces whose gradients are permuted views: one
+     * copy per piece */
+    clg_assert_ok(clg_chunk(g, x7, 5, 1, pc));
+    for (int k = 0; k < 5; ++k) loss = add_loss(g, loss, clg_mul_scalar(g, pc[k], 1.0f + k), 15);
+    const int perm[3] = {2, 0, 1};
+    loss = add_loss(g, loss, clg_permute(g, clg_slice(g, x8, 0, 0, 1, 1), perm), 16);
+    loss = add_loss(g, loss, clg_permute(g, clg_slice(g, x8, 0, 2, 3, 1), perm), 17);
+    clg_gradcheck(g, loss, in, 9, GC_EPS, GC_ATOL, GC_RTOL);
+    gc_free(in, 9);
     clg_graph_free(g);
 }
 END_TEST
@@ -835,8 +861,8 @@ static float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 /* An LSTM cell's gates: one [B, 4H] tensor z cut into four slices (sigmoid, sigmoid, tanh,
  * sigmoid), c = f c0 + i g, h = o tanh(c), loss = sum(h). The gradient of z against the
- * chain rule in C; and its plan writes each gate's gradient into place: four copies, no fill,
- * no add of whole [B, 4H] gradients. */
+ * chain rule in C; and its plan writes the gates' gradients into place in one kernel: no
+ * fill, no copy per gate, no add of whole [B, 4H] gradients. */
 START_TEST(lstm_gates_gradient) {
     enum { B = 3, H = 5 };
     clg_graph *g = clg_graph_new(clg_test_context());
@@ -858,15 +884,16 @@ START_TEST(lstm_gates_gradient) {
     clg_assert_ok(clg_graph_output(g, gz));
     clg_plan *p = NULL;
     clg_assert_ok(clg_graph_compile(g, &(clg_compile_options){.guard_bytes = 256}, &p));
-    int fills = 0, copies = 0;
+    int fills = 0, copies = 0, embeds = 0;
     for (size_t k = 0; k < p->n_steps; ++k) {
         fills += strcmp(p->steps[k].label, "fill") == 0;
         copies += strcmp(p->steps[k].label, "copy") == 0;
+        embeds += strcmp(p->steps[k].label, "embed") == 0;
     }
-    ck_assert_msg(fills == 0 && copies == 4,
-                  "the gates' gradient should be four copies into place, no fill: %d fill, %d "
-                  "copy steps",
-                  fills, copies);
+    ck_assert_msg(fills == 0 && copies == 0 && embeds == 1,
+                  "the gates' gradient should be one kernel placing the four pieces, no fill: "
+                  "%d fill, %d copy, %d embed steps",
+                  fills, copies, embeds);
     write_f32(p, z, zv);
     write_f32(p, c0, cv);
     clg_assert_ok(clg_plan_run(p));

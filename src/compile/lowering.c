@@ -182,3 +182,69 @@ clg_status clg_lower_fill(clg_lowering *lw, const clg_operand *dst, float value)
     clg_arg_uint(&a, bits);
     return clg_lower_args(lw, &a, 2, gr.global, gr.local, "fill");
 }
+
+/* ---- pieces along one axis (embed_pieces) ---- */
+
+/* Pieces one embed_pieces launch takes (its arguments stay under OpenCL's minimum 1024 bytes). */
+#define PIECES_BATCH 4
+
+/* The stride of o over dims [d0, d1) taken as one (size-1 dims skipped), or -1 if they do not
+ * merge. 0 for no dims or all of size 1. */
+static int64_t merged_stride(const clg_operand *o, int d0, int d1) {
+    int64_t st = -1, span = 1;
+    for (int d = d1 - 1; d >= d0; --d) {
+        if (o->shape[d] == 1) continue;
+        if (st < 0) st = o->strides[d];
+        else if (o->strides[d] != st * span) return -1;
+        span *= o->shape[d];
+    }
+    return st < 0 ? 0 : st;
+}
+
+bool clg_lower_pieces_fit(const clg_operand *dst, int axis, int n, const clg_piece *pieces) {
+    if (n < 1 || n > PIECES_BATCH || !clg_operand_dense(dst)) return false;
+    for (int k = 0; k < n; ++k) {
+        const clg_operand *s = pieces[k].src;
+        if (s->is_scalar || s->ndim != dst->ndim || merged_stride(s, 0, axis) < 0 ||
+            merged_stride(s, axis + 1, s->ndim) < 0)
+            return false;
+    }
+    return true;
+}
+
+clg_status clg_lower_pieces(clg_lowering *lw, const clg_operand *dst, int axis, int n,
+                            const clg_piece *pieces, float value) {
+    cl_uint bits;
+    memcpy(&bits, &value, sizeof bits);
+    if (dst->dtype == CLG_I32) {
+        cl_int iv = (cl_int)value;
+        memcpy(&bits, &iv, sizeof bits);
+    }
+    int64_t rows = clg_shape_numel(axis, dst->shape), A = dst->shape[axis];
+    int64_t inner = clg_shape_numel(dst->ndim - axis - 1, dst->shape + axis + 1);
+    move_layout l = {.nd = 2, .shape = {rows, A * inner}};
+    move_grid gr = grid_of(lw, &l);
+    cl_kernel k;
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "copy", "embed_pieces", &k);
+    if (st != CLG_OK) return st;
+    clg_args a = clg_args_begin(k);
+    clg_arg_mem(&a, dst->mem);
+    clg_arg_int(&a, dst->offset);
+    clg_arg_int(&a, A);
+    clg_arg_int(&a, inner);
+    arg_grid(&a, &gr);
+    clg_arg_uint(&a, bits);
+    for (int i = 0; i < PIECES_BATCH; ++i) {
+        /* unused slots: no elements, of a buffer that exists */
+        const clg_operand *s = pieces[i < n ? i : 0].src;
+        clg_arg_mem(&a, s->mem);
+        clg_arg_int(&a, i < n ? s->offset : 0);
+        clg_arg_int(&a, i < n ? merged_stride(s, 0, axis) : 0);
+        clg_arg_int(&a, i < n ? s->strides[axis] : 0);
+        clg_arg_int(&a, i < n ? merged_stride(s, axis + 1, s->ndim) : 0);
+        clg_arg_int(&a, i < n ? pieces[i].start : 0);
+        clg_arg_int(&a, i < n ? pieces[i].step : 1);
+        clg_arg_int(&a, i < n ? s->shape[axis] : 0);
+    }
+    return clg_lower_args(lw, &a, 2, gr.global, gr.local, "embed");
+}

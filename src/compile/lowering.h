@@ -49,6 +49,17 @@ clg_status clg_lower_convgemm(clg_lowering *lw, const clg_convgemm_call *call, c
 clg_status clg_lower_copy(clg_lowering *lw, const clg_operand *dst, const clg_operand *src);
 /* Fill every element of dst's view with value (f32 bits, or the int value for i32). */
 clg_status clg_lower_fill(clg_lowering *lw, const clg_operand *dst, float value);
+/* A piece of clg_lower_pieces: src placed along the axis at start + step * j. */
+typedef struct clg_piece {
+    const clg_operand *src;
+    int64_t start, step;
+} clg_piece;
+/* Whether clg_lower_pieces can place these pieces in one launch: dst dense, at most four
+ * pieces, each of dst's rank and readable as [outer, along axis, inner] with one stride each. */
+bool clg_lower_pieces_fit(const clg_operand *dst, int axis, int n, const clg_piece *pieces);
+/* dst <- the pieces (disjoint) along axis, value everywhere else, in one kernel. */
+clg_status clg_lower_pieces(clg_lowering *lw, const clg_operand *dst, int axis, int n,
+                            const clg_piece *pieces, float value);
 /* Whether o reads a dense row-major block from its offset (size-1 dims' strides ignored). */
 bool clg_operand_dense(const clg_operand *o);
 /* dst viewed with a different offset/shape/strides (e.g. a slice of the output). */

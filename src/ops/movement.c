@@ -409,6 +409,12 @@ static clg_status lower_pieces(clg_lowering *lw, clg_tensor *node, const clg_ope
     const pieces_attrs *a = node->attrs.opaque.ptr;
     const int ax = a->axis;
     const int64_t len = out->shape[ax];
+    if (a->n <= 4) {
+        clg_piece ps[4];
+        for (int k = 0; k < a->n; ++k) ps[k] = (clg_piece){&in[k], a->start[k], a->step[k]};
+        if (clg_lower_pieces_fit(out, ax, a->n, ps))
+            return clg_lower_pieces(lw, out, ax, a->n, ps, 0.0f);
+    }
     unsigned char *covered = calloc((size_t)len, 1);
     if (!covered) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "slice_grad: out of host memory");
     for (int k = 0; k < a->n; ++k)
@@ -603,6 +609,16 @@ static clg_status lower_concat(clg_lowering *lw, clg_tensor *node, const clg_ope
                                const clg_operand *out) {
     int a = node->attrs.axis.axis;
     int64_t at = 0;
+    if (node->n_in <= 4) {
+        clg_piece ps[4];
+        for (int i = 0; i < node->n_in; ++i) {
+            ps[i] = (clg_piece){&in[i], at, 1};
+            at += in[i].shape[a];
+        }
+        if (clg_lower_pieces_fit(out, a, node->n_in, ps))
+            return clg_lower_pieces(lw, out, a, node->n_in, ps, 0.0f);
+        at = 0;
+    }
     for (int i = 0; i < node->n_in; ++i) {
         clg_operand part = clg_operand_view(out, out->offset + at * out->strides[a], out->ndim,
                                             in[i].shape, out->strides);
