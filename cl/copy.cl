@@ -47,17 +47,25 @@ __kernel void fill_strided(__global uint *dst, int dst_off, int8 dst_st, int8 sh
 
 /* dst, dense [rows, A, inner] seen as rows of A * inner, from up to four pieces along A: piece
  * k's element j lies at a = st_k + sp_k j (j < n_k), read at src_k[off_k + row so_k + j sa_k +
- * i si_k]; where no piece lies, value. A work-item's run is cut where a changes, so each
- * stretch of a piece's inner elements is one plain loop. */
+ * i si_k]; where no piece lies, value. A work-item's run is cut into blocks of consecutive a
+ * that one piece (of step 1) or one gap covers, each copied or filled by plain loops. */
 #define CLG_PIECE_PARAMS(k)                                                                   \
     , __global const uint *src##k, int off##k, int so##k, int sa##k, int si##k, int st##k,    \
         int sp##k, int n##k
+/* Piece k at a: its source row (s), strides and how many a from here it covers (len); for a
+ * gap, len stops at the next piece's start. */
 #define CLG_PIECE_FIND(k)                                                                     \
-    if (!s && a >= st##k) {                                                                   \
-        const int q = a - st##k, j = q / sp##k;                                               \
-        if (j < n##k && j * sp##k == q) {                                                     \
+    if (!s && n##k > 0) {                                                                     \
+        const int q = a - st##k, j = sp##k == 1 ? q : q / sp##k;                              \
+        if (q >= 0 && j < n##k && j * sp##k == q) {                                           \
             s = src##k + off##k + row * so##k + j * sa##k;                                    \
             si = si##k;                                                                       \
+            sa = sa##k;                                                                       \
+            len = sp##k == 1 ? n##k - j : 1;                                                  \
+        } else if (q < 0) {                                                                   \
+            len = min(len, -q);                                                               \
+        } else if (j < n##k) {                                                                \
+            len = 1;                                                                          \
         }                                                                                     \
     }
 
@@ -70,16 +78,23 @@ __kernel void embed_pieces(__global uint *dst, int dst_off, int A, int inner, in
     for (int row = row0; row < row1; ++row) {
         __global uint *d = dst + dst_off + row * width;
         for (int e = in0; e < in1;) {
-            const int a = e / inner, i0 = e - a * inner, i1 = min(in1 - a * inner, inner);
+            const int a = e / inner;
             __global const uint *s = 0;
-            int si = 0;
+            int si = 0, sa = 0, len = A - a;
             CLG_PIECE_FIND(0) CLG_PIECE_FIND(1) CLG_PIECE_FIND(2) CLG_PIECE_FIND(3)
-            __global uint *o = d + a * inner;
-            if (s)
-                for (int i = i0; i < i1; ++i) o[i] = s[i * si];
-            else
-                for (int i = i0; i < i1; ++i) o[i] = value;
-            e += i1 - i0;
+            const int end = min(in1, (a + len) * inner);
+            if (!s) {
+                for (int x = e; x < end; ++x) d[x] = value;
+            } else if (inner == 1) {
+                for (int x = e; x < end; ++x) d[x] = s[(x - a) * sa];
+            } else {
+                for (int aa = a, x = e; x < end; ++aa) {
+                    const int x1 = min(end, (aa + 1) * inner), b = aa * inner;
+                    __global const uint *sr = s + (aa - a) * sa;
+                    for (; x < x1; ++x) d[x] = sr[(x - b) * si];
+                }
+            }
+            e = end;
         }
     }
 }
