@@ -5,7 +5,7 @@
  *   block     one pre-norm Transformer block, batch 12, T 64, C 128, 4 heads, causal, GELU MLP
  *   stack     four such blocks
  * (the blocks embed 65 tokens plus positions and end in a layer norm and a 65-way head), and
- * for each: nodes, kernels per step, programs, time to the end of the first step in a process
+ * for each: nodes, kernels per step (and how many are fills and copies), programs, time to the end of the first step in a process
  * with empty caches (cold: a fresh machine) and with the caches it filled (warm), and the
  * median ms per step. tools/bench-seq.py runs the same models in PyTorch alongside.
  *   bench-seq [--probes rnn:64,rnn:256,lstm:64,lstm:256,block,stack] [--runs N]
@@ -20,6 +20,7 @@
 #include "bench-child.h"
 #include "core/clock.h"
 #include "core/program.h"
+#include "runtime/plan.h"
 
 #define V 65
 
@@ -184,7 +185,7 @@ static void build_blocks(model *m, int layers) {
 }
 
 typedef struct result {
-    size_t nodes, kernels, programs;
+    size_t nodes, kernels, programs, fills, copies;
     double first_ms, step_ms;
 } result;
 
@@ -210,6 +211,10 @@ static result child(const char *probe, int T) {
     clg_plan *plan = NULL;
     CHECK(clg_graph_compile(m->g, NULL, &plan));
     result r = {.nodes = clg_graph_node_count(m->g), .kernels = clg_plan_kernel_count(plan)};
+    for (size_t i = 0; i < plan->n_steps; ++i) {
+        r.fills += strcmp(plan->steps[i].label, "fill") == 0;
+        r.copies += strcmp(plan->steps[i].label, "copy") == 0;
+    }
     int32_t *xs = malloc((size_t)m->tokens * sizeof *xs), *ys = malloc((size_t)m->tokens * sizeof *ys);
     for (int64_t i = 0; i < m->tokens; ++i) {
         xs[i] = (int32_t)((i * 7 + 3) % V);
@@ -245,8 +250,8 @@ static bool measure(const char *self, const char *probe, int T, const char *cach
     snprintf(runs, sizeof runs, "%d", RUNS);
     char *argv[] = {(char *)self, "--child", (char *)probe, t, "--runs", runs, NULL};
     return bench_child_line(argv, cache, line, sizeof line) &&
-           sscanf(line, "%zu %zu %zu %lf %lf", &r->nodes, &r->kernels, &r->programs,
-                  &r->first_ms, &r->step_ms) == 5;
+           sscanf(line, "%zu %zu %zu %zu %zu %lf %lf", &r->nodes, &r->kernels, &r->fills,
+                  &r->copies, &r->programs, &r->first_ms, &r->step_ms) == 7;
 }
 
 int main(int argc, char **argv) {
@@ -269,11 +274,12 @@ int main(int argc, char **argv) {
     if (RUNS < 1 || RUNS > 16) RUNS = 5;
     if (child_probe) {
         result r = child(child_probe, child_T);
-        printf("%zu %zu %zu %.3f %.3f\n", r.nodes, r.kernels, r.programs, r.first_ms, r.step_ms);
+        printf("%zu %zu %zu %zu %zu %.3f %.3f\n", r.nodes, r.kernels, r.fills, r.copies,
+               r.programs, r.first_ms, r.step_ms);
         return 0;
     }
-    printf("%-10s %8s %8s %9s %14s %14s %9s\n", "probe", "nodes", "kernels", "programs",
-           "first step(c)", "first step(w)", "step ms");
+    printf("%-10s %8s %8s %12s %9s %14s %14s %9s\n", "probe", "nodes", "kernels",
+           "fills/copies", "programs", "first step(c)", "first step(w)", "step ms");
     char *list = strdup(probes);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         char name[32];
@@ -288,8 +294,10 @@ int main(int argc, char **argv) {
             printf("%-10s failed (run bench-seq --child %s %d to see why)\n", tok, name, T);
             continue;
         }
-        printf("%-10s %8zu %8zu %9zu %12.0f ms %12.0f ms %9.2f\n", tok, warm.nodes, warm.kernels,
-               warm.programs, cold.first_ms, warm.first_ms, warm.step_ms);
+        char fc[32];
+        snprintf(fc, sizeof fc, "%zu/%zu", warm.fills, warm.copies);
+        printf("%-10s %8zu %8zu %12s %9zu %12.0f ms %12.0f ms %9.2f\n", tok, warm.nodes,
+               warm.kernels, fc, warm.programs, cold.first_ms, warm.first_ms, warm.step_ms);
         fflush(stdout);
     }
     free(list);

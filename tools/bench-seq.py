@@ -127,9 +127,9 @@ def run_clgrad(build, tok, steps):
                          capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         f = line.split()
-        if f and f[0] == tok and len(f) >= 9 and f[1] != "failed":
-            return {"kernels": int(f[2]), "programs": int(f[3]), "cold_ms": float(f[4]),
-                    "warm_ms": float(f[6]), "step_ms": float(f[8])}
+        if f and f[0] == tok and len(f) >= 10 and f[1] != "failed":
+            return {"kernels": int(f[2]), "programs": int(f[4]), "cold_ms": float(f[5]),
+                    "warm_ms": float(f[7]), "step_ms": float(f[9])}
     raise RuntimeError(f"bench-seq {tok}: {out.strip()}")
 
 
