@@ -68,6 +68,18 @@ START_TEST(printer_exact_strings) {
                      "out=8x3 layout=folded pad_value=0}");
     ck_assert_str_eq(describe((clg_attrs){.kind = CLG_ATTRS_LOSS, .loss = {0.25f}}),
                      "loss{scale=0.25}");
+    ck_assert_str_eq(describe((clg_attrs){.kind = CLG_ATTRS_ROWS,
+                                          .rows = {0.125f, 1e-5f, CLG_ROW_MASK_CAUSAL, 64, 0,
+                                                    false, true}}),
+                     "rows{scale=0.125 eps=1e-05 mask=causal rows=64 diagonal=0 weight=false "
+                     "bias=true}");
+    ck_assert_str_eq(describe((clg_attrs){.kind = CLG_ATTRS_ATTENTION,
+                                          .attention = {0.5f, true, false}}),
+                     "attention{scale=0.5 causal=true mask=false}");
+    ck_assert_str_eq(describe((clg_attrs){.kind = CLG_ATTRS_SAMPLE, .sample = {40, 0.8f, 7}}),
+                     "sample{k=40 temperature=0.8 seed=7}");
+    ck_assert_str_eq(describe((clg_attrs){.kind = CLG_ATTRS_SCAN, .scan = {1, true, false}}),
+                     "scan{axis=1 exclusive=true reverse=false}");
     int x = 0;
     ck_assert_str_eq(describe((clg_attrs){.kind = CLG_ATTRS_OPAQUE, .opaque = {&x}}), "opaque{}");
 }

@@ -91,6 +91,40 @@ static const clg_attr_field pool_fields[] = {
 static const clg_attr_field loss_fields[] = {
     ONE("scale", CLG_ATTR_F32, clg_attr_loss, scale),
 };
+static const char *const row_mask_names[CLG_ROW_MASK_COUNT] = {
+    [CLG_ROW_MASK_NONE] = "none",
+    [CLG_ROW_MASK_CAUSAL] = "causal",
+    [CLG_ROW_MASK_ADDITIVE] = "additive",
+    [CLG_ROW_MASK_CAUSAL_ADDITIVE] = "causal+additive",
+};
+static const clg_attr_field rows_fields[] = {
+    ONE("scale", CLG_ATTR_F32, clg_attr_rows, scale),
+    ONE("eps", CLG_ATTR_F32, clg_attr_rows, eps),
+    {.name = "mask",
+     .type = CLG_ATTR_ENUM,
+     .offset = offsetof(clg_attr_rows, mask),
+     .names = row_mask_names,
+     .n_names = CLG_ROW_MASK_COUNT},
+    ONE("rows", CLG_ATTR_I64, clg_attr_rows, rows),
+    ONE("diagonal", CLG_ATTR_I64, clg_attr_rows, diagonal),
+    ONE("weight", CLG_ATTR_BOOL, clg_attr_rows, weight),
+    ONE("bias", CLG_ATTR_BOOL, clg_attr_rows, bias),
+};
+static const clg_attr_field attention_fields[] = {
+    ONE("scale", CLG_ATTR_F32, clg_attr_attention, scale),
+    ONE("causal", CLG_ATTR_BOOL, clg_attr_attention, causal),
+    ONE("mask", CLG_ATTR_BOOL, clg_attr_attention, has_mask),
+};
+static const clg_attr_field sample_fields[] = {
+    ONE("k", CLG_ATTR_I64, clg_attr_sample, k),
+    ONE("temperature", CLG_ATTR_F32, clg_attr_sample, temperature),
+    ONE("seed", CLG_ATTR_U64, clg_attr_sample, seed),
+};
+static const clg_attr_field scan_fields[] = {
+    ONE("axis", CLG_ATTR_INT, clg_attr_scan, axis),
+    ONE("exclusive", CLG_ATTR_BOOL, clg_attr_scan, exclusive),
+    ONE("reverse", CLG_ATTR_BOOL, clg_attr_scan, reverse),
+};
 
 #define N_OF(a) (int)(sizeof(a) / sizeof(a)[0])
 #define SCHEMA(nm, list) {.name = nm, .n_fields = N_OF(list), .fields = list}
@@ -109,6 +143,10 @@ static const clg_attr_schema schemas[CLG_ATTRS_COUNT] = {
     [CLG_ATTRS_CONV] = SCHEMA("conv", conv_fields),
     [CLG_ATTRS_POOL] = SCHEMA("pool2d", pool_fields),
     [CLG_ATTRS_LOSS] = SCHEMA("loss", loss_fields),
+    [CLG_ATTRS_ROWS] = SCHEMA("rows", rows_fields),
+    [CLG_ATTRS_ATTENTION] = SCHEMA("attention", attention_fields),
+    [CLG_ATTRS_SAMPLE] = SCHEMA("sample", sample_fields),
+    [CLG_ATTRS_SCAN] = SCHEMA("scan", scan_fields),
     /* what the pointer holds is its op's business */
     [CLG_ATTRS_OPAQUE] = {.name = "opaque"},
 };

@@ -111,6 +111,48 @@ typedef struct clg_attr_loss {
     float scale;
 } clg_attr_loss;
 
+/* Row kernels over the last axis (ops/rows.c: fused softmax, log_softmax, logsumexp, layer
+ * norm and their backward passes). x is read as scale * x; mask (a clg_row_mask, a bit set)
+ * is causal (in each [rows, cols] matrix of the leading dims, row i keeps columns
+ * j <= i + diagonal), an additive tensor operand, or both; eps, weight and bias are layer
+ * norm's (whether its weight and bias operands are there). */
+typedef enum clg_row_mask {
+    CLG_ROW_MASK_NONE = 0,
+    CLG_ROW_MASK_CAUSAL = 1,
+    CLG_ROW_MASK_ADDITIVE = 2,
+    CLG_ROW_MASK_CAUSAL_ADDITIVE = 3,
+    CLG_ROW_MASK_COUNT
+} clg_row_mask;
+typedef struct clg_attr_rows {
+    float scale, eps;
+    int mask;
+    int64_t rows;     /* CAUSAL: rows per matrix (the second-to-last dim) */
+    int64_t diagonal; /* CAUSAL: the offset of the last kept column */
+    bool weight, bias;
+} clg_attr_rows;
+
+/* Fused attention (ops/attention.c): softmax(scale q k^T + mask) v; causal keeps key j for
+ * query i when j <= i + (S - T) (aligned to the last key, as a KV cache needs). */
+typedef struct clg_attr_attention {
+    float scale;
+    bool causal;
+    bool has_mask;
+} clg_attr_attention;
+
+/* Sampling on the device (ops/sample.c: multinomial, top-k): k (0: all), temperature, the
+ * key of the random stream. */
+typedef struct clg_attr_sample {
+    int64_t k;
+    float temperature;
+    uint64_t seed;
+} clg_attr_sample;
+
+/* Scans along an axis (cumsum): inclusive or exclusive, forward or reversed. */
+typedef struct clg_attr_scan {
+    int axis;
+    bool exclusive, reverse;
+} clg_attr_scan;
+
 /* Data an op owns and releases with its info's free_attrs (the optimizer's update). */
 typedef struct clg_attr_opaque {
     void *ptr;
@@ -130,6 +172,10 @@ typedef enum clg_attrs_kind {
     CLG_ATTRS_CONV,
     CLG_ATTRS_POOL,
     CLG_ATTRS_LOSS,
+    CLG_ATTRS_ROWS,
+    CLG_ATTRS_ATTENTION,
+    CLG_ATTRS_SAMPLE,
+    CLG_ATTRS_SCAN,
     CLG_ATTRS_OPAQUE,
     CLG_ATTRS_COUNT
 } clg_attrs_kind;
@@ -151,6 +197,10 @@ typedef struct clg_attrs {
         clg_attr_conv conv;
         clg_attr_pool pool;
         clg_attr_loss loss;
+        clg_attr_rows rows;
+        clg_attr_attention attention;
+        clg_attr_sample sample;
+        clg_attr_scan scan;
         clg_attr_opaque opaque;
     };
 } clg_attrs;
