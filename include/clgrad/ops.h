@@ -72,6 +72,17 @@ clg_tensor *clg_softmax(clg_graph *g, clg_tensor *x, int axis);
 clg_tensor *clg_log_softmax(clg_graph *g, clg_tensor *x, int axis);
 clg_tensor *clg_logsumexp(clg_graph *g, clg_tensor *x, int axis, bool keepdims);
 
+/* ---- Attention (ops/attention.c) ----
+ * softmax(scale q k^T + mask) v for q [..., T, D], k [..., S, D], v [..., S, Dv] (leading
+ * dims broadcast as in clg_matmul) -> [..., T, Dv]. mask: NULL or f32 additive broadcastable
+ * to [..., T, S]; causal: query i sees the keys j <= i + (S - T); scale 0 means 1/sqrt(D).
+ * Where the device allows, fused kernels with an online softmax that never store the T x S
+ * scores (forward and backward); else, or with CLGRAD_ATTENTION=composite, the composite of
+ * two matmuls around clg_softmax. CLGRAD_ATTENTION=fused refuses shapes the kernels cannot
+ * take instead of falling back. */
+clg_tensor *clg_attention(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_tensor *v,
+                          clg_tensor *mask, float scale, bool causal);
+
 /* ---- Matrix products ----
  * a: [..., M, K] (or [..., K, M] with trans_a), b: [..., K, N] (or [..., N, K] with trans_b);
  * leading batch dimensions broadcast. 1-D operands are not promoted: use reshape. All GEMMs
