@@ -23,6 +23,24 @@ inline int key_end(int i, int T, int S, int causal) {
     return causal ? min(S, i + S - T + 1) : S;
 }
 
+/* Dense rows of n floats: a . b, and y += p x. In float4 steps (CPU devices turn them into
+ * SIMD instructions; a row has no alignment guarantee, so vload/vstore), then the tail. */
+inline float dot_row(const float *a, __global const float *b, int n) {
+    float4 s4 = (float4)(0.0f);
+    int d = 0;
+    for (; d + 4 <= n; d += 4) s4 = fma(vload4(0, a + d), vload4(0, b + d), s4);
+    float s = (s4.x + s4.y) + (s4.z + s4.w);
+    for (; d < n; ++d) s = fma(a[d], b[d], s);
+    return s;
+}
+
+inline void axpy_row(float *y, float p, __global const float *x, int n) {
+    int d = 0;
+    for (; d + 4 <= n; d += 4)
+        vstore4(fma((float4)(p), vload4(0, x + d), vload4(0, y + d)), 0, y + d);
+    for (; d < n; ++d) y[d] = fma(p, x[d], y[d]);
+}
+
 /* ---- forward: out holds O [B, T, Dv] at o_off and L [B, T] (the rows' logsumexp, +inf for
  * a row with every key masked, whose O is 0) at l_off ---- */
 
@@ -48,9 +66,7 @@ __kernel void attention_fwd_rows(__global float *out, int o_off, int l_off,
         int nb = min(ATT_BK, jend - j0);
         float s[ATT_BK], bm = -INFINITY;
         for (int jj = 0; jj < nb; ++jj) {
-            __global const float *kr = kb + (j0 + jj) * ks.w;
-            float a = 0.0f;
-            for (int d = 0; d < D; ++d) a = fma(qv[d], kr[d], a);
+            float a = dot_row(qv, kb + (j0 + jj) * ks.w, D);
             if (has_mask) a += mr[(j0 + jj) * m_col];
             s[jj] = a;
             bm = isnan(a) ? a : fmax(bm, a);
@@ -62,9 +78,8 @@ __kernel void attention_fwd_rows(__global float *out, int o_off, int l_off,
         for (int d = 0; d < Dv; ++d) acc[d] *= c;
         for (int jj = 0; jj < nb; ++jj) {
             float p = exp(s[jj] - mn);
-            __global const float *vr = vb + (j0 + jj) * vs.w;
             l += p;
-            for (int d = 0; d < Dv; ++d) acc[d] = fma(p, vr[d], acc[d]);
+            axpy_row(acc, p, vb + (j0 + jj) * vs.w, Dv);
         }
         m = mn;
     }
@@ -179,15 +194,13 @@ __kernel void attention_bwd_q_rows(__global float *out, int dq_off, int di_off,
     float li = lse[l_off + row];
     int jend = key_end(i, T, S, causal);
     for (int j = 0; j < jend; ++j) {
-        __global const float *kr = kb + j * ks.w, *vr = vb + j * vs.w;
-        float a = 0.0f, dp = 0.0f;
-        for (int d = 0; d < D; ++d) a = fma(qv[d], kr[d], a);
+        __global const float *kr = kb + j * ks.w;
+        float a = dot_row(qv, kr, D);
         if (has_mask) a += mr[j * m_col];
         float p = exp(a - li);
         if (p == 0.0f) continue;
-        for (int d = 0; d < Dv; ++d) dp = fma(gv[d], vr[d], dp);
-        float ds = p * (dp - di);
-        for (int d = 0; d < D; ++d) dq[d] = fma(ds, kr[d], dq[d]);
+        float ds = p * (dot_row(gv, vb + j * vs.w, Dv) - di);
+        axpy_row(dq, ds, kr, D);
     }
     for (int d = 0; d < D; ++d) out[dq_off + row * D + d] = dq[d] * scale;
     out[di_off + row] = di;
@@ -280,17 +293,13 @@ __kernel void attention_bwd_kv_rows(__global float *out, int dk_off, int dv_off,
     int i0 = causal ? max(0, j - (S - T)) : 0;
     for (int i = i0; i < T; ++i) {
         __global const float *qr = qb + i * qs.w, *gr = gb + i * gs.w;
-        float a = 0.0f, dp = 0.0f;
-        for (int d = 0; d < D; ++d) a = fma(kv[d], qr[d], a);
+        float a = dot_row(kv, qr, D);
         if (has_mask) a += mc[i * ms.w];
         float p = exp(a - lb[i]);
         if (p == 0.0f) continue;
-        for (int d = 0; d < Dv; ++d) {
-            dv[d] = fma(p, gr[d], dv[d]);
-            dp = fma(gr[d], vv[d], dp);
-        }
-        float ds = p * (dp - db[i]);
-        for (int d = 0; d < D; ++d) dk[d] = fma(ds, qr[d], dk[d]);
+        axpy_row(dv, p, gr, Dv);
+        float ds = p * (dot_row(vv, gr, Dv) - db[i]);
+        axpy_row(dk, ds, qr, D);
     }
     int row = b * S + j;
     for (int d = 0; d < D; ++d) out[dk_off + row * D + d] = dk[d] * scale;

@@ -291,7 +291,8 @@ static void run_build(clg_graph *g, att_run *r, const att_case *c, uint64_t seed
             for (int64_t h = 0; h < L1; ++h)
                 for (int64_t t = 0; t < T; ++t)
                     for (int64_t d = 0; d < D; ++d)
-                        r->qin[((a * T + t) * L1 + h) * D + d] = r->q[((a * L1 + h) * T + t) * D + d];
+                        r->qin[((a * T + t) * L1 + h) * D + d] =
+                            r->q[((a * L1 + h) * T + t) * D + d];
         r->tq = clg_input(g, "q", CLG_F32, 4, (int64_t[]){L0, T, L1, D});
     } else {
         r->tq = clg_input(g, "q", CLG_F32, sh->nd_q, sh->q);
@@ -492,8 +493,9 @@ START_TEST(fused_vs_composite) {
         snprintf(what, sizeof what, "fused vs composite: %s", names[i]);
         for (int64_t e = 0; e < n[i]; ++e) {
             float a = got[0][i][e], b = got[1][i][e];
-            ck_assert_msg(fabsf(a - b) <= 2e-5f + 1e-3f * fabsf(b), "%s: element %lld: %.7g vs %.7g",
-                          what, (long long)e, (double)a, (double)b);
+            ck_assert_msg(fabsf(a - b) <= 2e-5f + 1e-3f * fabsf(b),
+                          "%s: element %lld: %.7g vs %.7g", what, (long long)e, (double)a,
+                          (double)b);
         }
         free(got[0][i]);
         free(got[1][i]);
@@ -675,8 +677,10 @@ START_TEST(bad_shapes) {
         clg_status want;
         const char *needle;
     } cases[] = {
-        {"D differs", {2, 4, 8}, {2, 5, 7}, {2, 5, 8}, {0}, 0, false, 0, CLG_ERR_SHAPE, "[2, 5, 7]"},
-        {"S differs", {2, 4, 8}, {2, 5, 8}, {2, 6, 8}, {0}, 0, false, 0, CLG_ERR_SHAPE, "[2, 6, 8]"},
+        {"D differs", {2, 4, 8}, {2, 5, 7}, {2, 5, 8}, {0}, 0, false, 0, CLG_ERR_SHAPE,
+         "[2, 5, 7]"},
+        {"S differs", {2, 4, 8}, {2, 5, 8}, {2, 6, 8}, {0}, 0, false, 0, CLG_ERR_SHAPE,
+         "[2, 6, 8]"},
         {"lead dims", {2, 4, 8}, {3, 5, 8}, {3, 5, 8}, {0}, 0, false, 0, CLG_ERR_SHAPE,
          "do not broadcast"},
         {"mask", {2, 4, 8}, {2, 5, 8}, {2, 5, 8}, {4, 4}, 2, false, 0, CLG_ERR_SHAPE, "[4, 4]"},

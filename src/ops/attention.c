@@ -142,7 +142,8 @@ static bool att_resolve(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_tensor *
                            clg_dtype_name(all[i]->dtype));
             return false;
         }
-    if (q->ndim < 2 || k->ndim < 2 || v->ndim < 2 || q->shape[q->ndim - 1] != k->shape[k->ndim - 1] ||
+    if (q->ndim < 2 || k->ndim < 2 || v->ndim < 2 ||
+        q->shape[q->ndim - 1] != k->shape[k->ndim - 1] ||
         k->shape[k->ndim - 2] != v->shape[v->ndim - 2]) {
         clg_graph_fail(g, CLG_ERR_SHAPE,
                        "attention: want q [..., T, D], k [..., S, D], v [..., S, Dv]; got q %s, "
@@ -281,7 +282,9 @@ static clg_tensor *fused(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_tensor 
                                     ins);
     if (f == g->poison) return f;
     f->attrs = (clg_attrs){.kind = CLG_ATTRS_ATTENTION,
-                           .attention = {.scale = scale, .causal = causal, .has_mask = mask != NULL}};
+                           .attention = {.scale = scale,
+                                         .causal = causal,
+                                         .has_mask = mask != NULL}};
     int64_t shape[CLG_MAX_DIMS], st[CLG_MAX_DIMS];
     memcpy(shape, geo->lead, (size_t)geo->nlead * sizeof *shape);
     shape[geo->nlead] = geo->T;
@@ -406,7 +409,8 @@ static void bw_attention(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
             clg_grad_accumulate(g, k, clg_sum_to_shape(g, dk, k->ndim, k->shape));
         }
         if (gv) {
-            clg_tensor *dv = part(g, fkv, geo.nlead, geo.lead, geo.S, geo.Dv, geo.nb * geo.S * geo.D);
+            clg_tensor *dv =
+                part(g, fkv, geo.nlead, geo.lead, geo.S, geo.Dv, geo.nb * geo.S * geo.D);
             clg_grad_accumulate(g, v, clg_sum_to_shape(g, dv, v->ndim, v->shape));
         }
     }
