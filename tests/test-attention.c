@@ -604,6 +604,64 @@ START_TEST(kernel_counts) {
 }
 END_TEST
 
+/* Only k and v want gradients: the backward takes Di from a reduction instead of the dQ
+ * kernel. Both forms, against the reference. */
+START_TEST(grad_kv_only) {
+    const att_case *c = &grid[2]; /* T 7, S 65, padding mask, causal */
+    att_shapes sh;
+    shapes_of(c, &sh);
+    float *q = random_f(sh.nq, 1400, -1.0f, 1.0f), *k = random_f(sh.nk, 1401, -1.0f, 1.0f);
+    float *v = random_f(sh.nv, 1402, -1.0f, 1.0f), *gy = random_f(sh.no, 1403, -1.0f, 1.0f);
+    float *m = mask_values(c, &sh, 1404);
+    float *o = alloc_f(sh.no), *dq = alloc_f(sh.nq), *dk = alloc_f(sh.nk), *dv = alloc_f(sh.nv);
+    att_reference(c, &sh, q, k, v, m, gy, o, dq, dk, dv, NULL);
+    static const char *forms[] = {"rows", "tiles"};
+    for (int f = 0; f < 2; ++f) {
+        clg_graph *g = clg_graph_new(clg_test_context());
+        ck_assert_ptr_nonnull(g);
+        clg_tensor *tq = clg_input(g, "q", CLG_F32, sh.nd_q, sh.q);
+        clg_tensor *tk = clg_input(g, "k", CLG_F32, sh.nd_k, sh.k);
+        clg_tensor *tv = clg_input(g, "v", CLG_F32, sh.nd_v, sh.v);
+        clg_tensor *tm = clg_input(g, "mask", CLG_F32, sh.nd_m, sh.m);
+        clg_assert_ok(clg_requires_grad(tk));
+        clg_assert_ok(clg_requires_grad(tv));
+        clg_tensor *out = clg_attention(g, tq, tk, tv, tm, c->scale, c->causal);
+        clg_tensor *loss = clg_sum(
+            g, clg_mul(g, out, clg_constant(g, CLG_F32, sh.nd_o, sh.o, gy)), 0, NULL, false);
+        clg_assert_ok(clg_backward(g, loss));
+        ck_assert_ptr_null(clg_grad(g, tq));
+        clg_assert_ok(clg_graph_output(g, clg_grad(g, tk)));
+        clg_assert_ok(clg_graph_output(g, clg_grad(g, tv)));
+        with_form(forms[f]);
+        clg_plan *p = NULL;
+        clg_assert_ok(clg_graph_compile(g, &(clg_compile_options){.guard_bytes = 64}, &p));
+        with_form(NULL);
+        clg_assert_ok(clg_plan_write(p, tq, q, (size_t)sh.nq * sizeof(float)));
+        clg_assert_ok(clg_plan_write(p, tk, k, (size_t)sh.nk * sizeof(float)));
+        clg_assert_ok(clg_plan_write(p, tv, v, (size_t)sh.nv * sizeof(float)));
+        clg_assert_ok(clg_plan_write(p, tm, m, (size_t)sh.nm * sizeof(float)));
+        clg_assert_ok(clg_plan_run(p));
+        clg_assert_ok(clg_plan_check_guards(p));
+        char what[100];
+        snprintf(what, sizeof what, "k, v only (%s): dk", forms[f]);
+        check_close(p, clg_grad(g, tk), dk, sh.nk, 5e-5, 1e-3, what);
+        snprintf(what, sizeof what, "k, v only (%s): dv", forms[f]);
+        check_close(p, clg_grad(g, tv), dv, sh.nv, 5e-5, 1e-3, what);
+        clg_plan_free(p);
+        clg_graph_free(g);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(gy);
+    free(m);
+    free(o);
+    free(dq);
+    free(dk);
+    free(dv);
+}
+END_TEST
+
 /* CLGRAD_ATTENTION: fused refuses what the kernels cannot take (D > 128), where the default
  * falls back to the composite, which is checked against the reference; a bad value fails. */
 START_TEST(choice) {
@@ -719,6 +777,7 @@ int main(void) {
     tcase_add_test(tc, fused_vs_composite);
     tcase_add_test(tc, no_scores_in_memory);
     tcase_add_test(tc, kernel_counts);
+    tcase_add_test(tc, grad_kv_only);
     tcase_add_test(tc, choice);
     tcase_add_test(tc, bad_shapes);
     suite_add_tcase(s, tc);
