@@ -34,6 +34,32 @@ inline float dot_row(const float *a, __global const float *b, int n) {
     return s;
 }
 
+/* Two rows at once (the backward's steps in pairs): a . b0, a . b1 and y += p0 x0 + p1 x1,
+ * reading a, and y, once for both. */
+inline float2 dot2_row(const float *a, __global const float *b0, __global const float *b1,
+                       int n) {
+    float4 s0 = (float4)(0.0f), s1 = (float4)(0.0f);
+    int d = 0;
+    for (; d + 4 <= n; d += 4) {
+        float4 a4 = vload4(0, a + d);
+        s0 = fma(a4, vload4(0, b0 + d), s0);
+        s1 = fma(a4, vload4(0, b1 + d), s1);
+    }
+    float2 s = (float2)((s0.x + s0.y) + (s0.z + s0.w), (s1.x + s1.y) + (s1.z + s1.w));
+    for (; d < n; ++d) s = fma((float2)(a[d]), (float2)(b0[d], b1[d]), s);
+    return s;
+}
+
+inline void axpy2_row(float *y, float p0, __global const float *x0, float p1,
+                      __global const float *x1, int n) {
+    int d = 0;
+    for (; d + 4 <= n; d += 4) {
+        float4 y4 = fma((float4)(p0), vload4(0, x0 + d), vload4(0, y + d));
+        vstore4(fma((float4)(p1), vload4(0, x1 + d), y4), 0, y + d);
+    }
+    for (; d < n; ++d) y[d] = fma(p1, x1[d], fma(p0, x0[d], y[d]));
+}
+
 inline void axpy_row(float *y, float p, __global const float *x, int n) {
     int d = 0;
     for (; d + 4 <= n; d += 4)
@@ -65,18 +91,35 @@ __kernel void attention_fwd_rows(__global float *out, int o_off, int l_off,
     for (int j0 = 0; j0 < jend; j0 += ATT_BK) {
         int nb = min(ATT_BK, jend - j0);
         float s[ATT_BK], bm = -INFINITY;
-        for (int jj = 0; jj < nb; ++jj) {
+        int jj = 0;
+        for (; jj + 2 <= nb; jj += 2) {
+            __global const float *k0 = kb + (j0 + jj) * ks.w;
+            float2 a = dot2_row(qv, k0, k0 + ks.w, D);
+            if (has_mask) a += (float2)(mr[(j0 + jj) * m_col], mr[(j0 + jj + 1) * m_col]);
+            s[jj] = a.x;
+            s[jj + 1] = a.y;
+            /* fmax drops a NaN: keep it, so that NaN scores give NaN as the composite does */
+            bm = isnan(a.x) || isnan(bm) ? a.x + bm : fmax(bm, a.x);
+            bm = isnan(a.y) || isnan(bm) ? a.y + bm : fmax(bm, a.y);
+        }
+        for (; jj < nb; ++jj) {
             float a = dot_row(qv, kb + (j0 + jj) * ks.w, D);
             if (has_mask) a += mr[(j0 + jj) * m_col];
             s[jj] = a;
-            bm = isnan(a) ? a : fmax(bm, a);
+            bm = isnan(a) || isnan(bm) ? a + bm : fmax(bm, a);
         }
         if (bm == -INFINITY) continue; /* every key of the block masked */
         float mn = isnan(bm) ? bm : fmax(m, bm);
         float c = exp(m - mn); /* 0 on the first block (m = -inf) */
         l *= c;
         for (int d = 0; d < Dv; ++d) acc[d] *= c;
-        for (int jj = 0; jj < nb; ++jj) {
+        for (jj = 0; jj + 2 <= nb; jj += 2) {
+            __global const float *v0 = vb + (j0 + jj) * vs.w;
+            float2 p = exp((float2)(s[jj], s[jj + 1]) - mn);
+            l += p.x + p.y;
+            axpy2_row(acc, p.x, v0, p.y, v0 + vs.w, Dv);
+        }
+        for (; jj < nb; ++jj) {
             float p = exp(s[jj] - mn);
             l += p;
             axpy_row(acc, p, vb + (j0 + jj) * vs.w, Dv);
@@ -137,7 +180,7 @@ __kernel void attention_fwd_tiles(__global float *out, int o_off, int l_off,
             for (int d = 0; d < ATT_DMAX; ++d) a = fma(qv[d], kt[jj * ATT_DMAX + d], a);
             if (has_mask) a += mr[(j0 + jj) * m_col];
             s[jj] = a;
-            bm = isnan(a) ? a : fmax(bm, a);
+            bm = isnan(a) || isnan(bm) ? a + bm : fmax(bm, a);
         }
         if (bm == -INFINITY) continue;
         float mn = isnan(bm) ? bm : fmax(m, bm);
@@ -193,7 +236,17 @@ __kernel void attention_bwd_q_rows(__global float *out, int dq_off, int di_off,
     }
     float li = lse[l_off + row];
     int jend = key_end(i, T, S, causal);
-    for (int j = 0; j < jend; ++j) {
+    int j = 0;
+    for (; j + 2 <= jend; j += 2) {
+        __global const float *k0 = kb + j * ks.w, *k1 = k0 + ks.w;
+        __global const float *v0 = vb + j * vs.w;
+        float2 a = dot2_row(qv, k0, k1, D);
+        if (has_mask) a += (float2)(mr[j * m_col], mr[(j + 1) * m_col]);
+        float2 p = exp(a - li);
+        float2 ds = p * (dot2_row(gv, v0, v0 + vs.w, Dv) - di);
+        axpy2_row(dq, ds.x, k0, ds.y, k1, D);
+    }
+    for (; j < jend; ++j) {
         __global const float *kr = kb + j * ks.w;
         float a = dot_row(qv, kr, D);
         if (has_mask) a += mr[j * m_col];
@@ -291,7 +344,18 @@ __kernel void attention_bwd_kv_rows(__global float *out, int dk_off, int dv_off,
         dv[d] = 0.0f;
     }
     int i0 = causal ? max(0, j - (S - T)) : 0;
-    for (int i = i0; i < T; ++i) {
+    int i = i0;
+    for (; i + 2 <= T; i += 2) {
+        __global const float *q0 = qb + i * qs.w, *q1 = q0 + qs.w;
+        __global const float *g0 = gb + i * gs.w, *g1 = g0 + gs.w;
+        float2 a = dot2_row(kv, q0, q1, D);
+        if (has_mask) a += (float2)(mc[i * ms.w], mc[(i + 1) * ms.w]);
+        float2 p = exp(a - (float2)(lb[i], lb[i + 1]));
+        axpy2_row(dv, p.x, g0, p.y, g1, Dv);
+        float2 ds = p * (dot2_row(vv, g0, g1, Dv) - (float2)(db[i], db[i + 1]));
+        axpy2_row(dk, ds.x, q0, ds.y, q1, D);
+    }
+    for (; i < T; ++i) {
         __global const float *qr = qb + i * qs.w, *gr = gb + i * gs.w;
         float a = dot_row(kv, qr, D);
         if (has_mask) a += mc[i * ms.w];
