@@ -147,6 +147,34 @@ clg_tensor *clg_rand_truncated_normal(clg_graph *g, int ndim, const int64_t *sha
  * With training false (or p == 0) it returns x unchanged. */
 clg_tensor *clg_dropout(clg_graph *g, clg_tensor *x, float p, bool training, uint64_t seed);
 
+/* ---- Sequences: gathers along an axis, masks, scans, sampling ---- */
+/* out[..., j, ...] = x[..., index[..., j, ...], ...] along axis (numpy's take_along_axis,
+ * torch.gather): index is i32 of x's rank, its extent along axis free, the other dims equal
+ * to x's or 1 (broadcast). Out-of-range indices read 0. The gradient scatter-adds into x's
+ * shape, duplicates accumulating, deterministically (no atomics). */
+clg_tensor *clg_take_along_axis(clg_graph *g, clg_tensor *x, clg_tensor *index, int axis);
+/* x[..., i, j] where j <= i + diagonal, else 0, over the last two dims. */
+clg_tensor *clg_tril(clg_graph *g, clg_tensor *x, int64_t diagonal);
+/* The f32 [T, S] additive causal mask: 0 where j <= i + (S - T), -INFINITY elsewhere
+ * (computed on the device where it is used; no gradient). */
+clg_tensor *clg_causal_mask(clg_graph *g, int64_t T, int64_t S);
+/* Running sums of f32 x along axis: inclusive (out[i] = x[0] + ... + x[i]) or exclusive
+ * (from 0, up to x[i - 1]); reverse sums from the end. */
+clg_tensor *clg_cumsum(clg_graph *g, clg_tensor *x, int axis, bool exclusive, bool reverse);
+/* One index (i32) per row of f32 logits [..., V], shape [..., 1] (ready for
+ * clg_take_along_axis), drawn on the device from softmax(logits / temperature) restricted to
+ * the top_k largest logits (0: all V; ties at the cut: the lower index). temperature > 0.
+ * Each run draws afresh (the run counter of the random ops); seed fixes the stream. No
+ * gradient. */
+clg_tensor *clg_multinomial(clg_graph *g, clg_tensor *logits, float temperature, int64_t top_k,
+                            uint64_t seed);
+/* The k largest values of f32 x along the last axis in descending order (ties: the lower
+ * index first; NaN counts as the largest) and their indices (i32), both [..., k]. values
+ * carries a gradient to the chosen elements. On error the graph is poisoned and both hold
+ * its poison. */
+clg_status clg_topk(clg_graph *g, clg_tensor *x, int64_t k, clg_tensor **values,
+                    clg_tensor **indices);
+
 /* ---- Side effects ---- */
 /* Every run of every plan of g writes value into target (same shape and dtype), e.g.
  * batch norm's running statistics or a target network's soft update. The write happens at

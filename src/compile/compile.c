@@ -59,6 +59,13 @@ clg_status clg_lower_kernel_every(clg_lowering *lw, cl_kernel k, cl_uint work_di
     return st;
 }
 
+clg_status clg_lower_kernel_random(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
+                                   const size_t *global, const size_t *local, const char *label,
+                                   int counter_arg) {
+    lw->c->plan->uses_rng = true;
+    return clg_plan_add_kernel(lw->c->plan, k, work_dim, global, local, label, counter_arg);
+}
+
 clg_status clg_lower_buffer(clg_lowering *lw, size_t bytes, const char *what, cl_mem *out) {
     return clg_plan_own_buffer(lw->c->plan, bytes, what, out);
 }

@@ -33,6 +33,11 @@ clg_status clg_lower_kernel(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
 clg_status clg_lower_kernel_every(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
                                   const size_t *global, const size_t *local, const char *label,
                                   uint32_t every, uint32_t phase);
+/* The same for a kernel that draws random numbers: before each run, arguments counter_arg and
+ * counter_arg + 1 get the run counter (low, high words), as in generated random kernels. */
+clg_status clg_lower_kernel_random(clg_lowering *lw, cl_kernel k, cl_uint work_dim,
+                                   const size_t *global, const size_t *local, const char *label,
+                                   int counter_arg);
 /* A device buffer that lives as long as the plan (scratch, accumulated gradients). */
 clg_status clg_lower_buffer(clg_lowering *lw, size_t bytes, const char *what, cl_mem *out);
 /* A callback run before each run's steps are queued, given the number of earlier runs (to set

@@ -1,5 +1,6 @@
 /* Indexing ops: index_select / embedding (gather along an axis), scatter_add (its adjoint,
- * deterministic), one_hot and arange. Kernels in cl/gather.cl. */
+ * deterministic), take_along_axis (a per-line gather: Q(s, a), top-k values) and its
+ * deterministic adjoint, one_hot and arange. Kernels in cl/gather.cl. */
 #include <string.h>
 
 #include "compile/codegen.h"
@@ -16,6 +17,12 @@ static clg_status lower_scatter_add(clg_lowering *lw, clg_tensor *node, const cl
                                     const clg_operand *out);
 static void emit_arange(clg_codegen *cg, const clg_tensor *node, const char *const *operands,
                         char *out, size_t size);
+static void bw_take_along(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static void bw_take_along_backward(clg_graph *g, clg_tensor *node, clg_tensor *gout);
+static clg_status lower_take_along(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                   const clg_operand *out);
+static clg_status lower_take_along_backward(clg_lowering *lw, clg_tensor *node,
+                                            const clg_operand *in, const clg_operand *out);
 
 /* attrs.axis */
 static const clg_op_info op_index_select = {.name = "index_select", .kind = CLG_KIND_KERNEL,
@@ -27,6 +34,15 @@ static const clg_op_info op_scatter_add = {.name = "scatter_add", .kind = CLG_KI
                                            .lower = lower_scatter_add};
 static const clg_op_info op_arange = {.name = "arange", .kind = CLG_KIND_ELEMENTWISE,
                                       .emit = emit_arange};
+/* (x, index) of one shape but along attrs.axis (broadcasts are views by then) */
+static const clg_op_info op_take_along = {.name = "take_along_axis", .kind = CLG_KIND_KERNEL,
+                                          .backward = bw_take_along,
+                                          .lower = lower_take_along};
+/* (gout, index) -> dx of x's shape, attrs.axis */
+static const clg_op_info op_take_along_backward = {.name = "take_along_axis_backward",
+                                                   .kind = CLG_KIND_KERNEL,
+                                                   .backward = bw_take_along_backward,
+                                                   .lower = lower_take_along_backward};
 
 static clg_tensor *dense(clg_graph *g, clg_tensor *x) {
     return clg_is_contiguous(x) ? x : clg_contiguous(g, x);
@@ -183,4 +199,156 @@ clg_tensor *clg_one_hot(clg_graph *g, clg_tensor *index, int64_t classes) {
         return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "one_hot: %lld classes",
                               (long long)classes);
     return clg_eq(g, clg_unsqueeze(g, index, -1), clg_arange(g, classes, CLG_I32));
+}
+
+/* ---- take_along_axis ---- */
+
+clg_tensor *clg_take_along_axis(clg_graph *g, clg_tensor *x, clg_tensor *index, int axis) {
+    CLG_GUARD(g, "take_along_axis", 2, x, index);
+    char sx[200], si[200];
+    clg_shape_str(x->ndim, x->shape, sx, sizeof sx);
+    clg_shape_str(index->ndim, index->shape, si, sizeof si);
+    int a;
+    if (!clg_norm_axis(axis, x->ndim, &a))
+        return clg_graph_fail(g, CLG_ERR_SHAPE,
+                              "take_along_axis: axis %d out of range for x %s (rank %d)", axis, sx,
+                              x->ndim);
+    if (index->dtype != CLG_I32)
+        return clg_graph_fail(g, CLG_ERR_DTYPE, "take_along_axis: index %s must be i32, got %s",
+                              si, clg_dtype_name(index->dtype));
+    if (index->ndim != x->ndim)
+        return clg_graph_fail(g, CLG_ERR_SHAPE,
+                              "take_along_axis: index %s must have the rank of x %s", si, sx);
+    /* x and index broadcast against each other outside the axis (NumPy's rule) */
+    int64_t xs[CLG_MAX_DIMS], shape[CLG_MAX_DIMS];
+    for (int d = 0; d < x->ndim; ++d) {
+        int64_t n = x->shape[d], m = index->shape[d];
+        if (d == a) {
+            xs[d] = n;
+            shape[d] = m;
+        } else if (n == m || n == 1 || m == 1) {
+            xs[d] = shape[d] = n > m ? n : m;
+        } else {
+            return clg_graph_fail(g, CLG_ERR_SHAPE,
+                                  "take_along_axis: index %s does not match x %s outside axis %d",
+                                  si, sx, a);
+        }
+    }
+    clg_tensor *ins[2] = {clg_broadcast_to(g, x, x->ndim, xs),
+                          clg_broadcast_to(g, index, x->ndim, shape)};
+    clg_tensor *t = clg_kernel_node(g, &op_take_along, x->dtype, x->ndim, shape, 2, ins);
+    if (t != g->poison) t->attrs = (clg_attrs){.kind = CLG_ATTRS_AXIS, .axis = {a}};
+    return t;
+}
+
+static void bw_take_along(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_tensor *x = node->in[0];
+    if (x->dtype != CLG_F32) return;
+    clg_tensor *ins[2] = {gout, node->in[1]};
+    clg_tensor *dx = clg_kernel_node(g, &op_take_along_backward, CLG_F32, x->ndim, x->shape, 2, ins);
+    if (dx == g->poison) return;
+    dx->attrs = node->attrs;
+    clg_grad_accumulate(g, x, dx);
+}
+
+/* The adjoint of a scatter along an axis is the gather along it. */
+static void bw_take_along_backward(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
+    clg_grad_accumulate(g, node->in[0],
+                        clg_take_along_axis(g, gout, node->in[1], node->attrs.axis.axis));
+}
+
+/* o's shape and strides as int8 (unused leading dims of size 1 and stride 0), with the
+ * stride of axis a taken out into *sa (and zeroed) when sa is given. */
+static void pack8(const clg_operand *o, int a, cl_int8 *shape, cl_int8 *st, cl_int *sa) {
+    int lead = 8 - o->ndim;
+    for (int p = 0; p < 8; ++p) {
+        int d = p - lead;
+        shape->s[p] = d < 0 ? 1 : (cl_int)o->shape[d];
+        st->s[p] = d < 0 ? 0 : (cl_int)o->strides[d];
+    }
+    if (sa) {
+        *sa = st->s[lead + a];
+        st->s[lead + a] = 0;
+    }
+}
+
+static clg_status lower_take_along(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
+                                   const clg_operand *out) {
+    int a = node->attrs.axis.axis;
+    cl_int8 shape, xst, ist, unused;
+    cl_int xsa;
+    pack8(out, a, &shape, &unused, NULL);
+    pack8(&in[0], a, &unused, &xst, &xsa);
+    pack8(&in[1], a, &unused, &ist, NULL);
+    int64_t n = clg_shape_numel(out->ndim, out->shape);
+    cl_kernel k;
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "gather", "take_along_axis", &k);
+    if (st != CLG_OK) return st;
+    clg_args args = clg_args_begin(k);
+    clg_arg_mem(&args, out->mem);
+    clg_arg_int(&args, out->offset);
+    clg_arg_int(&args, n);
+    clg_arg_raw(&args, sizeof shape, &shape);
+    clg_arg_int(&args, 8 - out->ndim + a);
+    clg_arg_mem(&args, in[0].mem);
+    clg_arg_int(&args, in[0].offset);
+    clg_arg_raw(&args, sizeof xst, &xst);
+    clg_arg_int(&args, xsa);
+    clg_arg_int(&args, in[0].shape[a]);
+    clg_arg_mem(&args, in[1].mem);
+    clg_arg_int(&args, in[1].offset);
+    clg_arg_raw(&args, sizeof ist, &ist);
+    size_t global = ((size_t)n + 63) / 64 * 64, local = 64;
+    return clg_lower_args(lw, &args, 1, &global, &local, "take_along_axis");
+}
+
+/* Up to this many indices per line the adjoint sums per element of dx in one kernel (Q(s, a)
+ * has one); beyond, it zeroes dx and walks each line's indices once (top-k's gradient over a
+ * vocabulary: 40 indices into 65536 per row), the same sums in the same order. */
+#define TAKE_ALONG_PER_ELEMENT_MAX 8
+
+static clg_status lower_take_along_backward(clg_lowering *lw, clg_tensor *node,
+                                            const clg_operand *in, const clg_operand *out) {
+    int a = node->attrs.axis.axis, pa = 8 - out->ndim + a;
+    const clg_operand *gout = &in[0], *index = &in[1];
+    int64_t count = gout->shape[a];
+    bool lines = count > TAKE_ALONG_PER_ELEMENT_MAX;
+    cl_int8 shape, gst, ist, ost, unused;
+    cl_int gsa, isa, osa;
+    pack8(out, a, &shape, &ost, &osa);
+    pack8(gout, a, &unused, &gst, &gsa);
+    pack8(index, a, &unused, &ist, &isa);
+    int64_t n = clg_shape_numel(out->ndim, out->shape);
+    if (lines) {
+        clg_status st = clg_lower_fill(lw, out, 0.0f);
+        if (st != CLG_OK) return st;
+        n /= out->shape[a];
+        shape.s[pa] = 1;
+    }
+    const char *name = lines ? "take_along_axis_backward_lines" : "take_along_axis_backward";
+    cl_kernel k;
+    clg_status st = clg_kernel_new(clg_lowering_context(lw), "gather", name, &k);
+    if (st != CLG_OK) return st;
+    clg_args args = clg_args_begin(k);
+    clg_arg_mem(&args, out->mem);
+    clg_arg_int(&args, out->offset);
+    clg_arg_int(&args, n);
+    clg_arg_raw(&args, sizeof shape, &shape);
+    clg_arg_int(&args, pa);
+    if (lines) {
+        clg_arg_raw(&args, sizeof ost, &ost);
+        clg_arg_int(&args, osa);
+        clg_arg_int(&args, out->shape[a]);
+    }
+    clg_arg_mem(&args, gout->mem);
+    clg_arg_int(&args, gout->offset);
+    clg_arg_raw(&args, sizeof gst, &gst);
+    clg_arg_int(&args, gsa);
+    clg_arg_int(&args, count);
+    clg_arg_mem(&args, index->mem);
+    clg_arg_int(&args, index->offset);
+    clg_arg_raw(&args, sizeof ist, &ist);
+    clg_arg_int(&args, isa);
+    size_t global = ((size_t)n + 63) / 64 * 64, local = 64;
+    return clg_lower_args(lw, &args, 1, &global, &local, name);
 }
