@@ -393,7 +393,8 @@ START_TEST(cumsum_forward) {
             outs[a][m] = clg_cumsum(g, x, a, m & 1, m & 2);
             clg_assert_ok(clg_graph_output(g, outs[a][m]));
         }
-    /* a long axis, few lines and many; a transposed view (axis 0 of it is x's last) */
+    /* a long axis: few lines (a work-group each) and many (a work-item each, on a CPU device);
+     * a transposed view (axis 0 of it is x's last) */
     const int64_t ls[2] = {3, 5000};
     float *lv = rand_f(15000, -1, 1, 9);
     clg_tensor *lx = clg_input(g, "long", CLG_F32, 2, ls);
@@ -402,8 +403,8 @@ START_TEST(cumsum_forward) {
         lo[m] = clg_cumsum(g, lx, -1, m & 1, m & 2);
         clg_assert_ok(clg_graph_output(g, lo[m]));
     }
-    const int64_t ms[2] = {5000, 7};
-    float *mv = rand_f(35000, -1, 1, 10);
+    const int64_t ms[2] = {5000, 40};
+    float *mv = rand_f(200000, -1, 1, 10);
     clg_tensor *mx = clg_input(g, "many", CLG_F32, 2, ms);
     clg_tensor *mo = clg_cumsum(g, mx, 0, false, true);
     clg_assert_ok(clg_graph_output(g, mo));
@@ -415,7 +416,7 @@ START_TEST(cumsum_forward) {
     write_t(p, lx, lv);
     write_t(p, mx, mv);
     clg_assert_ok(clg_plan_run(p));
-    float *got = malloc(35000 * sizeof *got);
+    float *got = malloc(200000 * sizeof *got);
     char what[80];
     for (int a = 0; a < 3; ++a)
         for (int m = 0; m < 4; ++m) {
@@ -431,7 +432,7 @@ START_TEST(cumsum_forward) {
         check_cumsum(got, lv, 2, ls, 1, m & 1, m & 2, what);
     }
     read_f(p, mo, got);
-    check_cumsum(got, mv, 2, ms, 0, false, true, "cumsum [5000, 7] axis 0 reverse");
+    check_cumsum(got, mv, 2, ms, 0, false, true, "cumsum [5000, 40] axis 0 reverse");
     /* the transpose [5, 4, 3] of x, exclusive along its axis 0 */
     float xtv[60];
     for (int a = 0; a < 3; ++a)

@@ -1,11 +1,13 @@
 /* Sequence ops: tril and the causal mask (elementwise, from each element's linear index, so
  * they fuse into the kernels around them and the mask takes no memory of its own), and cumsum
- * (one kernel per pass, cl/scan.cl; its backward is the reversed scan). */
+ * (one kernel, cl/scan.cl: a work-item per line, or a work-group per line when the lines are
+ * few and long; its backward is the reversed scan). */
 #include <math.h>
 #include <string.h>
 
 #include "compile/codegen.h"
 #include "compile/lowering.h"
+#include "core/context.h"
 #include "core/program.h"
 #include "graph/graph_internal.h"
 #include "ops/node.h"
@@ -126,8 +128,32 @@ static void pack_lines(const clg_operand *o, int a, cl_int8 *shape, cl_int8 *st,
     *sa = (cl_int)o->strides[a];
 }
 
+/* Lines at or above which each gets one work-item; below, on lines of at least GROUP_MIN_LEN
+ * elements, each gets a work-group. A CPU device runs a work-item's loop at full speed, so it
+ * keeps to one per line unless the lines cannot occupy its cores at all. */
+#define GROUP_MAX_LINES_GPU 4096
+#define GROUP_MAX_LINES_CPU 16
+#define GROUP_MIN_LEN 512
+#define GROUP_MAX_LOCAL 256
+
+/* The largest power of two the device and kernel allow, at most GROUP_MAX_LOCAL. */
+static size_t group_size(clg_context *ctx, cl_kernel k) {
+    size_t lim = GROUP_MAX_LOCAL, kmax = 0;
+    if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < lim)
+        lim = ctx->info.max_work_group_size;
+    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax,
+                                 NULL) == CL_SUCCESS &&
+        kmax && kmax < lim)
+        lim = kmax;
+    size_t l = 1;
+    while (l * 2 <= lim)
+        l *= 2;
+    return l;
+}
+
 static clg_status lower_cumsum(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out) {
+    clg_context *ctx = clg_lowering_context(lw);
     const clg_attr_scan *s = &node->attrs.scan;
     int a = s->axis;
     cl_int8 shape, ost, xst;
@@ -135,13 +161,16 @@ static clg_status lower_cumsum(clg_lowering *lw, clg_tensor *node, const clg_ope
     pack_lines(out, a, &shape, &ost, &osa);
     pack_lines(&in[0], a, &shape, &xst, &xsa);
     int64_t len = out->shape[a], lines = clg_shape_numel(out->ndim, out->shape) / len;
+    int64_t max_lines = clg_long_work_items(ctx) ? GROUP_MAX_LINES_CPU : GROUP_MAX_LINES_GPU;
+    bool group = len >= GROUP_MIN_LEN && lines < max_lines;
+    const char *name = group ? "cumsum_group" : "cumsum";
     cl_kernel k;
-    clg_status st = clg_kernel_new(clg_lowering_context(lw), "scan", "cumsum", &k);
+    clg_status st = clg_kernel_new(ctx, "scan", name, &k);
     if (st != CLG_OK) return st;
     clg_args args = clg_args_begin(k);
     clg_arg_mem(&args, out->mem);
     clg_arg_int(&args, out->offset);
-    clg_arg_int(&args, lines);
+    if (!group) clg_arg_int(&args, lines);
     clg_arg_raw(&args, sizeof shape, &shape);
     clg_arg_raw(&args, sizeof ost, &ost);
     clg_arg_int(&args, osa);
@@ -152,6 +181,7 @@ static clg_status lower_cumsum(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&args, len);
     clg_arg_int(&args, s->exclusive);
     clg_arg_int(&args, s->reverse);
-    size_t global = ((size_t)lines + 63) / 64 * 64, local = 64;
-    return clg_lower_args(lw, &args, 1, &global, &local, "cumsum");
+    size_t local = group ? group_size(ctx, k) : 64;
+    size_t global = group ? (size_t)lines * local : ((size_t)lines + 63) / 64 * 64;
+    return clg_lower_args(lw, &args, 1, &global, &local, name);
 }
