@@ -145,8 +145,9 @@ __kernel void multinomial(__global int *out, int out_off, __global const float *
         uint4 r = clg_philox((uint4)((uint)row, stream, run_lo, run_hi), (uint2)(key_lo, key_hi));
         fsh[0] = acc;
         fsh[1] = fmin(clg_u01(r.x) * acc, nextafter(acc, 0.0f));
+        out[out_off + row] = -1; /* stays when a NaN makes every comparison below false */
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     const float off = part[lid], target = fsh[1];
     const float next = lid + 1 < L ? part[lid + 1] : fsh[0];
     if (off <= target && target < next) {

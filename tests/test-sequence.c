@@ -800,6 +800,40 @@ START_TEST(multinomial_runs_and_seeds) {
 }
 END_TEST
 
+/* Rows a mask or a bad value leaves odd: all -INFINITY draws uniformly, one finite logit among
+ * -INFINITY always draws it, a NaN gives -1. */
+START_TEST(multinomial_edge_rows) {
+    clg_graph *g = clg_graph_new(clg_test_context());
+    clg_tensor *l = clg_input(g, "l", CLG_F32, 2, S(3, 4));
+    clg_tensor *d = clg_multinomial(g, l, 1.0f, 0, 5);
+    clg_tensor *d2 = clg_multinomial(g, l, 0.5f, 2, 6);
+    clg_assert_ok(clg_graph_output(g, d));
+    clg_assert_ok(clg_graph_output(g, d2));
+    clg_plan *p;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    const float lv[12] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, 5.0f,
+                          -INFINITY, -INFINITY, 0.0f,      NAN,       1.0f,      2.0f};
+    write_t(p, l, lv);
+    int seen[4] = {0};
+    for (int run = 0; run < 40; ++run) {
+        int32_t got[3], got2[3];
+        clg_assert_ok(clg_plan_run(p));
+        read_i(p, d, got);
+        read_i(p, d2, got2);
+        ck_assert_msg(got[0] >= 0 && got[0] < 4, "all -inf row drew %d", got[0]);
+        seen[got[0]]++;
+        ck_assert_msg(got2[0] >= 0 && got2[0] < 2, "all -inf row, top_k 2, drew %d", got2[0]);
+        ck_assert_int_eq(got[1], 1);
+        ck_assert_int_eq(got2[1], 1);
+        ck_assert_int_eq(got[2], -1);
+        ck_assert_int_eq(got2[2], -1); /* NaN counts as the largest: it is kept */
+    }
+    for (int i = 0; i < 4; ++i)
+        ck_assert_msg(seen[i] > 0, "all -inf row never drew %d in 40 runs", i);
+    clg_graph_free(g);
+}
+END_TEST
+
 START_TEST(multinomial_errors) {
     clg_graph *g = clg_graph_new(clg_test_context());
     clg_tensor *l = clg_input(g, "l", CLG_F32, 2, S(2, 5));
@@ -838,6 +872,7 @@ int main(void) {
     add_case(s, "topk_gradient", topk_gradient);
     add_case(s, "multinomial_distribution", multinomial_distribution);
     add_case(s, "multinomial_runs_and_seeds", multinomial_runs_and_seeds);
+    add_case(s, "multinomial_edge_rows", multinomial_edge_rows);
     add_case(s, "multinomial_errors", multinomial_errors);
     return clg_test_run(s);
 }

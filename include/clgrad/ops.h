@@ -164,13 +164,14 @@ clg_tensor *clg_cumsum(clg_graph *g, clg_tensor *x, int axis, bool exclusive, bo
 /* One index (i32) per row of f32 logits [..., V], shape [..., 1] (ready for
  * clg_take_along_axis), drawn on the device from softmax(logits / temperature) restricted to
  * the top_k largest logits (0: all V; ties at the cut: the lower index). temperature > 0.
- * Each run draws afresh (the run counter of the random ops); seed fixes the stream. No
- * gradient. */
+ * Each run draws afresh (the run counter of the random ops); seed fixes the stream. A row
+ * whose kept logits include NaN gives -1. No gradient. */
 clg_tensor *clg_multinomial(clg_graph *g, clg_tensor *logits, float temperature, int64_t top_k,
                             uint64_t seed);
 /* The k largest values of f32 x along the last axis in descending order (ties: the lower
  * index first; NaN counts as the largest) and their indices (i32), both [..., k]. values
- * carries a gradient to the chosen elements. On error the graph is poisoned and both hold
+ * carries a gradient to the chosen elements. Ordering the k chosen costs k^2 comparisons per
+ * row: meant for k well below the row's length. On error the graph is poisoned and both hold
  * its poison. */
 clg_status clg_topk(clg_graph *g, clg_tensor *x, int64_t k, clg_tensor **values,
                     clg_tensor **indices);
