@@ -203,13 +203,15 @@ END_TEST
 START_TEST(take_along_gradient) {
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
-    clg_gc_input in[3];
-    const int64_t s0[2] = {3, 4}, s1[2] = {5, 3}, s2[2] = {2, 5};
+    clg_gc_input in[4];
+    const int64_t s0[2] = {3, 4}, s1[2] = {5, 3}, s2[2] = {2, 5}, s3[2] = {1, 4};
     in[0] = (clg_gc_input){clg_input(g, "a", CLG_F32, 2, s0), rand_f(12, -1, 1, 41), "axis 1 x"};
     in[1] = (clg_gc_input){clg_input(g, "b", CLG_F32, 2, s1), rand_f(15, -1, 1, 42), "axis 0 x"};
     in[2] = (clg_gc_input){clg_input(g, "c", CLG_F32, 2, s2), rand_f(10, -1, 1, 43),
                            "axis 1 x, 12 per line"};
-    clg_gc_require(in, 3);
+    in[3] = (clg_gc_input){clg_input(g, "d", CLG_F32, 2, s3), rand_f(4, -1, 1, 44),
+                           "x [1, 4] broadcast over the index's 3 rows"};
+    clg_gc_require(in, 4);
     const int32_t i0[] = {1, 1, 3, -1, 0, 2, 2, 2, 3, 3, 0, 4, 1, 0, 1, 0, 0, 0};
     const int32_t i1[] = {4, 0, 4, 4, 1, 0, 7, 2, 2, 0, 0, 0};
     const int32_t i2[] = {0, 4, 4, 1, 4, 0, 2, 2, 9, 4, 3, 4, 1, 1, 1, 1, 1, 1, 0, 0, 3, 3, 2, -5};
@@ -217,23 +219,27 @@ START_TEST(take_along_gradient) {
     clg_tensor *y1 = clg_take_along_axis(g, in[1].tensor, clg_constant(g, CLG_I32, ND(4, 3), i1), 0);
     clg_tensor *y2 =
         clg_take_along_axis(g, in[2].tensor, clg_constant(g, CLG_I32, ND(2, 12), i2), 1);
+    const int32_t i3[] = {3, 3, 0, 1, 2, 3};
+    clg_tensor *y3 = clg_take_along_axis(g, in[3].tensor, clg_constant(g, CLG_I32, ND(3, 2), i3), 1);
     clg_tensor *loss = clg_add(g, clg_add(g, clg_gc_weighted_sum(g, y0, 1),
                                           clg_gc_weighted_sum(g, y1, 2)),
                                clg_gc_weighted_sum(g, y2, 3));
-    clg_gradcheck(g, loss, in, 3, 0.25f, 2e-3f, 1e-3f);
+    /* a plain sum: the gradient arriving is a broadcast scalar */
+    loss = clg_add(g, loss, clg_sum(g, y3, 0, NULL, false));
+    clg_gradcheck(g, loss, in, 4, 0.25f, 2e-3f, 1e-3f);
 
     /* determinism: the same plan twice gives the same bits */
     clg_plan *p;
     clg_assert_ok(clg_graph_compile(g, NULL, &p));
     float first[10], again[10];
-    for (int i = 0; i < 3; ++i)
+    for (int i = 0; i < 4; ++i)
         write_t(p, in[i].tensor, in[i].values);
     clg_assert_ok(clg_plan_run(p));
     read_f(p, clg_grad(g, in[2].tensor), first);
     clg_assert_ok(clg_plan_run(p));
     read_f(p, clg_grad(g, in[2].tensor), again);
     ck_assert_msg(memcmp(first, again, sizeof first) == 0, "two runs' gradients differ");
-    for (int i = 0; i < 3; ++i)
+    for (int i = 0; i < 4; ++i)
         free(in[i].values);
     clg_graph_free(g);
 }
