@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/context.h"         /* the context's run counter (rng_offset) */
 #include "gradcheck.h"
+#include "graph/graph_internal.h" /* a multinomial node's stream is its id */
 #include "harness.h"
 
 #define S(...) ((const int64_t[]){__VA_ARGS__})
@@ -840,6 +842,75 @@ START_TEST(multinomial_edge_rows) {
 }
 END_TEST
 
+/* Philox-4x32-10 as test-random writes it from its definition. */
+static void philox(uint32_t c[4], uint32_t k0, uint32_t k1) {
+    for (int round = 0; round < 10; ++round) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c[0], p1 = (uint64_t)0xCD9E8D57u * c[2];
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
+        c[0] = n0;
+        c[1] = (uint32_t)p1;
+        c[2] = n2;
+        c[3] = (uint32_t)p0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+}
+
+/* The draw of row r is the first index whose running probability passes u, u the top 24 bits
+ * of word 0 of Philox((r, node id, run low, run high), seed) times 2^-24: checked against
+ * that in double on two runs (a draw within 1e-5 of a boundary may fall either way; the wrong
+ * counter, stream or seed agrees on about half the rows). */
+START_TEST(multinomial_stream) {
+    clg_context *ctx = clg_test_context();
+    clg_graph *g = clg_graph_new(ctx);
+    const int rows = 500;
+    const uint64_t seed = 0xFEEDFACE12345678ull;
+    clg_tensor *l = clg_input(g, "l", CLG_F32, 2, S(rows, MN_V));
+    clg_tensor *d = clg_multinomial(g, l, 0.7f, 0, seed);
+    clg_assert_ok(clg_graph_output(g, d));
+    clg_plan *p;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    float *lv = malloc((size_t)rows * MN_V * sizeof *lv);
+    for (int r = 0; r < rows; ++r)
+        memcpy(lv + r * MN_V, mn_logits, sizeof mn_logits);
+    write_t(p, l, lv);
+    double prob[MN_V];
+    softmax_ref(mn_logits, MN_V, 0.7, 0, prob);
+    int32_t *got = malloc((size_t)rows * sizeof *got);
+    for (int run = 0; run < 2; ++run) {
+        uint64_t ctr = ctx->rng_offset;
+        clg_assert_ok(clg_plan_run(p));
+        ck_assert_msg(ctx->rng_offset == ctr + 1, "a run advanced the counter by %llu",
+                      (unsigned long long)(ctx->rng_offset - ctr));
+        read_i(p, d, got);
+        int off = 0;
+        for (int r = 0; r < rows; ++r) {
+            uint32_t c[4] = {(uint32_t)r, (uint32_t)d->id, (uint32_t)ctr, (uint32_t)(ctr >> 32)};
+            philox(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+            double u = (double)(c[0] >> 8) / 16777216.0, acc = 0;
+            int want = MN_V - 1, near = 0;
+            for (int i = 0; i < MN_V; ++i) {
+                acc += prob[i];
+                near |= fabs(acc - u) < 1e-5;
+                if (acc > u) {
+                    want = i;
+                    break;
+                }
+            }
+            if (got[r] != want) {
+                ck_assert_msg(near, "row %d (run %d) drew %d, Philox says %d (u = %.7f)", r, run,
+                              got[r], want, u);
+                off++;
+            }
+        }
+        ck_assert_int_le(off, 2);
+    }
+    free(lv);
+    free(got);
+    clg_graph_free(g);
+}
+END_TEST
+
 START_TEST(multinomial_errors) {
     clg_graph *g = clg_graph_new(clg_test_context());
     clg_tensor *l = clg_input(g, "l", CLG_F32, 2, S(2, 5));
@@ -878,6 +949,7 @@ int main(void) {
     add_case(s, "topk_gradient", topk_gradient);
     add_case(s, "multinomial_distribution", multinomial_distribution);
     add_case(s, "multinomial_runs_and_seeds", multinomial_runs_and_seeds);
+    add_case(s, "multinomial_stream", multinomial_stream);
     add_case(s, "multinomial_edge_rows", multinomial_edge_rows);
     add_case(s, "multinomial_errors", multinomial_errors);
     return clg_test_run(s);
