@@ -98,23 +98,15 @@ float clg_sample_weight(float v, int i, float m, float inv_t, uint tkey, int cut
     return v == m ? 1.0f : exp((v - m) * inv_t);
 }
 
-/* out[row] = an index drawn from softmax(x[row] / T) over the row's top k. The shares' sums
- * are scanned in order by one work-item, the draw u * total picks the share whose interval
- * holds it, and that share's work-item finds the element, adding in the order it summed. */
-__kernel void multinomial(__global int *out, int out_off, __global const float *x, int x_off,
-                          int8 shape, int8 st, int xs, int n, int k, float inv_t, uint stream,
-                          uint key_lo, uint key_hi, uint run_lo, uint run_hi) {
-    __local int hist[256];
-    __local int cnt[CLG_SAMPLE_MAX_LOCAL];
-    __local float part[CLG_SAMPLE_MAX_LOCAL];
-    __local uint sh[4];
-    __local float fsh[2];
+/* out[row] = an index drawn from softmax(x[row] / T) over the elements the cut (tkey, cut)
+ * keeps. The shares' sums are scanned in order by one work-item, the draw u * total picks the
+ * share whose interval holds it, and that share's work-item finds the element, adding in the
+ * order it summed. Called by the whole group, after the row's xo is known. */
+void clg_multinomial_row(__global int *out, int out_off, __global const float *x, int xo,
+                         int xs, int n, uint tkey, int cut, float inv_t, uint stream,
+                         uint key_lo, uint key_hi, uint run_lo, uint run_hi, __local float *part,
+                         __local float *fsh) {
     const int row = get_group_id(0), lid = get_local_id(0), L = get_local_size(0);
-    const int xo = x_off + clg_sample_row(row, shape, st);
-    clg_topk_cut(x, xo, xs, n, k, hist, cnt, sh);
-    const uint tkey = sh[0];
-    const int cut = (int)sh[1];
-
     float m = -INFINITY;
     for (int i = lid; i < n; i += L)
         m = fmax(m, x[xo + i * xs]);
@@ -161,6 +153,34 @@ __kernel void multinomial(__global int *out, int out_off, __global const float *
             }
         }
     }
+}
+
+
+/* multinomial over the row's top k (1 <= k < n). */
+__kernel void multinomial(__global int *out, int out_off, __global const float *x, int x_off,
+                          int8 shape, int8 st, int xs, int n, int k, float inv_t, uint stream,
+                          uint key_lo, uint key_hi, uint run_lo, uint run_hi) {
+    __local int hist[256];
+    __local int cnt[CLG_SAMPLE_MAX_LOCAL];
+    __local float part[CLG_SAMPLE_MAX_LOCAL];
+    __local uint sh[4];
+    __local float fsh[2];
+    const int xo = x_off + clg_sample_row(get_group_id(0), shape, st);
+    clg_topk_cut(x, xo, xs, n, k, hist, cnt, sh);
+    clg_multinomial_row(out, out_off, x, xo, xs, n, sh[0], (int)sh[1], inv_t, stream, key_lo,
+                        key_hi, run_lo, run_hi, part, fsh);
+}
+
+/* multinomial over the whole row: no select (every key is >= 0). k is unused. */
+__kernel void multinomial_all(__global int *out, int out_off, __global const float *x,
+                              int x_off, int8 shape, int8 st, int xs, int n, int k, float inv_t,
+                              uint stream, uint key_lo, uint key_hi, uint run_lo, uint run_hi) {
+    __local float part[CLG_SAMPLE_MAX_LOCAL];
+    __local float fsh[2];
+    (void)k;
+    const int xo = x_off + clg_sample_row(get_group_id(0), shape, st);
+    clg_multinomial_row(out, out_off, x, xo, xs, n, 0u, n - 1, inv_t, stream, key_lo, key_hi,
+                        run_lo, run_hi, part, fsh);
 }
 
 /* out[row, :] = the indices of the row's k largest, by value descending then index. The kept

@@ -173,8 +173,10 @@ static clg_status lower_multinomial(clg_lowering *lw, clg_tensor *node, const cl
                                     const clg_operand *out) {
     clg_context *ctx = clg_lowering_context(lw);
     const clg_attr_sample *s = &node->attrs.sample;
+    int64_t n = in[0].shape[in[0].ndim - 1];
+    const char *name = s->k < n ? "multinomial" : "multinomial_all";
     cl_kernel k;
-    clg_status st = sample_kernel(ctx, "multinomial", &k);
+    clg_status st = sample_kernel(ctx, name, &k);
     if (st != CLG_OK) return st;
     clg_args a = clg_args_begin(k);
     clg_arg_mem(&a, out->mem);
@@ -187,14 +189,14 @@ static clg_status lower_multinomial(clg_lowering *lw, clg_tensor *node, const cl
     int counter = (int)a.next;
     clg_arg_uint(&a, 0); /* the run counter, set before each run */
     clg_arg_uint(&a, 0);
-    st = clg_args_done(&a, "multinomial");
+    st = clg_args_done(&a, name);
     if (st != CLG_OK) {
         clReleaseKernel(k);
         return st;
     }
     size_t local = group_size(ctx, k);
     size_t global = (size_t)clg_shape_numel(out->ndim, out->shape) * local;
-    return clg_lower_kernel_random(lw, k, 1, &global, &local, "multinomial", counter);
+    return clg_lower_kernel_random(lw, k, 1, &global, &local, name, counter);
 }
 
 static clg_status lower_topk(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
