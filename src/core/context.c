@@ -133,3 +133,17 @@ clg_status clg_context_own(clg_context *ctx, void *object, clg_free_fn free_fn, 
 void clg_context_disown(clg_context *ctx, void *object) {
     clg_owners_remove(&ctx->owners, object);
 }
+
+size_t clg_kernel_group_pow2(const clg_context *ctx, cl_kernel k, size_t cap) {
+    size_t lim = cap, kmax = 0;
+    if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < lim)
+        lim = ctx->info.max_work_group_size;
+    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax,
+                                 NULL) == CL_SUCCESS &&
+        kmax && kmax < lim)
+        lim = kmax;
+    size_t l = 1;
+    while (l * 2 <= lim)
+        l *= 2;
+    return l;
+}

@@ -76,4 +76,8 @@ void clg_device_append_list(const clg_device_info *list, size_t count);
 clg_status clg_device_open(const clg_device_info *info, cl_platform_id *platform,
                            cl_device_id *device);
 
+/* The largest power of two, at most cap, that the device and kernel k allow as a work-group
+ * size (for kernels whose tree reductions want a power of two). */
+size_t clg_kernel_group_pow2(const clg_context *ctx, cl_kernel k, size_t cap);
+
 #endif

@@ -131,21 +131,6 @@ static clg_status sample_kernel(clg_context *ctx, const char *name, cl_kernel *o
     return CLG_OK;
 }
 
-/* The largest power of two the device and kernel allow, at most SAMPLE_MAX_LOCAL. */
-static size_t group_size(clg_context *ctx, cl_kernel k) {
-    size_t lim = SAMPLE_MAX_LOCAL, kmax = 0;
-    if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < lim)
-        lim = ctx->info.max_work_group_size;
-    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax,
-                                 NULL) == CL_SUCCESS &&
-        kmax && kmax < lim)
-        lim = kmax;
-    size_t l = 1;
-    while (l * 2 <= lim)
-        l *= 2;
-    return l;
-}
-
 /* x's leading dims (all but the last) as int8 shape and strides, padded at the front. */
 static void pack_rows(const clg_operand *x, cl_int8 *shape, cl_int8 *st) {
     int lead = x->ndim - 1, pad = 8 - lead;
@@ -194,7 +179,7 @@ static clg_status lower_multinomial(clg_lowering *lw, clg_tensor *node, const cl
         clReleaseKernel(k);
         return st;
     }
-    size_t local = group_size(ctx, k);
+    size_t local = clg_kernel_group_pow2(ctx, k, SAMPLE_MAX_LOCAL);
     size_t global = (size_t)clg_shape_numel(out->ndim, out->shape) * local;
     return clg_lower_kernel_random(lw, k, 1, &global, &local, name, counter);
 }
@@ -214,7 +199,7 @@ static clg_status lower_topk(clg_lowering *lw, clg_tensor *node, const clg_opera
     clg_arg_int(&a, out->offset);
     clg_arg_mem(&a, scratch);
     rows_args(&a, &in[0], k);
-    size_t local = group_size(ctx, kern);
+    size_t local = clg_kernel_group_pow2(ctx, kern, SAMPLE_MAX_LOCAL);
     size_t global = (size_t)(n / k) * local;
     return clg_lower_args(lw, &a, 1, &global, &local, "topk");
 }

@@ -136,21 +136,6 @@ static void pack_lines(const clg_operand *o, int a, cl_int8 *shape, cl_int8 *st,
 #define GROUP_MIN_LEN 512
 #define GROUP_MAX_LOCAL 256
 
-/* The largest power of two the device and kernel allow, at most GROUP_MAX_LOCAL. */
-static size_t group_size(clg_context *ctx, cl_kernel k) {
-    size_t lim = GROUP_MAX_LOCAL, kmax = 0;
-    if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < lim)
-        lim = ctx->info.max_work_group_size;
-    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax,
-                                 NULL) == CL_SUCCESS &&
-        kmax && kmax < lim)
-        lim = kmax;
-    size_t l = 1;
-    while (l * 2 <= lim)
-        l *= 2;
-    return l;
-}
-
 static clg_status lower_cumsum(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                const clg_operand *out) {
     clg_context *ctx = clg_lowering_context(lw);
@@ -181,7 +166,7 @@ static clg_status lower_cumsum(clg_lowering *lw, clg_tensor *node, const clg_ope
     clg_arg_int(&args, len);
     clg_arg_int(&args, s->exclusive);
     clg_arg_int(&args, s->reverse);
-    size_t local = group ? group_size(ctx, k) : 64;
+    size_t local = group ? clg_kernel_group_pow2(ctx, k, GROUP_MAX_LOCAL) : 64;
     size_t global = group ? (size_t)lines * local : ((size_t)lines + 63) / 64 * 64;
     return clg_lower_args(lw, &args, 1, &global, &local, name);
 }
