@@ -133,7 +133,7 @@ static clg_tensor *layer_norm(model *m, clg_tensor *x, int64_t C, const char *na
 
 /* x [B T, C] -> x + proj(causal attention(ln1 x)), then + mlp(ln2 x) */
 static clg_tensor *block(model *m, clg_tensor *x, int64_t B, int64_t T, int64_t C, int64_t NH,
-                         const clg_tensor *mask, int index) {
+                         int index) {
     clg_graph *g = m->g;
     const int64_t D = C / NH;
     char n[64];
@@ -147,9 +147,8 @@ static clg_tensor *block(model *m, clg_tensor *x, int64_t B, int64_t T, int64_t 
     clg_tensor *q = clg_reshape(g, clg_slice(g, qkv, 0, 0, 1, 1), 4, (int64_t[]){B, NH, T, D});
     clg_tensor *k = clg_reshape(g, clg_slice(g, qkv, 0, 1, 2, 1), 4, (int64_t[]){B, NH, T, D});
     clg_tensor *v = clg_reshape(g, clg_slice(g, qkv, 0, 2, 3, 1), 4, (int64_t[]){B, NH, T, D});
-    clg_tensor *s = clg_mul_scalar(g, clg_matmul(g, q, k, false, true), 1.0f / sqrtf((float)D));
-    clg_tensor *p = clg_softmax(g, clg_add(g, s, (clg_tensor *)mask), -1);
-    clg_tensor *o = clg_matmul(g, p, v, false, false); /* [B, NH, T, D] */
+    /* causal, scale 1/sqrt(D); CLGRAD_ATTENTION=composite times the unfused form */
+    clg_tensor *o = clg_attention(g, q, k, v, NULL, 0.0f, true); /* [B, NH, T, D] */
     o = clg_reshape(g, clg_permute(g, o, (int[]){0, 2, 1, 3}), 2, (int64_t[]){B * T, C});
     o = clg_add(g, clg_matmul(g, o, P(NAME("proj.w"), 0.02f, C, C), false, false),
                 P(NAME("proj.b"), 0, C));
@@ -169,16 +168,11 @@ static void build_blocks(model *m, int layers) {
     m->x = clg_input(g, "x", CLG_I32, 1, (int64_t[]){B * T});
     m->y = clg_input(g, "y", CLG_I32, 1, (int64_t[]){B * T});
     m->tokens = B * T;
-    float *mask = malloc((size_t)(T * T) * sizeof *mask);
-    for (int64_t i = 0; i < T; ++i)
-        for (int64_t j = 0; j < T; ++j) mask[i * T + j] = j <= i ? 0.0f : -INFINITY;
-    clg_tensor *mk = clg_constant(g, CLG_F32, 2, (int64_t[]){T, T}, mask);
-    free(mask);
     clg_tensor *tok = clg_embedding(g, P("wte", 0.02f, V, C), m->x);
     clg_tensor *pos = P("wpe", 0.02f, T, C);
     clg_tensor *x = clg_reshape(g, clg_add(g, clg_reshape(g, tok, 3, (int64_t[]){B, T, C}), pos),
                                 2, (int64_t[]){B * T, C});
-    for (int i = 0; i < layers; ++i) x = block(m, x, B, T, C, NH, mk, i);
+    for (int i = 0; i < layers; ++i) x = block(m, x, B, T, C, NH, i);
     x = layer_norm(m, x, C, "ln_f");
     clg_tensor *logits = clg_matmul(g, x, P("head", 0.02f, C, V), false, false);
     m->loss = clg_cross_entropy(g, logits, m->y, CLG_REDUCTION_MEAN);
