@@ -72,6 +72,20 @@ clg_tensor *clg_softmax(clg_graph *g, clg_tensor *x, int axis);
 clg_tensor *clg_log_softmax(clg_graph *g, clg_tensor *x, int axis);
 clg_tensor *clg_logsumexp(clg_graph *g, clg_tensor *x, int axis, bool keepdims);
 
+/* ---- Row kernels over the last axis (ops/rows.c): one pass per row, forward and backward.
+ * clg_softmax, clg_log_softmax and clg_logsumexp over the last axis use them too. */
+/* softmax(scale x + mask) over the last axis in one kernel. mask: NULL, or f32 additive,
+ * broadcastable to x (0 keeps a column, -INFINITY drops it); causal: in each [T, S] matrix of
+ * x's last two dims, row i keeps the columns j <= i + (S - T). A row with every column
+ * dropped gives zeros (and a zero gradient). */
+clg_tensor *clg_softmax_masked(clg_graph *g, clg_tensor *x, float scale, clg_tensor *mask,
+                               bool causal);
+/* Layer normalisation over the last normalized_ndim axes (PyTorch's LayerNorm):
+ * y = (x - mean) / sqrt(var + eps) * weight + bias with the biased variance; weight and bias
+ * have the normalised shape, NULL for none. Forward one kernel, backward at most two. */
+clg_tensor *clg_layer_norm(clg_graph *g, clg_tensor *x, int normalized_ndim, clg_tensor *weight,
+                           clg_tensor *bias, float eps);
+
 /* ---- Attention (ops/attention.c) ----
  * softmax(scale q k^T + mask) v for q [..., T, D], k [..., S, D], v [..., S, Dv] (leading
  * dims broadcast as in clg_matmul) -> [..., T, Dv]. mask: NULL or f32 additive broadcastable
