@@ -104,12 +104,14 @@ bool clg_rows_fused(clg_graph *g) {
 }
 
 /* The work-group form where lanes share a row: GPUs, or forced. On a CPU device a work-item
- * per row runs its loops without barriers (measured on pocl, see the README's Speed). */
-static bool group_form(const clg_context *ctx) {
+ * per row runs its loops without barriers, unless a row of C columns would take it past the
+ * device's loop limit (a work-item walks its row about four times). */
+static bool group_form(const clg_context *ctx, int64_t C) {
     clg_rows_mode m = rows_mode();
     if (m == CLG_ROWS_GROUP) return true;
     if (m == CLG_ROWS_ITEM) return false;
-    return !clg_long_work_items(ctx);
+    uint32_t limit = ctx->info.loop_limit;
+    return !clg_long_work_items(ctx) || (limit && 4 * C > (int64_t)limit);
 }
 
 /* ---- checks shared by the builders ---- */
@@ -472,7 +474,7 @@ static clg_status lower_softmax(clg_lowering *lw, clg_tensor *node, const clg_op
                : node->info == &op_log_softmax ? CLG_ROWS_LOG_SOFTMAX
                                                : CLG_ROWS_LOGSUMEXP;
     cl_int4 mk = {{r->mask, (cl_int)(r->rows > 0 ? r->rows : 1), (cl_int)r->diagonal, 0}};
-    bool group = group_form(clg_lowering_context(lw));
+    bool group = group_form(clg_lowering_context(lw), l.C);
     cl_kernel k;
     clg_status st = new_kernel(lw, "softmax_rows", group, &k);
     if (st != CLG_OK) return st;
@@ -497,7 +499,7 @@ static clg_status lower_softmax_backward(clg_lowering *lw, clg_tensor *node, con
         return clg_fail(CLG_ERR_INTERNAL, "%s: the output it reads is not dense", node->info->name);
     const clg_operand *ops[1] = {go};
     row_layout l = layout_of(out->ndim, out->shape, 1, ops);
-    bool group = group_form(clg_lowering_context(lw));
+    bool group = group_form(clg_lowering_context(lw), l.C);
     cl_kernel k;
     clg_status st = new_kernel(lw, "softmax_rows_backward", group, &k);
     if (st != CLG_OK) return st;
@@ -524,7 +526,7 @@ static clg_status lower_layer_norm(clg_lowering *lw, clg_tensor *node, const clg
         return clg_fail(CLG_ERR_INTERNAL, "layer_norm: weight or bias is not dense");
     const clg_operand *ops[1] = {x};
     row_layout l = layout_of(x->ndim, x->shape, 1, ops);
-    bool group = group_form(clg_lowering_context(lw));
+    bool group = group_form(clg_lowering_context(lw), l.C);
     cl_kernel k;
     clg_status st = new_kernel(lw, "layer_norm_rows", group, &k);
     if (st != CLG_OK) return st;
@@ -553,7 +555,7 @@ static clg_status lower_layer_norm_backward(clg_lowering *lw, clg_tensor *node,
         return clg_fail(CLG_ERR_INTERNAL, "layer_norm_backward: statistics or weight not dense");
     const clg_operand *ops[2] = {go, x};
     row_layout l = layout_of(out->ndim, out->shape, 2, ops);
-    bool group = group_form(clg_lowering_context(lw));
+    bool group = group_form(clg_lowering_context(lw), l.C);
     cl_kernel k;
     clg_status st = new_kernel(lw, "layer_norm_backward_rows", group, &k);
     if (st != CLG_OK) return st;
@@ -575,16 +577,22 @@ static clg_status lower_layer_norm_backward(clg_lowering *lw, clg_tensor *node,
 
 /* Columns per work-group and row parts of the parameter-gradient kernel: on a GPU 16 columns
  * x 16 parts (more work-groups than columns alone would give); on a CPU one part, and up to 64
- * neighbouring columns that pocl runs as vector lanes. */
-static void params_geometry(const clg_context *ctx, bool group, int64_t C, size_t *lc,
+ * neighbouring columns that pocl runs as vector lanes. Under a loop limit, enough parts that
+ * each walks at most half of it in rows. */
+static void params_geometry(const clg_context *ctx, bool group, int64_t R, int64_t C, size_t *lc,
                             size_t *parts) {
     size_t maxwg = ctx->info.max_work_group_size;
-    *parts = group ? (maxwg >= 256 ? 16 : 1) : 1;
+    size_t p = group ? (maxwg >= 256 ? 16 : 1) : 1;
+    uint32_t limit = ctx->info.loop_limit;
+    while (limit && (R + (int64_t)p - 1) / (int64_t)p > (int64_t)(limit / 2) && p * 2 <= maxwg)
+        p *= 2;
     size_t cap = group ? (maxwg >= 256 ? 16 : maxwg) : (maxwg < 64 ? maxwg : 64);
+    if (cap * p > maxwg) cap = maxwg / p;
     size_t l = 1;
     while (l * 2 <= cap && (int64_t)l < C)
         l *= 2;
     *lc = l;
+    *parts = p;
 }
 
 static clg_status lower_layer_norm_params(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -596,9 +604,9 @@ static clg_status lower_layer_norm_params(clg_lowering *lw, clg_tensor *node, co
     row_layout l = layout_of(x->ndim, x->shape, 2, ops);
     const clg_attr_rows *r = &node->attrs.rows;
     clg_context *ctx = clg_lowering_context(lw);
-    bool group = group_form(ctx);
+    bool group = group_form(ctx, l.C);
     size_t lc, parts;
-    params_geometry(ctx, group, l.C, &lc, &parts);
+    params_geometry(ctx, group, l.R, l.C, &lc, &parts);
     cl_kernel k;
     clg_status st = clg_kernel_new(ctx, "rows", "layer_norm_backward_params", &k);
     if (st != CLG_OK) return st;
