@@ -579,6 +579,89 @@ START_TEST(fused_matches_composite) {
 }
 END_TEST
 
+/* ---- long rows and many rows ----
+ * Past a device's loop limit (rusticl's llvmpipe stops every work-item at 65535 iterations
+ * without an error) the kernels change form: rows of 20000 columns, and a weight gradient
+ * summed over 40000 rows. */
+
+START_TEST(long_loops) {
+    enum { C = 20000, R = 40000, N = 3 };
+    clg_graph *g = clg_graph_new(clg_test_context());
+    const int64_t sl[2] = {2, C}, sm[2] = {R, N}, ns[1] = {N};
+    clg_tensor *xl = clg_input(g, "xl", CLG_F32, 2, sl);
+    clg_tensor *x = clg_input(g, "x", CLG_F32, 2, sm), *gy = clg_input(g, "gy", CLG_F32, 2, sm);
+    clg_tensor *w = clg_input(g, "w", CLG_F32, 1, ns), *b = clg_input(g, "b", CLG_F32, 1, ns);
+    clg_assert_ok(clg_requires_grad(w));
+    clg_assert_ok(clg_requires_grad(b));
+    clg_tensor *yl = clg_softmax(g, xl, -1);
+    clg_tensor *y = clg_layer_norm(g, x, 1, w, b, 1e-5f);
+    clg_tensor *loss = clg_sum(g, clg_mul(g, y, gy), 0, NULL, false);
+    clg_assert_ok(clg_backward(g, loss));
+    clg_tensor *gw = clg_grad(g, w), *gb = clg_grad(g, b);
+    clg_assert_ok(clg_graph_output(g, yl));
+    clg_assert_ok(clg_graph_output(g, gw));
+    clg_assert_ok(clg_graph_output(g, gb));
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    float *hxl = alloc_n(2 * C, sizeof(float)), *hx = alloc_n(R * N, sizeof(float));
+    float *hgy = alloc_n(R * N, sizeof(float)), hw[N] = {0.5f, 1.0f, 2.0f}, hb[N] = {0, 1, -1};
+    clg_test_rng r;
+    clg_test_rng_seed(&r, 1306);
+    clg_test_fill(&r, hxl, 2 * C, -5, 5);
+    clg_test_fill(&r, hx, R * N, -2, 2);
+    clg_test_fill(&r, hgy, R * N, -1, 1);
+    write_t(p, xl, hxl);
+    write_t(p, x, hx);
+    write_t(p, gy, hgy);
+    write_t(p, w, hw);
+    write_t(p, b, hb);
+    clg_assert_ok(clg_plan_run(p));
+    float *got = alloc_n(2 * C, sizeof(float)), *want = alloc_n(2 * C, sizeof(float));
+    double *xd = alloc_n(2 * C, sizeof(double)), *ref = alloc_n(2 * C, sizeof(double));
+    for (int i = 0; i < 2 * C; ++i)
+        xd[i] = hxl[i];
+    ref_family(2, C, xd, 0, ref);
+    for (int i = 0; i < 2 * C; ++i)
+        want[i] = (float)ref[i];
+    read_t(p, yl, got);
+    clg_assert_close(got, want, 2 * C, 1e-9, row_rtol(C));
+    /* dw[c] = sum_r gy xhat, db[c] = sum_r gy, with |terms| summed for the tolerance */
+    double dw[N] = {0}, db[N] = {0}, mag[N] = {0};
+    for (int64_t i = 0; i < R; ++i) {
+        double mean = 0, var = 0;
+        for (int c = 0; c < N; ++c)
+            mean += hx[i * N + c];
+        mean /= N;
+        for (int c = 0; c < N; ++c)
+            var += (hx[i * N + c] - mean) * (hx[i * N + c] - mean);
+        var /= N;
+        for (int c = 0; c < N; ++c) {
+            double xh = (hx[i * N + c] - mean) / sqrt(var + 1e-5);
+            dw[c] += hgy[i * N + c] * xh;
+            db[c] += hgy[i * N + c];
+            mag[c] += fabs(hgy[i * N + c]) * (1 + fabs(xh));
+        }
+    }
+    float gwv[N], gbv[N];
+    read_t(p, gw, gwv);
+    read_t(p, gb, gbv);
+    for (int c = 0; c < N; ++c) {
+        ck_assert_msg(fabs(gwv[c] - dw[c]) <= 1e-5 * mag[c], "dw[%d] %g vs %g", c, (double)gwv[c],
+                      dw[c]);
+        ck_assert_msg(fabs(gbv[c] - db[c]) <= 1e-5 * mag[c], "db[%d] %g vs %g", c, (double)gbv[c],
+                      db[c]);
+    }
+    free(hxl);
+    free(hx);
+    free(hgy);
+    free(got);
+    free(want);
+    free(xd);
+    free(ref);
+    clg_graph_free(g);
+}
+END_TEST
+
 /* ---- kernel counts ---- */
 
 static size_t count_kernels(clg_graph *g) {
@@ -689,6 +772,7 @@ static Suite *rows_suite(void) {
     tcase_add_loop_test(fwd, softmax_family_last_axis, 0, 2);
     tcase_add_loop_test(fwd, layer_norm_forward, 0, 2);
     tcase_add_test(fwd, kernel_counts);
+    tcase_add_test(fwd, long_loops);
     tcase_add_test(fwd, refusals);
     TCase *grad = tcase_create("gradient");
     tcase_add_loop_test(grad, row_gradients, 0, 2 * N_GRAD);
