@@ -51,6 +51,10 @@ static int64_t bcast_index(int nd, const int64_t *s, int64_t lin, int mnd, const
     return idx;
 }
 
+/* Plans of the forward checks pad every buffer with guard bytes (checked after the run) and
+ * start intermediates as NaN, so a write out of bounds or an element left unwritten shows. */
+static const clg_compile_options guarded = {.guard_bytes = 64};
+
 /* f32 rounding of a sum of n terms, relative, with slack: the tolerance of a row of n. */
 static double row_rtol(int64_t n) {
     return 1e-5 + (double)n * 6e-8;
@@ -133,12 +137,13 @@ START_TEST(masked_softmax_forward) {
     }
     clg_assert_ok(clg_graph_status(g));
     clg_plan *p = NULL;
-    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    clg_assert_ok(clg_graph_compile(g, &guarded, &p));
     for (int k = 0; k < n; ++k) {
         write_t(p, xs[k], hx[k]);
         if (ms[k]) write_t(p, ms[k], hm[k]);
     }
     clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_check_guards(p));
     for (int k = 0; k < n; ++k) {
         const mcase *c = &mcases[k];
         int64_t nx = numel(c->nd, c->s), C = c->s[c->nd - 1];
@@ -238,10 +243,11 @@ START_TEST(softmax_family_last_axis) {
     }
     clg_assert_ok(clg_graph_status(g));
     clg_plan *p = NULL;
-    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    clg_assert_ok(clg_graph_compile(g, &guarded, &p));
     for (int k = 0; k < n; ++k)
         write_t(p, in[k], hx[k]);
     clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_check_guards(p));
     static const char *const names[3] = {"softmax", "log_softmax", "logsumexp"};
     for (int k = 0; k < n; ++k) {
         const fcase *c = &fcases[k];
@@ -353,13 +359,14 @@ START_TEST(layer_norm_forward) {
     }
     clg_assert_ok(clg_graph_status(g));
     clg_plan *p = NULL;
-    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    clg_assert_ok(clg_graph_compile(g, &guarded, &p));
     for (int k = 0; k < n; ++k) {
         write_t(p, in[k], hx[k]);
         if (ws[k]) write_t(p, ws[k], hw[k]);
         if (bs[k]) write_t(p, bs[k], hb[k]);
     }
     clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_check_guards(p));
     for (int k = 0; k < n; ++k) {
         const lcase *c = &lcases[k];
         int64_t nx = numel(c->nd, c->s), N = numel(c->nn, c->s + c->nd - c->nn), R = nx / N;
@@ -602,7 +609,7 @@ START_TEST(long_loops) {
     clg_assert_ok(clg_graph_output(g, gw));
     clg_assert_ok(clg_graph_output(g, gb));
     clg_plan *p = NULL;
-    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    clg_assert_ok(clg_graph_compile(g, &guarded, &p));
     float *hxl = alloc_n(2 * C, sizeof(float)), *hx = alloc_n(R * N, sizeof(float));
     float *hgy = alloc_n(R * N, sizeof(float)), hw[N] = {0.5f, 1.0f, 2.0f}, hb[N] = {0, 1, -1};
     clg_test_rng r;
@@ -616,6 +623,7 @@ START_TEST(long_loops) {
     write_t(p, w, hw);
     write_t(p, b, hb);
     clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_check_guards(p));
     float *got = alloc_n(2 * C, sizeof(float)), *want = alloc_n(2 * C, sizeof(float));
     double *xd = alloc_n(2 * C, sizeof(double)), *ref = alloc_n(2 * C, sizeof(double));
     for (int i = 0; i < 2 * C; ++i)
