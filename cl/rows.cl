@@ -388,3 +388,39 @@ __kernel void layer_norm_backward_params(__global float *out, int out_off,
     if (which & 1) out[out_off + c] = sw[lc];
     if (which & 2) out[out_off + ((which & 1) ? C : 0) + c] = sb[lc];
 }
+
+/* The work-item form on CPU devices: eight neighbouring columns per work-item, walking every
+ * row with float8 partial sums where gout and x are contiguous along the row, else one column
+ * after another. */
+__kernel void layer_norm_backward_params_item(__global float *out, int out_off,
+                                              __global const float *gout, int g_off, int8 g_st,
+                                              __global const float *x, int x_off, int8 x_st,
+                                              __global const float *stats, int s_off, int8 lead,
+                                              int R, int C, int which) {
+    int c0 = 8 * get_global_id(0);
+    if (c0 >= C) return;
+    __global float *dw = out + out_off, *db = out + out_off + ((which & 1) ? C : 0);
+    if (c0 + 8 <= C && g_st.s7 == 1 && x_st.s7 == 1) {
+        float8 aw = 0.0f, ab = 0.0f;
+        for (int row = 0; row < R; ++row) {
+            float8 g = vload8(0, gout + g_off + row_base(row, lead, g_st) + c0);
+            float8 xv = vload8(0, x + x_off + row_base(row, lead, x_st) + c0);
+            aw += g * (xv - stats[s_off + row]) * stats[s_off + R + row];
+            ab += g;
+        }
+        if (which & 1) vstore8(aw, 0, dw + c0);
+        if (which & 2) vstore8(ab, 0, db + c0);
+        return;
+    }
+    for (int c = c0; c < min(C, c0 + 8); ++c) {
+        float aw = 0.0f, ab = 0.0f;
+        for (int row = 0; row < R; ++row) {
+            float g = gout[g_off + row_base(row, lead, g_st) + c * g_st.s7];
+            float xv = x[x_off + row_base(row, lead, x_st) + c * x_st.s7];
+            aw += g * (xv - stats[s_off + row]) * stats[s_off + R + row];
+            ab += g;
+        }
+        if (which & 1) dw[c] = aw;
+        if (which & 2) db[c] = ab;
+    }
+}

@@ -605,10 +605,15 @@ static clg_status lower_layer_norm_params(clg_lowering *lw, clg_tensor *node, co
     const clg_attr_rows *r = &node->attrs.rows;
     clg_context *ctx = clg_lowering_context(lw);
     bool group = group_form(ctx, l.C);
+    uint32_t limit = ctx->info.loop_limit;
+    /* on a CPU device, a work-item per eight columns unless its walk over the rows would pass
+     * the loop limit; else (and on GPUs) columns x parts of the rows in work-groups */
+    bool item = !group && (!limit || l.R <= (int64_t)(limit / 2));
     size_t lc, parts;
     params_geometry(ctx, group, l.R, l.C, &lc, &parts);
     cl_kernel k;
-    clg_status st = clg_kernel_new(ctx, "rows", "layer_norm_backward_params", &k);
+    clg_status st = clg_kernel_new(
+        ctx, "rows", item ? "layer_norm_backward_params_item" : "layer_norm_backward_params", &k);
     if (st != CLG_OK) return st;
     clg_args a = clg_args_begin(k);
     clg_arg_mem(&a, out->mem);
@@ -621,6 +626,10 @@ static clg_status lower_layer_norm_params(clg_lowering *lw, clg_tensor *node, co
     clg_arg_int(&a, l.R);
     clg_arg_int(&a, l.C);
     clg_arg_int(&a, (r->weight ? 1 : 0) | (r->bias ? 2 : 0));
+    if (item) {
+        size_t n = ((size_t)l.C + 7) / 8, one = 1;
+        return clg_lower_args(lw, &a, 1, &n, &one, "layer_norm_backward_params");
+    }
     clg_arg_local(&a, 2 * lc * parts * sizeof(float));
     size_t global[2] = {((size_t)l.C + lc - 1) / lc * lc, parts}, local[2] = {lc, parts};
     return clg_lower_args(lw, &a, 2, global, local, "layer_norm_backward_params");
