@@ -1,6 +1,7 @@
 /* Row kernels over the last axis (cl/rows.cl): softmax with a scale and a causal or additive
  * mask, log_softmax, logsumexp and layer norm. Each forward pass is one kernel, each backward
- * pass one (layer norm: one for dx, one for the weight and bias). Inputs are read through their
+ * pass one (layer norm: one for dx, one for the weight and bias; a mask that needs a gradient
+ * adds its sum over the broadcast dims and x's scale). Inputs are read through their
  * strides (no copies); outputs are dense. CLGRAD_ROWS=composite builds the composites of
  * reductions and elementwise ops instead (tests compare the two). */
 #include <math.h>
