@@ -773,6 +773,11 @@ START_TEST(refusals) {
 }
 END_TEST
 
+/* Every test starts in the automatic form, also after one that failed while forcing another. */
+static void auto_form(void) {
+    clg_rows_force(CLG_ROWS_AUTO);
+}
+
 static Suite *rows_suite(void) {
     Suite *s = suite_create("rows");
     TCase *fwd = tcase_create("forward");
@@ -788,6 +793,7 @@ static Suite *rows_suite(void) {
     TCase *all[] = {fwd, grad};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) {
         tcase_set_timeout(all[i], 600);
+        tcase_add_checked_fixture(all[i], auto_form, NULL);
         suite_add_tcase(s, all[i]);
     }
     return s;
