@@ -116,19 +116,13 @@ static void build_lstm(model *m, int T) {
     m->loss = clg_mul_scalar(g, loss, 1.0f / (float)T);
 }
 
-/* Layer norm over the last axis from mean and variance (the composite the row kernels of issue
- * 13 replace). */
+/* Layer norm over the last axis with weight and bias (CLGRAD_ROWS=composite times the
+ * composite of mean and variance ops). */
 static clg_tensor *layer_norm(model *m, clg_tensor *x, int64_t C, const char *name) {
-    clg_graph *g = m->g;
     char w[48], b[48];
     snprintf(w, sizeof w, "%s.weight", name);
     snprintf(b, sizeof b, "%s.bias", name);
-    int ax = -1;
-    clg_tensor *mu = clg_mean(g, x, 1, &ax, true);
-    clg_tensor *d = clg_sub(g, x, mu);
-    clg_tensor *var = clg_mean(g, clg_square(g, d), 1, &ax, true);
-    clg_tensor *n = clg_mul(g, d, clg_rsqrt(g, clg_add_scalar(g, var, 1e-5f)));
-    return clg_add(g, clg_mul(g, n, param(m, w, 1, &C, -1.0f)), param(m, b, 1, &C, 0.0f));
+    return clg_layer_norm(m->g, x, 1, param(m, w, 1, &C, -1.0f), param(m, b, 1, &C, 0.0f), 1e-5f);
 }
 
 /* x [B T, C] -> x + proj(causal attention(ln1 x)), then + mlp(ln2 x) */

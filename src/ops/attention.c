@@ -219,32 +219,17 @@ static clg_tensor *prep(clg_graph *g, clg_tensor *x) {
 
 /* ---- the composite ---- */
 
-/* The [T, S] additive causal mask (0 where j <= i + (S - T), -inf elsewhere), host-built. */
-static clg_tensor *causal_constant(clg_graph *g, int64_t T, int64_t S) {
-    float *m = malloc((size_t)(T * S) * sizeof *m);
-    if (!m) return clg_graph_fail(g, CLG_ERR_OUT_OF_MEMORY, "attention: out of host memory");
-    for (int64_t i = 0; i < T; ++i)
-        for (int64_t j = 0; j < S; ++j) m[i * S + j] = j <= i + (S - T) ? 0.0f : -INFINITY;
-    clg_tensor *t = clg_constant(g, CLG_F32, 2, (int64_t[]){T, S}, m);
-    free(m);
-    return t;
-}
-
-/* softmax(scale scores + mask) over the last axis, causal in the last two dims. The one place
- * to switch to clg_softmax_masked (ops/rows.c) once it is in the tree; with clg_softmax a
- * row with every key masked gives NaN (0 / 0), where the fused kernels give 0. */
+/* softmax(scale scores + mask) over the last axis, causal in the last two dims: one row
+ * kernel (ops/rows.c), which gives a row with every key masked zeros, as the fused kernels do. */
 static clg_tensor *masked_softmax(clg_graph *g, clg_tensor *scores, float scale, clg_tensor *mask,
-                                  bool causal, int64_t T, int64_t S) {
-    clg_tensor *x = clg_mul_scalar(g, scores, scale);
-    if (mask) x = clg_add(g, x, mask);
-    if (causal) x = clg_add(g, x, causal_constant(g, T, S));
-    return clg_softmax(g, x, -1);
+                                  bool causal) {
+    return clg_softmax_masked(g, scores, scale, mask, causal);
 }
 
 static clg_tensor *composite(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_tensor *v,
                              clg_tensor *mask, float scale, bool causal, const att_geo *geo) {
-    clg_tensor *p = masked_softmax(g, clg_matmul(g, q, k, false, true), scale, mask, causal,
-                                   geo->T, geo->S);
+    (void)geo;
+    clg_tensor *p = masked_softmax(g, clg_matmul(g, q, k, false, true), scale, mask, causal);
     return clg_matmul(g, p, v, false, false);
 }
 
@@ -358,7 +343,7 @@ static clg_tensor *mask_grad(clg_graph *g, clg_tensor *f, clg_tensor *lse, clg_t
     clg_tensor *q = f->in[0], *k = f->in[1], *v = f->in[2], *mask = f->in[3];
     clg_tensor *s = clg_add(g, clg_mul_scalar(g, clg_matmul(g, q, k, false, true), at->scale),
                             mask);
-    if (at->causal) s = clg_add(g, s, causal_constant(g, geo->T, geo->S));
+    if (at->causal) s = clg_add(g, s, clg_causal_mask(g, geo->T, geo->S));
     clg_tensor *p = clg_exp(g, clg_sub(g, s, clg_unsqueeze(g, lse, -1)));
     clg_tensor *dp = clg_matmul(g, dout, v, false, true);
     clg_tensor *ds = clg_mul(g, p, clg_sub(g, dp, clg_unsqueeze(g, di, -1)));
