@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "core/context.h"
+#include "gemm/gemm_internal.h"
 #include "gradcheck.h"
 #include "graph/graph_internal.h"
 #include "harness.h"
@@ -664,6 +668,60 @@ START_TEST(matmul_fold_gradient) {
 }
 END_TEST
 
+/* ---- the backend choice ---- */
+
+/* In a fresh context whose choices file holds the given classes (CLBlast's ms against the CPU
+ * kernel's 1 ms; below 1 CLBlast won), compile one product of a new shape class and say
+ * whether its measurement timed CLBlast. */
+static bool new_class_times_clblast(const double *clblast_ms, int n) {
+    char dir[] = "/tmp/clgrad-test-verdict-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *old_cache = getenv("CLGRAD_CACHE_DIR") ? strdup(getenv("CLGRAD_CACHE_DIR")) : NULL;
+    char *old_gemm = getenv("CLGRAD_GEMM") ? strdup(getenv("CLGRAD_GEMM")) : NULL;
+    setenv("CLGRAD_CACHE_DIR", dir, 1);
+    unsetenv("CLGRAD_GEMM");
+    clg_context *ctx = NULL;
+    clg_assert_ok(clg_context_create(NULL, &ctx));
+    for (int i = 0; i < n; ++i) {
+        char key[32];
+        snprintf(key, sizeof key, "verdict-%d", i);
+        clg_assert_ok(clg_gemm_record_choice(ctx, key, clblast_ms[i] < 1.0 ? "clblast" : "cpu",
+                                             clblast_ms[i], 1.0));
+    }
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *a = clg_input(g, "a", CLG_F32, ND(40, 72)), *b = clg_input(g, "b", CLG_F32, ND(72, 56));
+    clg_tensor *c = clg_matmul(g, a, b, false, false);
+    clg_assert_ok(clg_graph_output(g, c));
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    const clg_gemm_choice *got = NULL;
+    for (size_t i = 0; i < ctx->gemm->n_choices; ++i)
+        if (strncmp(ctx->gemm->choices[i].key, "verdict-", 8) != 0) got = &ctx->gemm->choices[i];
+    ck_assert_msg(got != NULL, "the new class was not recorded");
+    if (isnan(got->ms[0])) ck_assert_str_eq(got->winner, "cpu");
+    bool timed = !isnan(got->ms[0]);
+    clg_context_free(ctx);
+    if (old_cache) setenv("CLGRAD_CACHE_DIR", old_cache, 1);
+    else unsetenv("CLGRAD_CACHE_DIR");
+    if (old_gemm) setenv("CLGRAD_GEMM", old_gemm, 1);
+    free(old_cache);
+    free(old_gemm);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    return timed;
+}
+
+/* CLBlast stops being timed on a device only after three classes it lost by 3x or more and
+ * none it won or came close on (where the CPU kernel cannot run a class, it is timed anyway). */
+START_TEST(gemm_choice_verdict) {
+    ck_assert(!new_class_times_clblast((const double[]){10, 10, 10}, 3));
+    ck_assert(new_class_times_clblast((const double[]){10, 10}, 2));
+    ck_assert(new_class_times_clblast((const double[]){10, 2.5, 10, 10}, 4));
+    ck_assert(new_class_times_clblast((const double[]){10, 10, 10, 0.5}, 4));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("matmul");
     TCase *tf = tcase_create("forward");
@@ -673,6 +731,7 @@ int main(void) {
     tcase_add_test(tf, matmul_long_k);
     tcase_add_test(tf, matmul_views);
     tcase_add_test(tf, matmul_epilogue_fusion);
+    tcase_add_test(tf, gemm_choice_verdict);
     suite_add_tcase(s, tf);
     TCase *tg = tcase_create("gradient");
     tcase_set_timeout(tg, 300);

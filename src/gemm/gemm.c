@@ -380,11 +380,33 @@ const char *clg_gemm_choices_path(clg_context *ctx) {
     return clg_gemm_ready(ctx) == CLG_OK ? ctx->gemm->choices_path : "";
 }
 
-/* Time both backends on this shape with buffers of their own (the plan's buffers hold nothing
+/* Whether CLBlast is out of the running on this device: it lost to clgrad's CPU kernel by
+ * VERDICT_MARGIN or more on each of the first VERDICT_CLASSES shape classes timed here and won
+ * none (pocl: 5-15x slower everywhere). Then new classes are not timed on it: compiling its
+ * kernels for a measurement costs seconds on a CPU device, a new class should cost
+ * milliseconds. CLGRAD_GEMM=clblast still forces it; deleting the choices file re-measures. */
+#define VERDICT_CLASSES 3
+#define VERDICT_MARGIN 3.0
+static bool clblast_far_behind(const clg_gemm_state *s) {
+    int lost = 0;
+    for (size_t i = 0; i < s->n_choices; ++i) {
+        const clg_gemm_choice *c = &s->choices[i];
+        if (strcmp(c->winner, "clblast") == 0) return false;
+        if (strcmp(c->winner, "cpu") != 0 || isnan(c->ms[0])) continue; /* conv, untimed */
+        if (c->ms[0] < VERDICT_MARGIN * c->ms[1]) return false;
+        ++lost;
+    }
+    return lost >= VERDICT_CLASSES;
+}
+
+/* Time the backends on this shape with buffers of their own (the plan's buffers hold nothing
  * yet, and garbage can hide denormals): out_ms[backend] is the median of MEASURE_RUNS after a
  * warm-up run that compiles, or of fewer when the second backend falls far behind. Both are
- * NaN, measuring nothing, when those buffers would take the context past its memory cap. */
-static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *out_ms) {
+ * NaN, measuring nothing, when those buffers would take the context past its memory cap.
+ * CLBlast is not timed (NaN, *skipped) where clblast_far_behind says so. */
+static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *out_ms,
+                          bool *skipped) {
+    *skipped = false;
     clg_gemm_call t = *call;
     size_t ar = t.trans_a ? t.k : t.m, ac = t.trans_a ? t.m : t.k;
     size_t br = t.trans_b ? t.n : t.k, bc = t.trans_b ? t.k : t.n;
@@ -415,9 +437,15 @@ static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *o
     t.c = c;
     t.bias = bias;
     t.a_off = t.b_off = t.c_off = t.bias_off = 0;
+    bool cpu_fits = clg_gemm_cpu_fits(ctx, call);
     for (int be = 0; be < CLG_GEMM_BACKEND_COUNT && st == CLG_OK; ++be) {
-        if (be == CLG_GEMM_CPU && !clg_gemm_cpu_fits(ctx, call)) {
+        if (be == CLG_GEMM_CPU && !cpu_fits) {
             out_ms[be] = INFINITY;
+            continue;
+        }
+        if (be == CLG_GEMM_CLBLAST && cpu_fits && clblast_far_behind(ctx->gemm)) {
+            out_ms[be] = NAN;
+            *skipped = true;
             continue;
         }
         clg_gemm_call u = t;
@@ -433,7 +461,7 @@ static clg_status measure(clg_context *ctx, const clg_gemm_call *call, double *o
             ms[runs++] = clg_now_ms() - t0;
             /* Far behind the first backend after one timed run: it has lost, and on a slow
              * device (rusticl on llvmpipe: 34 s for one product) more runs cost minutes. */
-            if (be > 0 && ms[0] > MEASURE_GIVE_UP * out_ms[0]) break;
+            if (be > 0 && !*skipped && ms[0] > MEASURE_GIVE_UP * out_ms[0]) break;
         }
         clg_gemm_release(&u);
         if (st != CLG_OK) break;
@@ -456,18 +484,24 @@ clg_status clg_gemm_prepare(clg_context *ctx, clg_gemm_call *call) {
     const char *winner = clg_gemm_find_choice(ctx, key);
     if (!winner) {
         double ms[CLG_GEMM_BACKEND_COUNT];
-        clg_status st = measure(ctx, call, ms);
+        bool skipped;
+        clg_status st = measure(ctx, call, ms, &skipped);
         if (st != CLG_OK) return st;
         /* Under a tight cap the measurement's buffers would make the compile fail: CLBlast
          * serves every shape, and nothing is recorded, so a later roomier run measures. */
-        if (isnan(ms[CLG_GEMM_CLBLAST])) {
+        if (isnan(ms[CLG_GEMM_CPU]) || (!skipped && isnan(ms[CLG_GEMM_CLBLAST]))) {
             clg_trace("GEMM %s: no room under the memory cap to measure: clblast", key);
             return backend_prepare(ctx, call, CLG_GEMM_CLBLAST);
         }
-        winner = clg_gemm_backend_name(ms[CLG_GEMM_CPU] < ms[CLG_GEMM_CLBLAST] ? CLG_GEMM_CPU
-                                                                               : CLG_GEMM_CLBLAST);
-        clg_trace("GEMM %s: clblast %.3f ms, cpu %.3f ms: %s", key, ms[CLG_GEMM_CLBLAST],
-                  ms[CLG_GEMM_CPU], winner);
+        winner = clg_gemm_backend_name(skipped || ms[CLG_GEMM_CPU] < ms[CLG_GEMM_CLBLAST]
+                                           ? CLG_GEMM_CPU
+                                           : CLG_GEMM_CLBLAST);
+        if (skipped)
+            clg_trace("GEMM %s: cpu %.3f ms, clblast not timed (far behind on this device)", key,
+                      ms[CLG_GEMM_CPU]);
+        else
+            clg_trace("GEMM %s: clblast %.3f ms, cpu %.3f ms: %s", key, ms[CLG_GEMM_CLBLAST],
+                      ms[CLG_GEMM_CPU], winner);
         st = clg_gemm_record_choice(ctx, key, winner, ms[CLG_GEMM_CLBLAST], ms[CLG_GEMM_CPU]);
         if (st != CLG_OK) return st;
     }
