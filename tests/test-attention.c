@@ -373,8 +373,18 @@ START_TEST(fused_grid) {
         with_form(forms[f]);
         clg_compile_options opts = {.guard_bytes = 64};
         clg_plan *p = NULL;
-        clg_assert_ok(clg_graph_compile(g, &opts, &p));
+        clg_status st = clg_graph_compile(g, &opts, &p);
         with_form(NULL);
+        /* Mesa's llvmpipe stops a work-item at 65535 loop iterations: there the tiles form,
+         * forced, refuses the grid's longest cases, which the automatic choice never gives it
+         * (rows on CPU devices); said, not passed over. */
+        const clg_device_info *dev = clg_context_device(clg_test_context());
+        if (st == CLG_ERR_UNSUPPORTED && dev->loop_limit && strcmp(forms[f], "tiles") == 0) {
+            fprintf(stderr, "fused_grid: tiles form not run on %s (loop limit %u): %s\n",
+                    dev->name, (unsigned)dev->loop_limit, clg_last_error());
+            continue;
+        }
+        clg_assert_ok(st);
         for (int i = 0; i < N_GRID; ++i) run_write(p, &runs[i]);
         clg_assert_ok(clg_plan_run(p));
         clg_assert_ok(clg_plan_finish(p));

@@ -235,10 +235,23 @@ static clg_tensor *composite(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_ten
 
 /* ---- the fused path ---- */
 
+/* Loop iterations one work-item of the fused kernels runs, generously: every key (or query)
+ * with its work on D and Dv (a quarter of it in the rows form's float4 steps; the tiles form
+ * loops to its padded width, dmax), doubled for the tiles' loads. Mesa's llvmpipe stops every
+ * work-item at ctx->info.loop_limit iterations and returns wrong results without an error. */
+static uint64_t att_iterations(const att_geo *geo, bool tiles, int dmax) {
+    uint64_t n = (uint64_t)(geo->T > geo->S ? geo->T : geo->S);
+    if (tiles) return n * (3u * (uint64_t)dmax + 8u) * 2u;
+    return n * ((uint64_t)(2 * geo->D + geo->Dv) / 4u + 8u);
+}
+
 /* Can the kernels take these shapes on this device? Per-work-item state is a few rows of
- * ATT_DMAX floats; a GPU also needs local memory for two tiles of at least 8 rows. */
+ * ATT_DMAX floats; a GPU also needs local memory for two tiles of at least 8 rows; under a
+ * loop limit the rows form must stay within it. */
 static bool fused_fits(const clg_context *ctx, const att_geo *geo) {
     if (geo->D > ATT_DMAX || geo->Dv > ATT_DMAX) return false;
+    if (ctx->info.loop_limit && att_iterations(geo, false, 0) > ctx->info.loop_limit)
+        return false;
     if (geo->nb * geo->T * (geo->D > geo->Dv ? geo->D : geo->Dv) >= INT32_MAX ||
         geo->nb * geo->S * (geo->D + geo->Dv) >= INT32_MAX || geo->T * geo->S >= INT32_MAX)
         return false;
@@ -485,6 +498,14 @@ static clg_status launch_begin(clg_lowering *lw, clg_tensor *node, const clg_ope
     if (!at->has_mask) L->lay[3] = (att_layout){0};
     L->tiles = use_tiles(ctx);
     L->dmax = program_dmax(geo, L->tiles);
+    uint64_t iters = att_iterations(geo, L->tiles, L->dmax);
+    if (ctx->info.loop_limit && iters > ctx->info.loop_limit)
+        return clg_fail(CLG_ERR_UNSUPPORTED,
+                        "%s: the %s form would run about %llu loop iterations per work-item "
+                        "(T %lld, S %lld, D %lld, Dv %lld), past %s's limit of %u",
+                        node->info->name, L->tiles ? "tiles" : "rows", (unsigned long long)iters,
+                        (long long)geo->T, (long long)geo->S, (long long)geo->D,
+                        (long long)geo->Dv, ctx->info.name, (unsigned)ctx->info.loop_limit);
     clg_status st = att_kernel(lw, L->tiles ? tiles : rows, L->dmax, &L->kernel);
     if (st != CLG_OK) return st;
     L->args = clg_args_begin(L->kernel);
