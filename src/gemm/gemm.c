@@ -382,12 +382,17 @@ const char *clg_gemm_choices_path(clg_context *ctx) {
 
 /* Whether CLBlast is out of the running on this device: it lost to clgrad's CPU kernel by
  * VERDICT_MARGIN or more on each of the first VERDICT_CLASSES shape classes timed here and won
- * none (pocl: 5-15x slower everywhere). Then new classes are not timed on it: compiling its
- * kernels for a measurement costs seconds on a CPU device, a new class should cost
- * milliseconds. CLGRAD_GEMM=clblast still forces it; deleting the choices file re-measures. */
+ * none. Then new classes are not timed on it: compiling its kernels for a measurement costs
+ * seconds on a CPU device, and a new class should cost milliseconds. pocl's CPU device starts
+ * with that verdict (CLBlast measured 5-15x slower there on every shape clgrad runs, README
+ * "Speed"; CLGRAD_GEMM_MEASURE=1 times it anyway). CLGRAD_GEMM=clblast still forces it. */
 #define VERDICT_CLASSES 3
 #define VERDICT_MARGIN 3.0
 static bool clblast_far_behind(const clg_gemm_state *s) {
+    const clg_device_info *d = &s->ctx->info;
+    if (d->type == CLG_DEVICE_CPU && strstr(d->platform_name, "Portable Computing Language") &&
+        !clg_env_flag("CLGRAD_GEMM_MEASURE"))
+        return true;
     int lost = 0;
     for (size_t i = 0; i < s->n_choices; ++i) {
         const clg_gemm_choice *c = &s->choices[i];
