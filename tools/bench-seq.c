@@ -45,18 +45,10 @@ typedef struct model {
 static clg_tensor *param(model *m, const char *name, int ndim, const int64_t *shape, float std) {
     clg_param *p = clg_param_new(m->ctx, name, CLG_F32, ndim, shape);
     if (!p) CHECK(CLG_ERR_OUT_OF_MEMORY);
-    if (std > 0.0f) {
-        CHECK(clg_init_normal(p, 0.0f, std, (uint64_t)++m->n_params));
-    } else {
-        /* zero, or one for a norm's weight (std < 0) */
-        int64_t n = 1;
-        for (int i = 0; i < ndim; ++i) n *= shape[i];
-        float *h = malloc((size_t)n * sizeof *h);
-        for (int64_t i = 0; i < n; ++i) h[i] = std < 0.0f ? 1.0f : 0.0f;
-        CHECK(clg_param_write(p, h, (size_t)n * sizeof *h));
-        free(h);
-        ++m->n_params;
-    }
+    /* std > 0: normal; 0: zeros; < 0: ones (a norm's weight) */
+    ++m->n_params;
+    if (std > 0.0f) CHECK(clg_init_normal(p, 0.0f, std, (uint64_t)m->n_params));
+    else CHECK(clg_init_constant(p, std < 0.0f ? 1.0f : 0.0f));
     return clg_param_tensor(m->g, p);
 }
 

@@ -219,17 +219,11 @@ static clg_tensor *prep(clg_graph *g, clg_tensor *x) {
 
 /* ---- the composite ---- */
 
-/* softmax(scale scores + mask) over the last axis, causal in the last two dims: one row
- * kernel (ops/rows.c), which gives a row with every key masked zeros, as the fused kernels do. */
-static clg_tensor *masked_softmax(clg_graph *g, clg_tensor *scores, float scale, clg_tensor *mask,
-                                  bool causal) {
-    return clg_softmax_masked(g, scores, scale, mask, causal);
-}
-
+/* softmax(scale q k^T + mask) v from ops: the softmax is one row kernel (ops/rows.c), which
+ * gives a row with every key masked zeros, as the fused kernels do. */
 static clg_tensor *composite(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_tensor *v,
-                             clg_tensor *mask, float scale, bool causal, const att_geo *geo) {
-    (void)geo;
-    clg_tensor *p = masked_softmax(g, clg_matmul(g, q, k, false, true), scale, mask, causal);
+                             clg_tensor *mask, float scale, bool causal) {
+    clg_tensor *p = clg_softmax_masked(g, clg_matmul(g, q, k, false, true), scale, mask, causal);
     return clg_matmul(g, p, v, false, false);
 }
 
@@ -310,7 +304,7 @@ clg_tensor *clg_attention(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_tensor
                               "rows, tiles",
                               getenv("CLGRAD_ATTENTION"));
     bool forced = choice >= ATT_CHOICE_FUSED;
-    if (choice == ATT_CHOICE_COMPOSITE) return composite(g, q, k, v, mask, scale, causal, &geo);
+    if (choice == ATT_CHOICE_COMPOSITE) return composite(g, q, k, v, mask, scale, causal);
     if (!fused_fits(g->ctx, &geo)) {
         if (forced)
             return clg_graph_fail(g, CLG_ERR_UNSUPPORTED,
@@ -318,7 +312,7 @@ clg_tensor *clg_attention(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_tensor
                                   "D, Dv <= %d on this device (D %lld, Dv %lld)",
                                   getenv("CLGRAD_ATTENTION"), ATT_DMAX, (long long)geo.D,
                                   (long long)geo.Dv);
-        return composite(g, q, k, v, mask, scale, causal, &geo);
+        return composite(g, q, k, v, mask, scale, causal);
     }
     q = prep(g, q);
     k = prep(g, k);
@@ -335,7 +329,7 @@ clg_tensor *clg_attention(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_tensor
                                   "attention: CLGRAD_ATTENTION=%s, but the operands have more "
                                   "than %d batch dims that do not merge, or 2^31 elements",
                                   getenv("CLGRAD_ATTENTION"), ATT_BATCH);
-        return composite(g, q, k, v, mask, scale, causal, &geo);
+        return composite(g, q, k, v, mask, scale, causal);
     }
     return fused(g, q, k, v, mask, scale, causal, &geo);
 }
