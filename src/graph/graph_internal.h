@@ -138,6 +138,7 @@ struct clg_graph {
     clg_context *ctx;
     clg_tensor **nodes;
     size_t n_nodes, cap_nodes;
+    struct clg_node_slab *slabs; /* where the nodes live (graph.c), newest first */
     clg_status error;
     char error_msg[2048];
     clg_tensor *poison;
