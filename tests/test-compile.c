@@ -503,8 +503,15 @@ START_TEST(planner_no_live_overlap) {
 }
 END_TEST
 
-/* The planner itself on random lifetimes, sizes and arena limits. */
+/* Both placements on random lifetimes, sizes and arena limits: no two tensors live at once
+ * share a byte, offsets aligned, arenas within the limit. The by-start placement must also
+ * stay close to the greedy one on training-shaped lifetimes (checked in memplan_chain). */
+typedef clg_status (*memplan_fn)(size_t, const size_t *, const int *, const int *, size_t,
+                                 size_t, int *, size_t *, size_t **, size_t *);
+static const memplan_fn planners[] = {clg_memplan_greedy, clg_memplan_by_start};
+
 START_TEST(memplan_random) {
+    memplan_fn plan = planners[_i];
     clg_test_rng r;
     clg_test_rng_seed(&r, 101);
     enum { MAXN = 48 };
@@ -519,7 +526,7 @@ START_TEST(memplan_random) {
         }
         size_t max_bytes = trial % 3 == 0 ? 8192 : trial % 3 == 1 ? 20000 : (size_t)-1;
         size_t *arena_bytes = NULL, n_arenas = 0;
-        clg_assert_ok(clg_memplan(n, bytes, start, end, max_bytes, 256, arena, offset, &arena_bytes,
+        clg_assert_ok(plan(n, bytes, start, end, max_bytes, 256, arena, offset, &arena_bytes,
                                   &n_arenas));
         for (size_t i = 0; i < n; ++i) {
             ck_assert_int_ge(arena[i], 0);
@@ -540,6 +547,49 @@ START_TEST(memplan_random) {
             ck_assert_uint_le(arena_bytes[a], max_bytes);
         free(arena_bytes);
     }
+}
+END_TEST
+
+/* Lifetimes of an unrolled recurrent training graph: step t's kept activation lives until its
+ * backward step 2T - t, two temporaries per step die at once. No placement can use less than
+ * the largest sum of bytes live at one step; both must stay within 1.25x of that bound. */
+START_TEST(memplan_chain) {
+    memplan_fn plan = planners[_i];
+    enum { T = 300, PER = 3, N = 2 * T * PER };
+    static size_t bytes[N], offset[N];
+    static int start[N], end[N], arena[N];
+    size_t n = 0;
+    for (int t = 0; t < 2 * T; ++t) {
+        bool fwd = t < T;
+        bytes[n] = fwd ? 32768 : 16384; /* kept activation, or the backward's gradient */
+        start[n] = t;
+        end[n++] = fwd ? 2 * T - t : t + 1;
+        for (int k = 0; k < PER - 1; ++k) { /* temporaries of odd sizes */
+            bytes[n] = 1000 + 700 * (size_t)((t * 7 + k * 3) % 11);
+            start[n] = t;
+            end[n++] = t + (k & 1);
+        }
+    }
+    size_t bound = 0;
+    for (int t = 0; t <= 2 * T + 1; ++t) {
+        size_t live = 0;
+        for (size_t i = 0; i < n; ++i)
+            if (start[i] <= t && t <= end[i]) live += (bytes[i] + 255) / 256 * 256;
+        if (live > bound) bound = live;
+    }
+    size_t *arena_bytes = NULL, n_arenas = 0;
+    clg_assert_ok(plan(n, bytes, start, end, (size_t)-1, 256, arena, offset, &arena_bytes,
+                       &n_arenas));
+    ck_assert_uint_eq(n_arenas, 1);
+    ck_assert_msg(arena_bytes[0] <= bound + bound / 4, "planner %d: %zu bytes, bound %zu", _i,
+                  arena_bytes[0], bound);
+    for (size_t i = 0; i < n; ++i)
+        for (size_t j = 0; j < i; ++j) {
+            bool live = start[i] <= end[j] && start[j] <= end[i];
+            bool share = offset[i] < offset[j] + bytes[j] && offset[j] < offset[i] + bytes[i];
+            ck_assert_msg(!(live && share), "tensors %zu and %zu overlap", i, j);
+        }
+    free(arena_bytes);
 }
 END_TEST
 
@@ -1102,7 +1152,8 @@ int main(void) {
     TCase *tp = tcase_create("memory plan");
     tcase_set_timeout(tp, 300);
     tcase_add_test(tp, planner_no_live_overlap);
-    tcase_add_test(tp, memplan_random);
+    tcase_add_loop_test(tp, memplan_random, 0, 2);
+    tcase_add_loop_test(tp, memplan_chain, 0, 2);
     suite_add_tcase(s, tp);
     TCase *te = tcase_create("errors");
     tcase_set_timeout(te, 300);

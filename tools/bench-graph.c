@@ -145,9 +145,9 @@ int main(int argc, char **argv) {
     }
     printf("unrolled tanh RNN, batch %d, hidden %d, vocabulary %d, loss on every step, Adam\n", B,
            H, V);
-    printf("%6s %8s %9s %9s %10s %10s %11s %11s %8s %9s %9s\n", "T", "nodes", "build ms",
+    printf("%6s %8s %9s %9s %10s %10s %11s %11s %8s %9s %9s %9s\n", "T", "nodes", "build ms",
            "us/node", "backward", "us/node", "compile(c)", "compile(w)", "kernels", "programs",
-           "step ms");
+           "step ms", "peak MiB");
     char *list = strdup(steps);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         int T = atoi(tok);
@@ -160,15 +160,16 @@ int main(int argc, char **argv) {
             printf("%6d  failed (run bench-graph --child %d to see why)\n", T, T);
             continue;
         }
-        printf("%6d %8zu %9.1f %9.2f %10.1f %10.2f %11.0f %11.0f %8zu %9zu %9.2f\n", T,
+        printf("%6d %8zu %9.1f %9.2f %10.1f %10.2f %11.0f %11.0f %8zu %9zu %9.2f %9.1f\n", T,
                warm.nodes, warm.build_ms, 1000.0 * warm.build_ms / (double)warm.nodes,
                warm.backward_ms, 1000.0 * warm.backward_ms / (double)warm.nodes, cold.compile_ms,
-               warm.compile_ms, warm.kernels, warm.programs, warm.step_ms);
+               warm.compile_ms, warm.kernels, warm.programs, warm.step_ms, warm.peak_mib);
         fflush(stdout);
     }
     free(list);
     printf("compile(c): empty clgrad and pocl caches (first start on a fresh machine); compile(w): "
            "the same folders, filled. programs: programs built or loaded by the plan's context. "
+           "peak: the plan's intermediate buffers at their peak (clg_plan_peak_bytes). "
            "Times are medians of single runs per process; step: median of %d runs\n",
            RUNS);
     return 0;

@@ -58,10 +58,17 @@ clg_operand clg_compiler_operand(const clg_compiler *c, const clg_tensor *x);
 
 /* memplan.c: place n live ranges [start[i], end[i]] of bytes[i] into arenas of at most
  * max_bytes each; outputs arena[i] and offset[i]; returns the number of arenas and their
- * sizes in arena_bytes (caller frees). align: byte alignment of every offset. */
+ * sizes in arena_bytes (caller frees). align: byte alignment of every offset. clg_memplan
+ * picks one of the two placements by n; tests call each. */
 clg_status clg_memplan(size_t n, const size_t *bytes, const int *start, const int *end,
                        size_t max_bytes, size_t align, int *arena, size_t *offset,
                        size_t **arena_bytes, size_t *n_arenas);
+clg_status clg_memplan_greedy(size_t n, const size_t *bytes, const int *start, const int *end,
+                              size_t max_bytes, size_t align, int *arena, size_t *offset,
+                              size_t **arena_bytes, size_t *n_arenas);
+clg_status clg_memplan_by_start(size_t n, const size_t *bytes, const int *start, const int *end,
+                                size_t max_bytes, size_t align, int *arena, size_t *offset,
+                                size_t **arena_bytes, size_t *n_arenas);
 
 /* codegen.c: append the kernel for scheduled node m (elementwise group or reduction) named
  * "k<step>" to the program source; its argument list is kept for clg_codegen_bind. */
