@@ -15,17 +15,36 @@ __kernel void index_select(__global uint *out, int out_off, __global const uint 
     out[out_off + i] = (k >= 0 && k < dim) ? x[x_off + (o * dim + k) * inner + j] : 0u;
 }
 
-/* out[o, k, j] = sum over c with idx[c] == k of src[o, c, j] */
+/* scatter_add's first pass, one work-item per row k of the output: the positions c with
+ * idx[c] == k in ascending order, at perm[range[2k] .. range[2k + 1]) (counting sort: row k's
+ * positions start after those of every smaller valid index). O(dim * count) index reads, where
+ * walking the indices for every output element cost O(dim * inner * count). */
+__kernel void scatter_add_rows(__global const int *idx, int idx_off, int dim, int count,
+                               __global int *perm, __global int *range) {
+    int k = get_global_id(0);
+    if (k >= dim) return;
+    int at = 0;
+    for (int c = 0; c < count; ++c) {
+        int v = idx[idx_off + c];
+        at += v >= 0 && v < k;
+    }
+    range[2 * k] = at;
+    for (int c = 0; c < count; ++c)
+        if (idx[idx_off + c] == k) perm[at++] = c;
+    range[2 * k + 1] = at;
+}
+
+/* out[o, k, j] = sum over c with idx[c] == k of src[o, c, j], in ascending c */
 __kernel void scatter_add(__global float *out, int out_off, __global const float *src,
-                          int src_off, __global const int *idx, int idx_off, int dim, int count,
-                          int inner, int n) {
+                          int src_off, __global const int *perm, __global const int *range,
+                          int dim, int count, int inner, int n) {
     int i = get_global_id(0);
     if (i >= n) return;
     int j = i % inner, t = i / inner;
     int k = t % dim, o = t / dim;
     float acc = 0.0f;
-    for (int c = 0; c < count; ++c)
-        if (idx[idx_off + c] == k) acc += src[src_off + (o * count + c) * inner + j];
+    for (int p = range[2 * k]; p < range[2 * k + 1]; ++p)
+        acc += src[src_off + (o * count + perm[p]) * inner + j];
     out[out_off + i] = acc;
 }
 

@@ -886,8 +886,10 @@ START_TEST(row_reductions) {
 }
 END_TEST
 
-/* Reductions along outer dims with many outputs take the serial column form: sum, max, min
- * and argmax over axis 0 (and 0 and 2) against references, on a strided (transposed) input. */
+/* Reductions along outer dims with many outputs take the serial column form (a CPU device's
+ * sums: its strip form, here 135 outputs, the last strip partly past the end): sum, max, min
+ * and argmax over axis 0 (and 0 and 2), and a mean of squares (a fused prologue and a
+ * scale), against references. */
 START_TEST(column_reductions) {
     enum { A = 37, B = 45, C = 3 };
     clg_context *ctx = clg_test_context();
@@ -898,30 +900,33 @@ START_TEST(column_reductions) {
     clg_graph *g = clg_graph_new(ctx);
     clg_tensor *tx = clg_constant(g, CLG_F32, 3, (int64_t[]){A, B, C}, x);
     clg_tensor *t2 = clg_reshape(g, tx, 2, (int64_t[]){A, B * C}); /* [37, 135] */
-    clg_tensor *outs[5] = {clg_sum(g, t2, 1, (int[]){0}, false),
+    clg_tensor *outs[6] = {clg_sum(g, t2, 1, (int[]){0}, false),
                            clg_max(g, t2, 1, (int[]){0}, false),
                            clg_min(g, t2, 1, (int[]){0}, false),
                            clg_argmax(g, t2, 0, false),
-                           clg_sum(g, tx, 2, (int[]){0, 2}, false)}; /* [45]: not column */
-    for (int i = 0; i < 5; ++i) clg_assert_ok(clg_graph_output(g, outs[i]));
+                           clg_sum(g, tx, 2, (int[]){0, 2}, false), /* [45]: not column */
+                           clg_mean(g, clg_mul(g, t2, t2), 1, (int[]){0}, false)};
+    for (int i = 0; i < 6; ++i) clg_assert_ok(clg_graph_output(g, outs[i]));
     clg_plan *p = NULL;
     clg_assert_ok(clg_graph_compile(g, NULL, &p));
     clg_assert_ok(clg_plan_run(p));
-    float sum[B * C], mx[B * C], mn[B * C], s2[B];
+    float sum[B * C], mx[B * C], mn[B * C], s2[B], msq[B * C];
     int32_t am[B * C];
+    clg_assert_ok(clg_plan_read(p, outs[5], msq, sizeof msq));
     clg_assert_ok(clg_plan_read(p, outs[0], sum, sizeof sum));
     clg_assert_ok(clg_plan_read(p, outs[1], mx, sizeof mx));
     clg_assert_ok(clg_plan_read(p, outs[2], mn, sizeof mn));
     clg_assert_ok(clg_plan_read(p, outs[3], am, sizeof am));
     clg_assert_ok(clg_plan_read(p, outs[4], s2, sizeof s2));
-    float want_sum[B * C], want_mx[B * C], want_mn[B * C], want_s2[B] = {0};
+    float want_sum[B * C], want_mx[B * C], want_mn[B * C], want_s2[B] = {0}, want_msq[B * C];
     for (int j = 0; j < B * C; ++j) {
-        double acc = 0;
+        double acc = 0, sq = 0;
         float hi = -INFINITY, lo = INFINITY;
         int arg = 0;
         for (int i = 0; i < A; ++i) {
             float v = x[i * B * C + j];
             acc += v;
+            sq += (double)v * v;
             if (v > hi) {
                 hi = v;
                 arg = i;
@@ -930,6 +935,7 @@ START_TEST(column_reductions) {
             want_s2[j / C] += v;
         }
         want_sum[j] = (float)acc;
+        want_msq[j] = (float)(sq / A);
         want_mx[j] = hi;
         want_mn[j] = lo;
         ck_assert_msg(am[j] == arg, "argmax column %d: %d want %d", j, am[j], arg);
@@ -938,6 +944,7 @@ START_TEST(column_reductions) {
     clg_assert_close(mx, want_mx, B * C, 0, 0);
     clg_assert_close(mn, want_mn, B * C, 0, 0);
     clg_assert_close(s2, want_s2, B, 1e-4, 1e-5);
+    clg_assert_close(msq, want_msq, B * C, 1e-5, 1e-5);
     clg_graph_free(g);
 }
 END_TEST

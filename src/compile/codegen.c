@@ -641,6 +641,9 @@ static void emit_form(const clg_cg_text *t, const clg_cg_plan *plan) {
     case CLG_CG_FORM_COLUMN:
         clg_cg_emit_column(t);
         break;
+    case CLG_CG_FORM_CPU_COLUMNS:
+        clg_cg_emit_cpu_columns(t);
+        break;
     case CLG_CG_FORM_CPU_ROWS:
         clg_cg_emit_cpu_rows(t);
         break;

@@ -40,6 +40,7 @@ typedef enum clg_cg_form {
     CLG_CG_FORM_ELEMENT_1D, /* elementwise over one dim, one element per work-item */
     CLG_CG_FORM_ELEMENT_2D, /* elementwise, one element per work-item: innermost dim x rest */
     CLG_CG_FORM_COLUMN,     /* reduction along outer dims: one work-item per output, a loop */
+    CLG_CG_FORM_CPU_COLUMNS, /* sum along outer dims on a CPU device: a strip of outputs per item */
     CLG_CG_FORM_CPU_ROWS,   /* sum over rows on a CPU device: one work-item per output and part */
     CLG_CG_FORM_TREE,       /* reduction: one work-group per output and part, a local tree */
 } clg_cg_form;
@@ -99,6 +100,7 @@ void clg_cg_product_expr(clg_strbuf *b, int r, const bool *reduced, bool want_re
 clg_cg_plan clg_cg_choose_reduction(const clg_context *ctx, clg_reduce_kind rk,
                                     const clg_cg_space *sp);
 void clg_cg_emit_column(const clg_cg_text *t);
+void clg_cg_emit_cpu_columns(const clg_cg_text *t);
 void clg_cg_emit_cpu_rows(const clg_cg_text *t);
 void clg_cg_emit_tree(const clg_cg_text *t, const clg_cg_plan *plan);
 

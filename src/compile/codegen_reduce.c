@@ -4,6 +4,8 @@
 #include "compile/codegen_internal.h"
 
 #define WG_REDUCE_MAX 256
+/* Outputs per work-item of the CPU column form: one cache line of floats. */
+#define CPU_STRIP 16
 
 /* ---- choosing the form ---- */
 
@@ -53,7 +55,17 @@ clg_cg_plan clg_cg_choose_reduction(const clg_context *ctx, clg_reduce_kind rk,
      * whole reduction in one work-item. */
     bool column = p.parts == 1 && !inner_red && p.n_out >= 32 &&
                   (!limit || p.n_red <= (int64_t)limit / 2);
-    if (column) {
+    /* On a CPU device each work-item of the column form would walk one column down the rows
+     * alone (pocl runs a work-item's loop whole before the next work-item's), a stride of a
+     * row per element: instead a work-item sums a strip of neighbouring outputs, reading a
+     * cache line of each row. For the common case of one kept dim (a bias gradient). */
+    bool strip = column && clg_long_work_items(ctx) && rk == CLG_REDUCE_SUM &&
+                 n_reduced == r - 1;
+    if (strip) {
+        p.form = CLG_CG_FORM_CPU_COLUMNS;
+        p.local[0] = 1;
+        p.global[0] = ((size_t)p.n_out + CPU_STRIP - 1) / CPU_STRIP;
+    } else if (column) {
         p.form = CLG_CG_FORM_COLUMN;
         p.local[0] = CLG_CG_WG_ELEMENTWISE;
         p.global[0] = clg_cg_round_up((size_t)p.n_out, CLG_CG_WG_ELEMENTWISE);
@@ -162,6 +174,28 @@ void clg_cg_emit_column(const clg_cg_text *t) {
         clg_strbuf_printf(src, "    }\n    out[out_off + o] = acci;\n}\n\n");
     else
         clg_strbuf_printf(src, "    }\n    out[out_off + o] = acc;\n}\n\n");
+}
+
+/* The CPU column form: outputs first .. first + CPU_STRIP - 1 of the one kept (innermost) dim,
+ * each row's reduced coordinates unravelled once for the strip. A strip past the end reads its
+ * last column again and stores only what is in range. */
+void clg_cg_emit_cpu_columns(const clg_cg_text *t) {
+    clg_strbuf *src = t->src;
+    const int r = t->sp->r;
+    clg_strbuf_printf(src,
+                      "    const int first = get_global_id(0) * %d, nout = d%d;\n"
+                      "    float a[%d];\n    for (int j = 0; j < %d; ++j) a[j] = 0.0f;\n"
+                      "    const int nred = ",
+                      CPU_STRIP, r - 1, CPU_STRIP, CPU_STRIP);
+    clg_cg_product_expr(src, r, t->sp->reduced, true);
+    clg_strbuf_printf(src, ";\n    for (int qq = 0; qq < nred; ++qq) {\n");
+    clg_cg_unravel(src, r, t->sp->reduced, true, "qq", "        ");
+    clg_strbuf_printf(src, "#pragma unroll\n    for (int j = 0; j < %d; ++j) {\n"
+                           "        const int c%d = min(first + j, nout - 1);\n", CPU_STRIP, r - 1);
+    emit_element(t);
+    clg_strbuf_printf(src, "        a[j] += %s;\n    }\n    }\n", t->root);
+    clg_strbuf_printf(src, "    for (int j = 0; j < %d && first + j < nout; ++j)\n"
+                           "        out[out_off + first + j] = a[j] * scale;\n}\n\n", CPU_STRIP);
 }
 
 /* On a CPU device a sum over rows of the innermost dim (a bias gradient over [N, C, H, W])

@@ -1,6 +1,7 @@
 /* Indexing ops: index_select / embedding (gather along an axis), scatter_add (its adjoint,
  * deterministic), take_along_axis (a per-line gather: Q(s, a), top-k values) and its
  * deterministic adjoint, one_hot and arange. Kernels in cl/gather.cl. */
+#include <stdio.h>
 #include <string.h>
 
 #include "compile/codegen.h"
@@ -29,9 +30,11 @@ static const clg_op_info op_index_select = {.name = "index_select", .kind = CLG_
                                             .backward = bw_index_select,
                                             .lower = lower_index_select};
 /* attrs.axis */
+static size_t scatter_add_bytes(const clg_tensor *node, char *what, size_t what_size);
 static const clg_op_info op_scatter_add = {.name = "scatter_add", .kind = CLG_KIND_KERNEL,
                                            .backward = bw_scatter_add,
-                                           .lower = lower_scatter_add};
+                                           .lower = lower_scatter_add,
+                                           .device_bytes = scatter_add_bytes};
 static const clg_op_info op_arange = {.name = "arange", .kind = CLG_KIND_ELEMENTWISE,
                                       .emit = emit_arange};
 /* (x, index) of one shape but along attrs.axis (broadcasts are views by then) */
@@ -170,10 +173,55 @@ static clg_status lower_index_select(clg_lowering *lw, clg_tensor *node, const c
                                in[0].shape[node->attrs.axis.axis]);
 }
 
+static size_t scatter_add_bytes(const clg_tensor *node, char *what, size_t what_size) {
+    snprintf(what, what_size, "scatter_add positions");
+    return ((size_t)node->in[1]->shape[0] + 2 * (size_t)node->shape[node->attrs.axis.axis]) *
+           sizeof(cl_int);
+}
+
+/* Two kernels: the positions of each row's indices (scatter_add_rows), then every output
+ * element sums its row's positions; both scratch arrays live with the plan. */
 static clg_status lower_scatter_add(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                     const clg_operand *out) {
-    return lower_gather_kernel(lw, "scatter_add", node, &in[0], &in[1], out,
-                               out->shape[node->attrs.axis.axis]);
+    const clg_operand *src = &in[0], *index = &in[1];
+    int a = node->attrs.axis.axis;
+    int64_t outer, inner, dim = out->shape[a], count = index->shape[0];
+    split3(out->shape, out->ndim, a, &outer, &inner);
+    int64_t n = clg_shape_numel(out->ndim, out->shape);
+    clg_context *ctx = clg_lowering_context(lw);
+    cl_mem perm, range;
+    clg_status st = clg_lower_buffer(lw, (size_t)count * sizeof(cl_int), "scatter_add positions",
+                                     &perm);
+    if (st == CLG_OK)
+        st = clg_lower_buffer(lw, (size_t)dim * 2 * sizeof(cl_int), "scatter_add rows", &range);
+    cl_kernel k;
+    if (st == CLG_OK) st = clg_kernel_new(ctx, "gather", "scatter_add_rows", &k);
+    if (st != CLG_OK) return st;
+    clg_args args = clg_args_begin(k);
+    clg_arg_mem(&args, index->mem);
+    clg_arg_int(&args, index->offset);
+    clg_arg_int(&args, dim);
+    clg_arg_int(&args, count);
+    clg_arg_mem(&args, perm);
+    clg_arg_mem(&args, range);
+    size_t global = ((size_t)dim + 63) / 64 * 64, local = 64;
+    st = clg_lower_args(lw, &args, 1, &global, &local, "scatter_add_rows");
+    if (st == CLG_OK) st = clg_kernel_new(ctx, "gather", "scatter_add", &k);
+    if (st != CLG_OK) return st;
+    args = clg_args_begin(k);
+    clg_arg_mem(&args, out->mem);
+    clg_arg_int(&args, out->offset);
+    clg_arg_mem(&args, src->mem);
+    clg_arg_int(&args, src->offset);
+    clg_arg_mem(&args, perm);
+    clg_arg_mem(&args, range);
+    clg_arg_int(&args, dim);
+    clg_arg_int(&args, count);
+    clg_arg_int(&args, inner);
+    clg_arg_int(&args, n);
+    (void)outer;
+    global = ((size_t)n + 63) / 64 * 64;
+    return clg_lower_args(lw, &args, 1, &global, &local, "scatter_add");
 }
 
 static void emit_arange(clg_codegen *cg, const clg_tensor *node, const char *const *operands,
