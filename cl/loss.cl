@@ -1,6 +1,8 @@
-/* Fused softmax cross-entropy with integer labels. One work-group per row; its lanes stride
- * over the C classes and reduce the row's max and sum of exponentials in local memory, so a
- * row costs one pass for the max and one for the sum whatever C is.
+/* Fused softmax cross-entropy with integer labels. On GPUs one work-group per row: its lanes
+ * stride over the C classes and reduce the row's max and sum of exponentials in local memory,
+ * so a row costs one pass for the max and one for the sum whatever C is. On CPU devices
+ * (the _item kernels) one work-item per row with serial loops: no barriers, the row stays in
+ * the core's cache, and pocl vectorises across the rows of a work-group.
  * Rows and classes: logits[row * C + c] (contiguous), labels[row], a label outside [0, C)
  * gives NaN (loss and gradient) for its row. */
 
@@ -65,6 +67,51 @@ __kernel void cross_entropy_grad(__global float *dx, int dx_off, __global const 
     float inv = 1.0f / s;
     __global float *d = dx + dx_off + row * C;
     for (int c = lid; c < C; c += L) {
+        float p = exp(x[c] - m) * inv;
+        d[c] = ok ? (p - (c == y ? 1.0f : 0.0f)) * gr : NAN;
+    }
+}
+
+/* ---- one work-item per row (CPU devices) ---- */
+
+void clg_ce_row_stats_item(__global const float *x, int C, float *m, float *s) {
+    float mx = -INFINITY;
+    for (int c = 0; c < C; ++c) mx = fmax(mx, x[c]);
+    float acc = 0.0f;
+    for (int c = 0; c < C; ++c) acc += exp(x[c] - mx);
+    *m = mx;
+    *s = acc;
+}
+
+__kernel void cross_entropy_rows_item(__global const float *logits, int l_off,
+                                      __global const int *labels, int y_off, __global float *out,
+                                      int out_off, int C, float scale, int rows) {
+    int row = get_global_id(0);
+    if (row >= rows) return;
+    __global const float *x = logits + l_off + row * C;
+    float m, s;
+    clg_ce_row_stats_item(x, C, &m, &s);
+    int y = labels[y_off + row];
+    float loss = (y >= 0 && y < C) ? (m - x[y]) + log(s) : NAN;
+    out[out_off + row] = scale * loss;
+}
+
+__kernel void cross_entropy_grad_item(__global float *dx, int dx_off, __global const float *logits,
+                                      int l_off, __global const int *labels, int y_off,
+                                      __global const float *gout, int g_off, int g_stride,
+                                      int use_const, float g_const, int C, float scale,
+                                      int rows) {
+    int row = get_global_id(0);
+    if (row >= rows) return;
+    __global const float *x = logits + l_off + row * C;
+    float m, s;
+    clg_ce_row_stats_item(x, C, &m, &s);
+    int y = labels[y_off + row];
+    float gr = scale * (use_const ? g_const : gout[g_off + row * g_stride]);
+    bool ok = y >= 0 && y < C;
+    float inv = 1.0f / s;
+    __global float *d = dx + dx_off + row * C;
+    for (int c = 0; c < C; ++c) {
         float p = exp(x[c] - m) * inv;
         d[c] = ok ? (p - (c == y ? 1.0f : 0.0f)) * gr : NAN;
     }

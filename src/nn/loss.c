@@ -3,6 +3,7 @@
  * row. Binary cross-entropy, MSE and Huber are composites of elementwise ops, so their
  * gradients come from the parts and they fuse into the reduction that follows. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "clgrad/nn.h"
@@ -107,8 +108,23 @@ static size_t lanes_for(clg_context *ctx, int64_t C) {
     return l;
 }
 
-static clg_status launch_rows(clg_lowering *lw, clg_args *args, int64_t rows, size_t lanes,
+/* The kernel of either form: "<base>" (a work-group per row) or "<base>_item" (a work-item
+ * per row, CPU devices). */
+static clg_status ce_kernel(clg_context *ctx, const char *base, cl_kernel *k) {
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", base, clg_long_work_items(ctx) ? "_item" : "");
+    return clg_kernel_new(ctx, "loss", name, k);
+}
+
+static clg_status launch_rows(clg_lowering *lw, clg_args *args, int64_t rows, int64_t C,
                               const char *name) {
+    clg_context *ctx = clg_lowering_context(lw);
+    if (clg_long_work_items(ctx)) {
+        clg_arg_int(args, rows);
+        size_t global = ((size_t)rows + 15) / 16 * 16, local = 16;
+        return clg_lower_args(lw, args, 1, &global, &local, name);
+    }
+    size_t lanes = lanes_for(ctx, C);
     clg_arg_local(args, lanes * sizeof(float));
     size_t global = (size_t)rows * lanes;
     return clg_lower_args(lw, args, 1, &global, &lanes, name);
@@ -122,7 +138,7 @@ static clg_status lower_ce_rows(clg_lowering *lw, clg_tensor *node, const clg_op
     int64_t C = x->shape[x->ndim - 1], rows = clg_shape_numel(out->ndim, out->shape);
     clg_context *ctx = clg_lowering_context(lw);
     cl_kernel k;
-    clg_status st = clg_kernel_new(ctx, "loss", "cross_entropy_rows", &k);
+    clg_status st = ce_kernel(ctx, "cross_entropy_rows", &k);
     if (st != CLG_OK) return st;
     clg_args a = clg_args_begin(k);
     clg_arg_mem(&a, x->mem);
@@ -133,7 +149,7 @@ static clg_status lower_ce_rows(clg_lowering *lw, clg_tensor *node, const clg_op
     clg_arg_int(&a, out->offset);
     clg_arg_int(&a, C);
     clg_arg_float(&a, node->attrs.loss.scale);
-    return launch_rows(lw, &a, rows, lanes_for(ctx, C), "cross_entropy");
+    return launch_rows(lw, &a, rows, C, "cross_entropy");
 }
 
 static clg_status lower_ce_grad(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
@@ -149,7 +165,7 @@ static clg_status lower_ce_grad(clg_lowering *lw, clg_tensor *node, const clg_op
         return clg_fail(CLG_ERR_INTERNAL, "cross_entropy_grad: the row gradient is not dense");
     clg_context *ctx = clg_lowering_context(lw);
     cl_kernel k;
-    clg_status st = clg_kernel_new(ctx, "loss", "cross_entropy_grad", &k);
+    clg_status st = ce_kernel(ctx, "cross_entropy_grad", &k);
     if (st != CLG_OK) return st;
     clg_args a = clg_args_begin(k);
     clg_arg_mem(&a, out->mem);
@@ -165,7 +181,7 @@ static clg_status lower_ce_grad(clg_lowering *lw, clg_tensor *node, const clg_op
     clg_arg_float(&a, go->is_scalar ? go->scalar : 0.0f);
     clg_arg_int(&a, C);
     clg_arg_float(&a, node->attrs.loss.scale);
-    return launch_rows(lw, &a, rows, lanes_for(ctx, C), "cross_entropy_grad");
+    return launch_rows(lw, &a, rows, C, "cross_entropy_grad");
 }
 
 /* ---- composite losses ---- */
