@@ -224,10 +224,65 @@ START_TEST(forward_grid) {
 }
 END_TEST
 
+/* Gradients of every input against central differences through a loss that reads out, h_n
+ * and c_n (each weighted differently), or only some of them (grad_uses). */
+static const rec_case grad_cases[] = {
+    {"lstm, lengths 5 2 0", CLG_CELL_LSTM, 5, 3, 3, true, true, true, false,
+     (const int32_t[]){5, 2, 0}},
+    {"lstm reverse, bare", CLG_CELL_LSTM, 6, 2, 3, true, false, false, true, NULL},
+    {"lstm reverse, lengths 3 6", CLG_CELL_LSTM, 6, 2, 2, true, true, true, true,
+     (const int32_t[]){3, 6}},
+    {"gru, lengths 5 0 3", CLG_CELL_GRU, 5, 3, 3, true, true, false, false,
+     (const int32_t[]){5, 0, 3}},
+    {"gru reverse", CLG_CELL_GRU, 5, 2, 3, true, true, false, true, NULL},
+    {"rnn tanh, lengths 5 1", CLG_CELL_RNN_TANH, 5, 2, 4, true, true, false, false,
+     (const int32_t[]){5, 1}},
+    {"rnn relu reverse", CLG_CELL_RNN_RELU, 5, 2, 4, true, true, false, true, NULL},
+    {"lstm, h_n only", CLG_CELL_LSTM, 5, 2, 3, true, true, true, false, (const int32_t[]){4, 5}},
+    {"lstm, c_n only", CLG_CELL_LSTM, 5, 2, 3, false, true, true, true, NULL},
+    {"gru, out only", CLG_CELL_GRU, 5, 2, 3, true, true, false, false, NULL},
+};
+/* Which results the loss reads (bit 0 out, 1 h_n, 2 c_n), by case. */
+static const int grad_uses[] = {7, 7, 7, 7, 7, 7, 7, 2, 4, 1};
+
+_Static_assert(sizeof grad_uses / sizeof grad_uses[0] == sizeof grad_cases / sizeof grad_cases[0],
+               "one grad_uses entry per case");
+
+START_TEST(gradients) {
+    const rec_case *c = &grad_cases[_i];
+    fprintf(stderr, "gradients: %s\n", c->name);
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    rec_run r;
+    run_values(&r, c, 500 + 10 * (uint64_t)_i);
+    run_inputs(g, &r);
+    clg_gc_input in[5];
+    int n = 0;
+    in[n++] = (clg_gc_input){r.tx, r.x, "xproj"};
+    in[n++] = (clg_gc_input){r.tw, r.w, "w_hh"};
+    if (r.tb) in[n++] = (clg_gc_input){r.tb, r.bias, "b_hh"};
+    if (r.th) in[n++] = (clg_gc_input){r.th, r.h0, "h0"};
+    if (r.tc) in[n++] = (clg_gc_input){r.tc, r.c0, "c0"};
+    clg_gc_require(in, n);
+    run_layer(g, &r);
+    clg_tensor *parts[3] = {r.out, r.hn, r.cn}, *loss = NULL;
+    for (int k = 0; k < 3; ++k) {
+        if (!parts[k] || !(grad_uses[_i] & (1 << k))) continue;
+        clg_tensor *l = clg_gc_weighted_sum(g, parts[k], 7 + (unsigned)k);
+        loss = loss ? clg_add(g, loss, l) : l;
+    }
+    bool relu = c->cell == CLG_CELL_RNN_RELU;
+    clg_gradcheck(g, loss, in, n, relu ? 1e-3f : 1e-2f, relu ? 2e-3f : 1e-3f, 5e-3f);
+    clg_graph_free(g);
+    run_free(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("recurrent");
     TCase *tc = tcase_create("recurrent");
     tcase_add_test(tc, forward_grid);
+    tcase_add_loop_test(tc, gradients, 0, (int)(sizeof grad_cases / sizeof grad_cases[0]));
     suite_add_tcase(s, tc);
     return clg_test_run(s);
 }
