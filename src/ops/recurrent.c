@@ -25,8 +25,8 @@ static const clg_op_info op_recurrent_forward = {.name = "recurrent_forward",
                                                  .backward = bw_recurrent,
                                                  .lower = lower_forward};
 /* out, h_n, c_n: what clg_recurrent returns. */
-static const clg_op_info op_recurrent_result = {.name = "recurrent", .kind = CLG_KIND_VIEW,
-                                                .backward = bw_result};
+static const clg_op_info op_recurrent_result = {
+    .name = "recurrent", .kind = CLG_KIND_VIEW, .backward = bw_result};
 /* The saved states and the backward's results: views without gradients of their own. */
 static const clg_op_info op_recurrent_part = {.name = "recurrent_part", .kind = CLG_KIND_VIEW};
 /* attrs.recurrent. (forward, w_hh[, dout][, dh_n][, dc_n][, lengths]) -> the flat buffer of
@@ -34,13 +34,21 @@ static const clg_op_info op_recurrent_part = {.name = "recurrent_part", .kind = 
 static const clg_op_info op_recurrent_backward = {
     .name = "recurrent_backward", .kind = CLG_KIND_KERNEL, .lower = lower_backward};
 
+_Static_assert(CLG_CELL_RNN_TANH == 0 && CLG_CELL_RNN_RELU == 1 && CLG_CELL_LSTM == 2 &&
+                   CLG_CELL_GRU == 3 && CLG_CELL_KIND_COUNT == 4,
+               "cl/recurrent.cl's CELL_* and graph/attrs.c's cell names follow clg_cell_kind");
+
 int clg_cell_gates(clg_cell_kind cell) {
     switch (cell) {
     case CLG_CELL_RNN_TANH:
-    case CLG_CELL_RNN_RELU: return 1;
-    case CLG_CELL_LSTM: return 4;
-    case CLG_CELL_GRU: return 3;
-    default: return -1;
+    case CLG_CELL_RNN_RELU:
+        return 1;
+    case CLG_CELL_LSTM:
+        return 4;
+    case CLG_CELL_GRU:
+        return 3;
+    default:
+        return -1;
     }
 }
 
@@ -146,8 +154,8 @@ static bool check_args(clg_graph *g, clg_cell_kind cell, clg_tensor *xproj, clg_
         return false;
     }
     if (c0 && cell != CLG_CELL_LSTM) {
-        clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "recurrent: c0 is given, but only an LSTM "
-                                                    "has a cell state");
+        clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
+                       "recurrent: c0 is given, but only an LSTM has a cell state");
         return false;
     }
     char sx[200], sw[200];
@@ -220,8 +228,8 @@ clg_status clg_recurrent(clg_graph *g, clg_cell_kind cell, clg_tensor *xproj, cl
     int64_t tbh[3] = {r.T, r.B, r.H};
     clg_tensor *o = part(g, &op_recurrent_result, f, 3, tbh, l.out);
     clg_tensor *hn = part(g, &op_recurrent_result, f, 2, tbh + 1, l.hn);
-    clg_tensor *cn = cell == CLG_CELL_LSTM ? part(g, &op_recurrent_result, f, 2, tbh + 1, l.cn)
-                                           : NULL;
+    clg_tensor *cn =
+        cell == CLG_CELL_LSTM ? part(g, &op_recurrent_result, f, 2, tbh + 1, l.cn) : NULL;
     if (g->error) return g->error;
     *out = o;
     *h_n = hn;
@@ -244,8 +252,7 @@ static void bw_result(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
 static clg_tensor *result_grad(clg_graph *g, const clg_tensor *f, int64_t offset) {
     for (size_t i = (size_t)f->id + 1; i < g->n_nodes && i <= (size_t)f->id + 3; ++i) {
         const clg_tensor *v = g->nodes[i];
-        if (v->info == &op_recurrent_result && v->in[0] == f && v->offset == offset)
-            return v->grad;
+        if (v->info == &op_recurrent_result && v->in[0] == f && v->offset == offset) return v->grad;
     }
     return NULL;
 }
