@@ -378,6 +378,54 @@ START_TEST(errors) {
 }
 END_TEST
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CLGRAD_RECURRENT_BENCH=1: the char model's layer, LSTM T 64, B 12, H 256, forward and
+ * backward with every gradient, timed over runs after a warm-up; said on stderr. */
+START_TEST(bench) {
+    const char *e = getenv("CLGRAD_RECURRENT_BENCH");
+    if (!e || strcmp(e, "1") != 0) return;
+    rec_case c = {"bench", CLG_CELL_LSTM, 64, 12, 256, true, true, true, false, NULL};
+    clg_graph *g = clg_graph_new(clg_test_context());
+    ck_assert_ptr_nonnull(g);
+    rec_run r;
+    run_values(&r, &c, 77);
+    run_inputs(g, &r);
+    clg_tensor *grads_of[5] = {r.tx, r.tw, r.tb, r.th, r.tc};
+    for (int k = 0; k < 5; ++k)
+        clg_assert_ok(clg_requires_grad(grads_of[k]));
+    run_layer(g, &r);
+    clg_tensor *loss = clg_gc_weighted_sum(g, r.out, 3);
+    clg_assert_ok(clg_graph_output(g, loss));
+    clg_assert_ok(clg_backward(g, loss));
+    for (int k = 0; k < 5; ++k)
+        clg_assert_ok(clg_graph_output(g, clg_grad(g, grads_of[k])));
+    double t0 = now_s();
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    run_write(p, &r);
+    clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_finish(p));
+    double t1 = now_s();
+    int runs = 20;
+    for (int i = 0; i < runs; ++i)
+        clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_finish(p));
+    double ms = (now_s() - t1) * 1e3 / runs;
+    fprintf(stderr,
+            "bench: LSTM T 64 B 12 H 256 forward+backward: %.2f ms per run, %.3f ms per time "
+            "step (%zu kernels; compile and first run %.2f s)\n",
+            ms, ms / 64.0, clg_plan_kernel_count(p), t1 - t0);
+    clg_plan_free(p);
+    clg_graph_free(g);
+    run_free(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("recurrent");
     TCase *tc = tcase_create("recurrent");
@@ -386,5 +434,8 @@ int main(void) {
     tcase_add_test(tc, errors);
     tcase_add_loop_test(tc, gradients, 0, (int)(sizeof grad_cases / sizeof grad_cases[0]));
     suite_add_tcase(s, tc);
+    TCase *tb = tcase_create("bench"); /* CK_RUN_CASE=bench runs it alone */
+    tcase_add_test(tb, bench);
+    suite_add_tcase(s, tb);
     return clg_test_run(s);
 }
