@@ -38,7 +38,7 @@ static const clg_op_info op_recurrent_backward = {
 
 _Static_assert(CLG_CELL_RNN_TANH == 0 && CLG_CELL_RNN_RELU == 1 && CLG_CELL_LSTM == 2 &&
                    CLG_CELL_GRU == 3 && CLG_CELL_KIND_COUNT == 4,
-               "cl/recurrent.cl's CELL_* and graph/attrs.c's cell names follow clg_cell_kind");
+               "graph/attrs.c's cell names follow clg_cell_kind");
 
 int clg_cell_gates(clg_cell_kind cell) {
     switch (cell) {
@@ -354,6 +354,12 @@ static const char *const fwd_kernel[CLG_CELL_KIND_COUNT] = {
     [CLG_CELL_LSTM] = "recurrent_fwd_lstm",
     [CLG_CELL_GRU] = "recurrent_fwd_gru",
 };
+static const char *const bwd_kernel[CLG_CELL_KIND_COUNT] = {
+    [CLG_CELL_RNN_TANH] = "recurrent_bwd_rnn",
+    [CLG_CELL_RNN_RELU] = "recurrent_bwd_rnn",
+    [CLG_CELL_LSTM] = "recurrent_bwd_lstm",
+    [CLG_CELL_GRU] = "recurrent_bwd_gru",
+};
 
 static clg_status lower_forward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                 const clg_operand *out) {
@@ -458,7 +464,7 @@ static clg_status lower_backward(clg_lowering *lw, clg_tensor *node, const clg_o
     for (int64_t s = r.T - 1; s >= 0 && st == CLG_OK; --s) {
         int64_t t = step_at(&r, a->reverse, s);
         cl_kernel kern;
-        st = clg_kernel_new(ctx, "recurrent", "recurrent_bwd", &kern);
+        st = clg_kernel_new(ctx, "recurrent", bwd_kernel[r.cell], &kern);
         if (st != CLG_OK) break;
         clg_args args = clg_args_begin(kern);
         clg_arg_mem(&args, out->mem);
@@ -479,7 +485,7 @@ static clg_status lower_backward(clg_lowering *lw, clg_tensor *node, const clg_o
         clg_arg_int(&args, len != NULL);
         clg_arg_int(&args, t);
         clg_arg_int(&args, r.H);
-        clg_arg_int(&args, r.cell);
+        clg_arg_int(&args, r.cell == CLG_CELL_RNN_RELU);
         st = step_launch(lw, &args, &r, "recurrent_backward cell");
         if (st != CLG_OK) break;
         /* the first step's product read h0 (zeros without one: no product, no gradient) */
