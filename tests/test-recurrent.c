@@ -20,24 +20,34 @@ typedef struct rec_case {
     int64_t T, B, H;
     bool bias, h0, c0, reverse;
     const int32_t *len; /* NULL: every sequence full */
+    float x_range;      /* xproj in [-x_range, x_range]; 0: 1.5 */
 } rec_case;
 
 static const int32_t len3a[] = {7, 0, 3}, len3b[] = {4, 7, 0}, len2[] = {1, 4};
 static const int32_t len4[] = {6, 6, 2, 0};
 
 static const rec_case grid[] = {
-    {"lstm, bias, h0, c0", CLG_CELL_LSTM, 7, 3, 5, true, true, true, false, NULL},
-    {"lstm, bare", CLG_CELL_LSTM, 6, 2, 4, false, false, false, false, NULL},
-    {"lstm reverse, lengths 7 0 3", CLG_CELL_LSTM, 7, 3, 5, true, true, true, true, len3a},
-    {"lstm, lengths 7 0 3, h0 only", CLG_CELL_LSTM, 7, 3, 5, true, true, false, false, len3a},
-    {"lstm T 1 B 1 H 1", CLG_CELL_LSTM, 1, 1, 1, true, true, true, false, NULL},
-    {"lstm H 33", CLG_CELL_LSTM, 4, 2, 33, true, false, false, false, len2},
-    {"gru, bias, h0, lengths 4 7 0", CLG_CELL_GRU, 7, 3, 5, true, true, false, false, len3b},
-    {"gru reverse, bare", CLG_CELL_GRU, 5, 2, 6, false, false, false, true, NULL},
-    {"gru reverse, lengths", CLG_CELL_GRU, 6, 4, 3, true, true, false, true, len4},
-    {"rnn tanh, h0, lengths", CLG_CELL_RNN_TANH, 6, 4, 3, true, true, false, false, len4},
-    {"rnn relu reverse, lengths", CLG_CELL_RNN_RELU, 7, 3, 5, true, false, false, true, len3a},
-    {"rnn relu, h0", CLG_CELL_RNN_RELU, 5, 2, 17, false, true, false, false, NULL},
+    {"lstm, bias, h0, c0", CLG_CELL_LSTM, 7, 3, 5, true, true, true, false, NULL, 0.0f},
+    {"lstm, bare", CLG_CELL_LSTM, 6, 2, 4, false, false, false, false, NULL, 0.0f},
+    {"lstm reverse, lengths 7 0 3", CLG_CELL_LSTM, 7, 3, 5, true, true, true, true, len3a, 0.0f},
+    {"lstm, lengths 7 0 3, h0 only", CLG_CELL_LSTM, 7, 3, 5, true, true, false, false, len3a, 0.0f},
+    {"lstm T 1 B 1 H 1", CLG_CELL_LSTM, 1, 1, 1, true, true, true, false, NULL, 0.0f},
+    {"lstm H 33", CLG_CELL_LSTM, 4, 2, 33, true, false, false, false, len2, 0.0f},
+    {"gru, bias, h0, lengths 4 7 0", CLG_CELL_GRU, 7, 3, 5, true, true, false, false, len3b, 0.0f},
+    {"gru reverse, bare", CLG_CELL_GRU, 5, 2, 6, false, false, false, true, NULL, 0.0f},
+    {"gru reverse, lengths", CLG_CELL_GRU, 6, 4, 3, true, true, false, true, len4, 0.0f},
+    {"rnn tanh, h0, lengths", CLG_CELL_RNN_TANH, 6, 4, 3, true, true, false, false, len4, 0.0f},
+    {"rnn relu reverse, lengths", CLG_CELL_RNN_RELU, 7, 3, 5, true, false, false, true, len3a,
+     0.0f},
+    {"rnn relu, h0", CLG_CELL_RNN_RELU, 5, 2, 17, false, true, false, false, NULL, 0.0f},
+    /* saturated gates: exp must not overflow into inf / inf */
+    {"lstm, xproj in +-90", CLG_CELL_LSTM, 4, 3, 8, true, true, true, false, NULL, 90.0f},
+    {"gru, xproj in +-90", CLG_CELL_GRU, 4, 3, 8, true, true, false, false, NULL, 90.0f},
+    {"rnn tanh, xproj in +-90", CLG_CELL_RNN_TANH, 4, 3, 8, true, true, false, false, NULL, 90.0f},
+    /* small pre-activations: tanh's series and its exp form meet at 1/4 */
+    {"lstm, xproj in +-0.3", CLG_CELL_LSTM, 4, 3, 8, false, false, false, false, NULL, 0.3f},
+    {"rnn tanh, xproj in +-0.3", CLG_CELL_RNN_TANH, 4, 3, 8, false, false, false, false, NULL,
+     0.3f},
 };
 #define N_GRID (int)(sizeof grid / sizeof grid[0])
 
@@ -138,7 +148,8 @@ static void run_values(rec_run *r, const rec_case *c, uint64_t seed) {
     r->nw = G * c->H * c->H;
     r->nb = G * c->H;
     r->ns = c->B * c->H;
-    r->x = rand_f(r->nx, -1.5f, 1.5f, seed);
+    float xr = c->x_range > 0.0f ? c->x_range : 1.5f;
+    r->x = rand_f(r->nx, -xr, xr, seed);
     float ws = 1.5f / sqrtf((float)c->H);
     r->w = rand_f(r->nw, -ws, ws, seed + 1);
     r->bias = rand_f(r->nb, -0.5f, 0.5f, seed + 2);
@@ -213,12 +224,12 @@ START_TEST(forward_grid) {
                   c->c0 ? r->c0 : NULL, want, whn, c->cell == CLG_CELL_LSTM ? wcn : NULL);
         fprintf(stderr, "forward: %s\n", c->name);
         clg_assert_ok(clg_plan_read(p, r->out, got, (size_t)no * sizeof(float)));
-        clg_assert_close(got, want, (size_t)no, 1e-5, 1e-4);
+        clg_assert_close(got, want, (size_t)no, 2e-6, 2e-5);
         clg_assert_ok(clg_plan_read(p, r->hn, ghn, (size_t)r->ns * sizeof(float)));
-        clg_assert_close(ghn, whn, (size_t)r->ns, 1e-5, 1e-4);
+        clg_assert_close(ghn, whn, (size_t)r->ns, 2e-6, 2e-5);
         if (r->cn) {
             clg_assert_ok(clg_plan_read(p, r->cn, ghn, (size_t)r->ns * sizeof(float)));
-            clg_assert_close(ghn, wcn, (size_t)r->ns, 1e-5, 1e-4);
+            clg_assert_close(ghn, wcn, (size_t)r->ns, 2e-6, 2e-5);
         }
         free(want);
         free(got);
@@ -236,19 +247,20 @@ END_TEST
  * and c_n (each weighted differently), or only some of them (grad_uses). */
 static const rec_case grad_cases[] = {
     {"lstm, lengths 5 2 0", CLG_CELL_LSTM, 5, 3, 3, true, true, true, false,
-     (const int32_t[]){5, 2, 0}},
-    {"lstm reverse, bare", CLG_CELL_LSTM, 6, 2, 3, true, false, false, true, NULL},
+     (const int32_t[]){5, 2, 0}, 0.0f},
+    {"lstm reverse, bare", CLG_CELL_LSTM, 6, 2, 3, true, false, false, true, NULL, 0.0f},
     {"lstm reverse, lengths 3 6", CLG_CELL_LSTM, 6, 2, 2, true, true, true, true,
-     (const int32_t[]){3, 6}},
+     (const int32_t[]){3, 6}, 0.0f},
     {"gru, lengths 5 0 3", CLG_CELL_GRU, 5, 3, 3, true, true, false, false,
-     (const int32_t[]){5, 0, 3}},
-    {"gru reverse", CLG_CELL_GRU, 5, 2, 3, true, true, false, true, NULL},
+     (const int32_t[]){5, 0, 3}, 0.0f},
+    {"gru reverse", CLG_CELL_GRU, 5, 2, 3, true, true, false, true, NULL, 0.0f},
     {"rnn tanh, lengths 5 1", CLG_CELL_RNN_TANH, 5, 2, 4, true, true, false, false,
-     (const int32_t[]){5, 1}},
-    {"rnn relu reverse", CLG_CELL_RNN_RELU, 5, 2, 4, true, true, false, true, NULL},
-    {"lstm, h_n only", CLG_CELL_LSTM, 5, 2, 3, true, true, true, false, (const int32_t[]){4, 5}},
-    {"lstm, c_n only", CLG_CELL_LSTM, 5, 2, 3, false, true, true, true, NULL},
-    {"gru, out only", CLG_CELL_GRU, 5, 2, 3, true, true, false, false, NULL},
+     (const int32_t[]){5, 1}, 0.0f},
+    {"rnn relu reverse", CLG_CELL_RNN_RELU, 5, 2, 4, true, true, false, true, NULL, 0.0f},
+    {"lstm, h_n only", CLG_CELL_LSTM, 5, 2, 3, true, true, true, false, (const int32_t[]){4, 5},
+     0.0f},
+    {"lstm, c_n only", CLG_CELL_LSTM, 5, 2, 3, false, true, true, true, NULL, 0.0f},
+    {"gru, out only", CLG_CELL_GRU, 5, 2, 3, true, true, false, false, NULL, 0.0f},
 };
 /* Which results the loss reads (bit 0 out, 1 h_n, 2 c_n), by case. */
 static const int grad_uses[] = {7, 7, 7, 7, 7, 7, 7, 2, 4, 1};
@@ -290,7 +302,7 @@ END_TEST
  * kernels, and the programs the context built for it. */
 static size_t plan_kernels(int64_t T, unsigned *programs) {
     clg_context *ctx = clg_test_context();
-    rec_case c = {"count", CLG_CELL_LSTM, T, 2, 4, true, true, true, false, NULL};
+    rec_case c = {"count", CLG_CELL_LSTM, T, 2, 4, true, true, true, false, NULL, 0.0f};
     clg_graph *g = clg_graph_new(ctx);
     ck_assert_ptr_nonnull(g);
     rec_run r;
@@ -389,7 +401,7 @@ static double now_s(void) {
 START_TEST(bench) {
     const char *e = getenv("CLGRAD_RECURRENT_BENCH");
     if (!e || strcmp(e, "1") != 0) return;
-    rec_case c = {"bench", CLG_CELL_LSTM, 64, 12, 256, true, true, true, false, NULL};
+    rec_case c = {"bench", CLG_CELL_LSTM, 64, 12, 256, true, true, true, false, NULL, 0.0f};
     clg_graph *g = clg_graph_new(clg_test_context());
     ck_assert_ptr_nonnull(g);
     rec_run r;
