@@ -261,9 +261,11 @@ static const rec_case grad_cases[] = {
      0.0f},
     {"lstm reverse, c_n only", CLG_CELL_LSTM, 5, 1, 2, false, true, true, true, NULL, 0.0f},
     {"gru, out only", CLG_CELL_GRU, 5, 1, 2, true, true, false, false, NULL, 0.0f},
+    {"lstm, plain sums", CLG_CELL_LSTM, 5, 1, 2, true, true, true, false, NULL, 0.0f},
 };
-/* Which results the loss reads (bit 0 out, 1 h_n, 2 c_n), by case. */
-static const int grad_uses[] = {7, 7, 7, 7, 7, 7, 2, 4, 1};
+/* Which results the loss reads (bit 0 out, 1 h_n, 2 c_n), by case; bit 3: their plain sums
+ * (gradients that are broadcast scalars) instead of weighted ones. */
+static const int grad_uses[] = {7, 7, 7, 7, 7, 7, 2, 4, 1, 15};
 
 _Static_assert(sizeof grad_uses / sizeof grad_uses[0] == sizeof grad_cases / sizeof grad_cases[0],
                "one grad_uses entry per case");
@@ -288,7 +290,8 @@ START_TEST(gradients) {
     clg_tensor *parts[3] = {r.out, r.hn, r.cn}, *loss = NULL;
     for (int k = 0; k < 3; ++k) {
         if (!parts[k] || !(grad_uses[_i] & (1 << k))) continue;
-        clg_tensor *l = clg_gc_weighted_sum(g, parts[k], 7 + (unsigned)k);
+        clg_tensor *l = grad_uses[_i] & 8 ? clg_sum(g, parts[k], 0, NULL, false)
+                                          : clg_gc_weighted_sum(g, parts[k], 7 + (unsigned)k);
         loss = loss ? clg_add(g, loss, l) : l;
     }
     bool relu = c->cell == CLG_CELL_RNN_RELU;
