@@ -354,6 +354,54 @@ START_TEST(kernel_counts) {
 }
 END_TEST
 
+/* Every gradient from a plan with guard bytes (its intermediate buffers start as NaN, so a
+ * read of anything no kernel wrote shows) equals the unguarded plan's, and the guards hold. */
+START_TEST(guarded_gradients) {
+    const rec_case *c = &grad_cases[_i];
+    float *got[2][5] = {{NULL}};
+    for (int pass = 0; pass < 2; ++pass) {
+        clg_graph *g = clg_graph_new(clg_test_context());
+        ck_assert_ptr_nonnull(g);
+        rec_run r;
+        run_values(&r, c, 700);
+        run_inputs(g, &r);
+        clg_tensor *ins[5] = {r.tx, r.tw, r.tb, r.th, r.tc};
+        int64_t sizes[5] = {r.nx, r.nw, r.nb, r.ns, r.ns};
+        for (int k = 0; k < 5; ++k)
+            if (ins[k]) clg_assert_ok(clg_requires_grad(ins[k]));
+        run_layer(g, &r);
+        clg_tensor *loss = clg_gc_weighted_sum(g, r.out, 5);
+        loss = clg_add(g, loss, clg_gc_weighted_sum(g, r.hn, 6));
+        if (r.cn) loss = clg_add(g, loss, clg_gc_weighted_sum(g, r.cn, 7));
+        clg_assert_ok(clg_graph_output(g, loss));
+        clg_assert_ok(clg_backward(g, loss));
+        for (int k = 0; k < 5; ++k)
+            if (ins[k]) clg_assert_ok(clg_graph_output(g, clg_grad(g, ins[k])));
+        clg_plan *p = NULL;
+        clg_assert_ok(
+            clg_graph_compile(g, &(clg_compile_options){.guard_bytes = pass == 0 ? 64 : 0}, &p));
+        run_write(p, &r);
+        clg_assert_ok(clg_plan_run(p));
+        clg_assert_ok(clg_plan_finish(p));
+        if (pass == 0) clg_assert_ok(clg_plan_check_guards(p));
+        for (int k = 0; k < 5; ++k) {
+            if (!ins[k]) continue;
+            got[pass][k] = malloc((size_t)sizes[k] * sizeof(float));
+            ck_assert_ptr_nonnull(got[pass][k]);
+            clg_assert_ok(clg_plan_read(p, clg_grad(g, ins[k]), got[pass][k],
+                                        (size_t)sizes[k] * sizeof(float)));
+            if (pass == 1) clg_assert_close(got[0][k], got[1][k], (size_t)sizes[k], 0.0, 0.0);
+        }
+        clg_plan_free(p);
+        clg_graph_free(g);
+        run_free(&r);
+    }
+    for (int pass = 0; pass < 2; ++pass)
+        for (int k = 0; k < 5; ++k)
+            free(got[pass][k]);
+}
+END_TEST
+
 /* Bad arguments poison the graph with a message naming the op and the shapes; the results
  * are the poison. */
 static void expect_error(clg_cell_kind cell, const int64_t *xs, const int64_t *ws, bool c0,
@@ -490,6 +538,7 @@ int main(void) {
     tcase_add_test(tc, kernel_counts);
     tcase_add_test(tc, errors);
     tcase_add_loop_test(tc, gradients, 0, (int)(sizeof grad_cases / sizeof grad_cases[0]));
+    tcase_add_loop_test(tc, guarded_gradients, 0, (int)(sizeof grad_cases / sizeof grad_cases[0]));
     suite_add_tcase(s, tc);
     TCase *tb = tcase_create("bench"); /* CK_RUN_CASE=bench runs it alone */
     tcase_add_test(tb, bench);
