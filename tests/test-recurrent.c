@@ -1,9 +1,10 @@
 /* clg_recurrent against a plain-C reference of the cell equations (double accumulation):
  * every cell kind, with and without bias, h0 and c0, both directions, unequal lengths (0 and
- * full among them), awkward sizes, guard bytes around the buffers; gradients of xproj, w_hh,
- * b_hh, h0 and c0 against central differences; a plan whose kernels grow by four per step and
- * whose programs do not grow with T; errors. CLGRAD_RECURRENT_BENCH=1 also times an LSTM
- * forward and backward step (T 64, B 12, H 256). */
+ * full among them), awkward sizes, saturated and small gates, guard bytes around the buffers;
+ * gradients of xproj, w_hh, b_hh, h0 and c0 against central differences, and the same from a
+ * guarded plan; a plan whose kernels grow by four per step and whose programs do not grow with
+ * T; errors. CLGRAD_RECURRENT_BENCH=1 also times an LSTM forward and backward (T 64, B 12,
+ * H 256) against the same layer from ordinary ops. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
