@@ -166,7 +166,10 @@ clg_tensor *clg_rnn_forward(clg_graph *g, const clg_rnn *layer, clg_tensor *x,
     if (c0) given[n_given++] = c0;
     if (lengths) given[n_given++] = lengths;
     if (!clg_check_inputs(g, "rnn", n_given, given)) return rnn_fail(final, g->poison);
-    if (!layer || !layer->weight_ih[0][0] || check_config("", &layer->config) != CLG_OK)
+    /* not check_config, which sets the last error; the config indexes the arrays below */
+    if (!layer || !layer->weight_ih[0][0] || (unsigned)layer->config.cell >= CLG_CELL_KIND_COUNT ||
+        layer->config.num_layers < 0 || layer->config.num_layers > CLG_RNN_MAX_LAYERS ||
+        layer->config.hidden_size < 1 || layer->config.input_size < 1)
         return rnn_fail(final, clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
                                               "rnn: the layer is not initialised (clg_rnn_init)"));
     const clg_rnn_config c = layer->config;
