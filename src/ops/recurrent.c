@@ -1,7 +1,7 @@
 /* Recurrent layers over a whole sequence in cuDNN's form: the input's part of the gates comes
  * precomputed (xproj); one forward node runs, per step, one GEMM h W_hh^T and one cell kernel
  * (cl/recurrent.cl), and one backward node their mirror; the gradients of W_hh and b_hh are
- * one GEMM and one reduction over all steps, built from ordinary ops. */
+ * one GEMM each over all steps, built from ordinary ops. */
 #include <string.h>
 
 #include "compile/lowering.h"
@@ -306,9 +306,9 @@ static void bw_recurrent(clg_graph *g, clg_tensor *f, clg_tensor *gout) {
         }
         if (gb) {
             /* as a GEMM of ones: the column sum of a tall matrix is a slow reduction */
-            int64_t ones[2] = {1, r.T * r.B}, gh = r.G * r.H;
+            int64_t ones[2] = {1, r.T * r.B}, ng = r.G * r.H;
             clg_tensor *db = clg_matmul(g, clg_full(g, 1.0f, 2, ones), dhid, false, false);
-            clg_grad_accumulate(g, b_hh, clg_reshape(g, db, 1, &gh));
+            clg_grad_accumulate(g, b_hh, clg_reshape(g, db, 1, &ng));
         }
     }
     if (gh) clg_grad_accumulate(g, h0, part(g, &op_recurrent_part, d, 2, bh, bl.dh0));
