@@ -806,6 +806,30 @@ static Suite *rnn_suite(void) {
     return s;
 }
 
-int main(void) {
+/* `test-rnn --write-checkpoint PATH`: a clgrad checkpoint of every fixture case's layer, each
+ * under its case's name ("lstm_bi2.weight_ih_l0", ...), for tools/make_rnn_fixture.py
+ * --clgrad-checkpoint to load into the torch modules. */
+static int write_checkpoint(const char *path) {
+    clg_context *ctx = NULL;
+    if (clg_context_create(NULL, &ctx) != CLG_OK) {
+        fprintf(stderr, "no device: %s\n", clg_last_error());
+        return 1;
+    }
+    for (int i = 0; i < N_FIXTURES; ++i) {
+        clg_rnn l;
+        if (clg_rnn_init(ctx, &l, fixture_cases[i].name, &fixture_cases[i].config,
+                         30 + (uint64_t)i) != CLG_OK) {
+            fprintf(stderr, "%s: %s\n", fixture_cases[i].name, clg_last_error());
+            return 1;
+        }
+    }
+    clg_status st = clg_checkpoint_save(ctx, path, NULL);
+    if (st != CLG_OK) fprintf(stderr, "%s\n", clg_last_error());
+    clg_context_free(ctx);
+    return st == CLG_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--write-checkpoint") == 0) return write_checkpoint(argv[2]);
     return clg_test_run(rnn_suite());
 }

@@ -21,6 +21,11 @@ its last valid step.
 Run (needs PyTorch, never needed by the library or CI):
     /work/venv/bin/python tools/make_rnn_fixture.py            # rewrite the fixtures
     /work/venv/bin/python tools/make_rnn_fixture.py --check    # compare with the committed ones
+    build/tests/test-rnn --write-checkpoint /tmp/clgrad_rnn.safetensors
+    /work/venv/bin/python tools/make_rnn_fixture.py --clgrad-checkpoint /tmp/clgrad_rnn.safetensors
+The last loads clgrad's layers (every case's, saved under "<case>.") into the torch modules
+with load_state_dict(strict=True), checks every tensor against PyTorch's initialisation bound
+and runs each module once.
 """
 
 import argparse
@@ -120,11 +125,45 @@ def same(a, b):
         for k in a)
 
 
+def load_clgrad(path):
+    saved = load_file(path)
+    bad = 0
+    for name, c in CASES.items():
+        m = make_module(c)
+        sd = {k[len(name) + 1:]: v for k, v in saved.items() if k.startswith(name + ".")}
+        try:
+            m.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            print("%s: %s" % (name, e))
+            bad += 1
+            continue
+        bound = 1.0 / H ** 0.5
+        for k, v in m.state_dict().items():
+            top = v.abs().max().item()
+            if not 0.5 * bound < top <= bound * (1 + 1e-6):
+                print("%s.%s: largest |value| %g is not U(+-1/sqrt(H) = %g)'s" % (name, k, top,
+                                                                                 bound))
+                bad += 1
+        with torch.no_grad():
+            dirs = 2 if c["bidirectional"] else 1
+            out, _ = m(torch.randn(B, T, I) if c["batch_first"] else torch.randn(T, B, I))
+            if out.shape[-1] != dirs * H:
+                print("%s: output %s" % (name, tuple(out.shape)))
+                bad += 1
+        print("%s: %d tensors loaded" % (name, len(sd)))
+    print("clgrad checkpoint %s" % ("does not load" if bad else "loads into torch"))
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true",
                     help="compare with the committed fixtures instead of writing them")
+    ap.add_argument("--clgrad-checkpoint", metavar="PATH",
+                    help="load a checkpoint from test-rnn --write-checkpoint into torch")
     args = ap.parse_args()
+    if args.clgrad_checkpoint:
+        return load_clgrad(args.clgrad_checkpoint)
     states, io, meta = build()
     if not args.check:
         os.makedirs(FIXTURES, exist_ok=True)
