@@ -4,7 +4,8 @@
  * refused, a label outside the model's classes or a loss that turns NaN stops the run before
  * anything is written over an earlier checkpoint. The test process itself never touches
  * OpenCL (check runs tests unforked here, and the children open their own devices).
- * Usage: test-train-cli EXAMPLE [cnn] — cnn: the batch-norm + dropout CNN's resume only. */
+ * Usage: test-train-cli EXAMPLE [cnn|seq] — cnn: the batch-norm + dropout CNN's resume only;
+ * seq: the LSTM's (seq_mnist) resume only. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -21,8 +22,11 @@
 #include "harness.h"
 #include "io/safetensors.h"
 
-static const char *example; /* path of mlp_mnist or cnn_mnist */
-static bool cnn;
+static const char *example; /* path of mlp_mnist, cnn_mnist or seq_mnist */
+static bool cnn, seq;
+/* What VARIANT stands for in a run's flags: the example's own subset and settings. */
+#define VARIANT "@variant"
+static const char *const *variant;
 static char dir[256];
 
 /* dir/name; the result lives until 15 more calls (enough for the flags of one run). */
@@ -42,7 +46,11 @@ static int run(const char *out, ...) {
     argv[n++] = example;
     va_list ap;
     va_start(ap, out);
-    for (const char *a; (a = va_arg(ap, const char *)) && n < 62;) argv[n++] = a;
+    for (const char *a; (a = va_arg(ap, const char *)) && n < 62;) {
+        if (strcmp(a, VARIANT) != 0) argv[n++] = a;
+        else
+            for (int i = 0; variant[i] && n < 62; ++i) argv[n++] = variant[i];
+    }
     va_end(ap);
     argv[n] = NULL;
     pid_t pid = fork();
@@ -136,29 +144,18 @@ static bool same_file(const char *a, const char *b) {
 /* The flags every run shares: a subset, so each run takes seconds. */
 #define MLP_COMMON "--train-limit", "3000", "--log", "/dev/null"
 #define CNN_COMMON "--arch", "bn", "--train-limit", "640", "--log", "/dev/null"
+#define SEQ_COMMON "--train-limit", "640", "--log", "/dev/null"
 
 START_TEST(split_run_equals_uninterrupted_run) {
     char out[320];
     snprintf(out, sizeof out, "%s", tmp("out.txt"));
-    if (cnn) {
-        EXPECT_RUN(0, out, "--epochs", "1", "--save", tmp("b"), CNN_COMMON, NULL);
-        copy_file(tmp("b"), tmp("b1"));
-        EXPECT_RUN(0, out, "--resume", tmp("b"), "--epochs", "2", "--save", tmp("b"),
-                             "--log", "/dev/null", NULL);
-        ASSERT_OUTPUT(out, "resumed");
-        EXPECT_RUN(0, out, "--epochs", "2", "--save", tmp("c"), CNN_COMMON, NULL);
-        EXPECT_RUN(0, out, "--load", tmp("b1"), "--epochs", "1", "--save", tmp("d"),
-                             CNN_COMMON, NULL);
-    } else {
-        EXPECT_RUN(0, out, "--epochs", "1", "--save", tmp("b"), MLP_COMMON, NULL);
-        copy_file(tmp("b"), tmp("b1"));
-        EXPECT_RUN(0, out, "--resume", tmp("b"), "--epochs", "2", "--save", tmp("b"),
-                             "--log", "/dev/null", NULL);
-        ASSERT_OUTPUT(out, "resumed");
-        EXPECT_RUN(0, out, "--epochs", "2", "--save", tmp("c"), MLP_COMMON, NULL);
-        EXPECT_RUN(0, out, "--load", tmp("b1"), "--epochs", "1", "--save", tmp("d"),
-                             MLP_COMMON, NULL);
-    }
+    EXPECT_RUN(0, out, "--epochs", "1", "--save", tmp("b"), VARIANT, NULL);
+    copy_file(tmp("b"), tmp("b1"));
+    EXPECT_RUN(0, out, "--resume", tmp("b"), "--epochs", "2", "--save", tmp("b"), "--log",
+               "/dev/null", NULL);
+    ASSERT_OUTPUT(out, "resumed");
+    EXPECT_RUN(0, out, "--epochs", "2", "--save", tmp("c"), VARIANT, NULL);
+    EXPECT_RUN(0, out, "--load", tmp("b1"), "--epochs", "1", "--save", tmp("d"), VARIANT, NULL);
     ck_assert_msg(same_checkpoint(tmp("b"), tmp("c"), true),
                   "1 epoch + --resume to 2 differs from 2 epochs in one run");
     /* the control: --load (weights only, a fresh optimizer and schedule) is not a resume, and
@@ -297,17 +294,22 @@ static void remove_dir(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s EXAMPLE [cnn]\n", argv[0]);
+        fprintf(stderr, "usage: %s EXAMPLE [cnn|seq]\n", argv[0]);
         return 2;
     }
     example = argv[1];
     cnn = argc > 2 && strcmp(argv[2], "cnn") == 0;
+    seq = argc > 2 && strcmp(argv[2], "seq") == 0;
+    static const char *const mlp_flags[] = {MLP_COMMON, NULL};
+    static const char *const cnn_flags[] = {CNN_COMMON, NULL};
+    static const char *const seq_flags[] = {SEQ_COMMON, NULL};
+    variant = cnn ? cnn_flags : seq ? seq_flags : mlp_flags;
     Suite *s = suite_create("train-cli");
     TCase *tc = tcase_create("train-cli");
     tcase_set_timeout(tc, 900);
     tcase_add_checked_fixture(tc, make_dir, remove_dir);
     tcase_add_test(tc, split_run_equals_uninterrupted_run);
-    if (!cnn) {
+    if (!cnn && !seq) {
         tcase_add_test(tc, killed_run_resumes_exactly);
         tcase_add_test(tc, resume_refuses_a_different_run);
         tcase_add_test(tc, bad_labels_stop_before_training);

@@ -60,9 +60,11 @@ static clg_optimizer_kind optimizer_kind(const char *name) {
 /* Cosine decay after a short linear warm-up over the whole run: the warm-up keeps Adam's
  * first, poorly-estimated steps small; the decay lets the last epochs settle into a minimum
  * instead of bouncing around it at full step size. */
-static clg_optimizer_config optimizer_config(const train_flags *f, int64_t steps_per_epoch) {
+static clg_optimizer_config optimizer_config(const classifier_model *m, const train_flags *f,
+                                             int64_t steps_per_epoch) {
     clg_optimizer_config c = clg_optimizer_defaults(optimizer_kind(f->optimizer));
     c.lr = f->lr;
+    c.clip_norm = m->clip_norm;
     if (c.kind == CLG_OPT_SGD) c.momentum = 0.9f;
     int64_t total = steps_per_epoch * f->schedule_epochs;
     if (total > 1) {
@@ -202,7 +204,7 @@ int classifier_run(const classifier_model *m, const train_flags *f, classifier_r
            (long long)clg_dataset_size(s.train), (long long)clg_dataset_size(s.test), f->data);
 
     int64_t steps_per_epoch = clg_loader_batches(s.train_loader);
-    clg_optimizer_config oc = optimizer_config(f, steps_per_epoch);
+    clg_optimizer_config oc = optimizer_config(m, f, steps_per_epoch);
     s.opt = clg_optimizer_new(s.ctx, &oc);
     int rc = 0;
     if (!s.opt || m->init(s.ctx, m->model, f) != CLG_OK) {

@@ -15,6 +15,7 @@ typedef struct classifier_model {
     int sample_ndim;  /* shape of one input sample as the model wants it, e.g. [784] or */
     int64_t sample_shape[3]; /* [1, 28, 28] */
     int classes;             /* outputs of the model: every label must be below this */
+    float clip_norm;         /* > 0: clip the global gradient norm to this (recurrent models) */
     /* Create and initialise the parameters in ctx. */
     clg_status (*init)(clg_context *ctx, void *model, const train_flags *flags);
     /* Logits [batch, classes] from x [batch, sample...]; training selects dropout/batch norm
