@@ -19,6 +19,18 @@ inline float sigm(float x) {
     return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
+/* pocl's tanh is a scalar call several times the cost of exp; this one is exp and selects.
+ * Below |x| 1/4 its series to x^9 (next term under 1e-8 relative), where (1 - e) / (1 + e)
+ * would lose bits to cancellation. */
+inline float tanh_(float x) {
+    float a = fabs(x), e = exp(-2.0f * a);
+    float big = (1.0f - e) / (1.0f + e);
+    float x2 = a * a;
+    float small =
+        a * (1.0f + x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835)))));
+    return copysign(a < 0.25f ? small : big, x);
+}
+
 inline int gates_of(int cell) {
     return cell == CELL_LSTM ? 4 : cell == CELL_GRU ? 3 : 1;
 }
@@ -28,55 +40,69 @@ inline bool step_valid(__global const int *len, int l_off, int has_len, int b, i
     return !has_len || t < len[l_off + b];
 }
 
-/* Forward: x (xproj at step t) + the raw product in f at gate_off (when hidden; else the
- * product is 0: the first step without h0) + bias give the gates; the state before the step is
- * at hp_off (c: cp_off), the state after goes to hnext_off (cnext_off), h also to out_off (0 at
- * a padded step, where the state passes through). GRU keeps h W_hn^T + b_hn at hng_off. */
-__kernel void recurrent_fwd(__global float *f, int out_off, int gate_off, int hng_off,
-                            int hp_off, int hnext_off, int cp_off, int cnext_off,
-                            __global const float *x, int x_off, __global const float *bias,
-                            int b_off, int has_bias, __global const int *len, int l_off,
-                            int has_len, int t, int hidden, int H, int cell) {
-    int j = get_global_id(0), b = get_global_id(1);
-    if (j >= H) return;
-    int G = gates_of(cell), GH = G * H;
-    int e = b * H + j;
-    float hp = f[hp_off + e];
-    if (!step_valid(len, l_off, has_len, b, t)) {
-        f[hnext_off + e] = hp;
-        f[out_off + e] = 0.0f;
-        if (cell == CELL_LSTM) f[cnext_off + e] = f[cp_off + e];
-        return;
-    }
-    __global const float *xr = x + x_off + b * GH + j;
-    __global float *gr = f + gate_off + b * GH + j;
-    float pre[4], hid[4];
-    for (int k = 0; k < G; ++k) {
-        hid[k] = (hidden ? gr[k * H] : 0.0f) + (has_bias ? bias[b_off + k * H + j] : 0.0f);
-        pre[k] = xr[k * H] + hid[k];
-    }
-    float h;
-    if (cell == CELL_LSTM) {
-        float ig = sigm(pre[0]), fg = sigm(pre[1]), gg = tanh(pre[2]), og = sigm(pre[3]);
-        float c = fg * f[cp_off + e] + ig * gg;
-        h = og * tanh(c);
-        gr[0] = ig;
-        gr[H] = fg;
-        gr[2 * H] = gg;
-        gr[3 * H] = og;
-        f[cnext_off + e] = c;
-    } else if (cell == CELL_GRU) {
-        float r = sigm(pre[0]), z = sigm(pre[1]);
-        float n = tanh(xr[2 * H] + r * hid[2]);
-        h = (1.0f - z) * n + z * hp;
-        gr[0] = r;
-        gr[H] = z;
-        gr[2 * H] = n;
-        f[hng_off + e] = hid[2];
-    } else {
-        h = cell == CELL_RNN_TANH ? tanh(pre[0]) : fmax(pre[0], 0.0f);
-        gr[0] = h;
-    }
+/* Forward, one kernel per cell with these arguments: x (xproj at step t) + the raw product in
+ * f at gate_off (when hidden; else the product is 0: the first step without h0) + bias give
+ * the gates; the state before the step is at hp_off (c: cp_off), the state after goes to
+ * hnext_off (cnext_off), h also to out_off (0 at a padded step, where the state passes
+ * through). GRU keeps h W_hn^T + b_hn at hng_off. relu: RNN's activation. */
+#define FWD_ARGS                                                                               \
+    __global float *f, int out_off, int gate_off, int hng_off, int hp_off, int hnext_off,     \
+        int cp_off, int cnext_off, __global const float *x, int x_off,                         \
+        __global const float *bias, int b_off, int has_bias, __global const int *len,          \
+        int l_off, int has_len, int t, int hidden, int H, int relu
+
+/* The work-item's unit, the step's validity (a padded step passes the state through and
+ * returns), and gate k's raw hidden part (product + bias) and pre-activation. */
+#define FWD_BEGIN(G, LSTM)                                                                     \
+    int j = get_global_id(0), b = get_global_id(1);                                            \
+    if (j >= H) return;                                                                        \
+    int e = b * H + j;                                                                         \
+    if (!step_valid(len, l_off, has_len, b, t)) {                                              \
+        f[hnext_off + e] = f[hp_off + e];                                                      \
+        f[out_off + e] = 0.0f;                                                                 \
+        if (LSTM) f[cnext_off + e] = f[cp_off + e];                                            \
+        return;                                                                                \
+    }                                                                                          \
+    __global const float *xr = x + x_off + b * (G) * H + j;                                    \
+    __global float *gr = f + gate_off + b * (G) * H + j;                                       \
+    __global const float *br = bias + b_off + j;
+
+#define HID(k) ((hidden ? gr[(k) * H] : 0.0f) + (has_bias ? br[(k) * H] : 0.0f))
+
+__kernel void recurrent_fwd_lstm(FWD_ARGS) {
+    FWD_BEGIN(4, true)
+    float ig = sigm(xr[0] + HID(0)), fg = sigm(xr[H] + HID(1));
+    float gg = tanh_(xr[2 * H] + HID(2)), og = sigm(xr[3 * H] + HID(3));
+    float c = fg * f[cp_off + e] + ig * gg;
+    float h = og * tanh_(c);
+    gr[0] = ig;
+    gr[H] = fg;
+    gr[2 * H] = gg;
+    gr[3 * H] = og;
+    f[cnext_off + e] = c;
+    f[hnext_off + e] = h;
+    f[out_off + e] = h;
+}
+
+__kernel void recurrent_fwd_gru(FWD_ARGS) {
+    FWD_BEGIN(3, false)
+    float r = sigm(xr[0] + HID(0)), z = sigm(xr[H] + HID(1));
+    float hn = HID(2);
+    float n = tanh_(xr[2 * H] + r * hn);
+    float h = (1.0f - z) * n + z * f[hp_off + e];
+    gr[0] = r;
+    gr[H] = z;
+    gr[2 * H] = n;
+    f[hng_off + e] = hn;
+    f[hnext_off + e] = h;
+    f[out_off + e] = h;
+}
+
+__kernel void recurrent_fwd_rnn(FWD_ARGS) {
+    FWD_BEGIN(1, false)
+    float p = xr[0] + HID(0);
+    float h = relu ? fmax(p, 0.0f) : tanh_(p);
+    gr[0] = h;
     f[hnext_off + e] = h;
     f[out_off + e] = h;
 }
@@ -109,7 +135,7 @@ __kernel void recurrent_bwd(__global float *d, int dx_off, int dhid_off, int dh_
         float ig = gr[0], fg = gr[H], gg = gr[2 * H], og = gr[3 * H];
         float cp = f[cp_off + e];
         float c = fg * cp + ig * gg;
-        float tc = tanh(c);
+        float tc = tanh_(c);
         float dc = d[dc_off + e] + dh * og * (1.0f - tc * tc);
         dxr[0] = dc * gg * ig * (1.0f - ig);
         dxr[H] = dc * cp * fg * (1.0f - fg);

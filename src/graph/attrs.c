@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "clgrad/ops.h"
 #include "core/error.h"
 #include "graph/attrs.h"
 #include "graph/graph_internal.h"
@@ -126,18 +125,14 @@ static const clg_attr_field scan_fields[] = {
     ONE("exclusive", CLG_ATTR_BOOL, clg_attr_scan, exclusive),
     ONE("reverse", CLG_ATTR_BOOL, clg_attr_scan, reverse),
 };
-static const char *const cell_names[CLG_CELL_KIND_COUNT] = {
-    [CLG_CELL_RNN_TANH] = "rnn_tanh",
-    [CLG_CELL_RNN_RELU] = "rnn_relu",
-    [CLG_CELL_LSTM] = "lstm",
-    [CLG_CELL_GRU] = "gru",
-};
+/* by clg_cell_kind (clgrad/ops.h, above this layer; ops/recurrent.c asserts the order) */
+static const char *const cell_names[] = {"rnn_tanh", "rnn_relu", "lstm", "gru"};
 static const clg_attr_field recurrent_fields[] = {
     {.name = "cell",
      .type = CLG_ATTR_ENUM,
      .offset = offsetof(clg_attr_recurrent, cell),
      .names = cell_names,
-     .n_names = CLG_CELL_KIND_COUNT},
+     .n_names = 4},
     ONE("reverse", CLG_ATTR_BOOL, clg_attr_recurrent, reverse),
     ONE("T", CLG_ATTR_I64, clg_attr_recurrent, T),
     ONE("B", CLG_ATTR_I64, clg_attr_recurrent, B),

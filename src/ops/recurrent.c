@@ -16,17 +16,19 @@ static clg_status lower_forward(clg_lowering *lw, clg_tensor *node, const clg_op
 static clg_status lower_backward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                  const clg_operand *out);
 
-/* attrs.recurrent. (xproj, w_hh[, b_hh][, h0][, c0][, lengths]) -> the flat buffer of
- * fwd_layout. Its users see views of it (op_recurrent_result), whose rule only makes sure
- * this node's rule runs; that one reads the views' gradients itself, so that one backward
- * node takes the gradients of out, h_n and c_n together. */
+/* attrs.recurrent. (xproj, w_hh, w_hh^T[, b_hh][, h0][, c0][, lengths]) -> the flat buffer
+ * of fwd_layout. The steps' GEMMs read w_hh^T, made dense once per run: clgrad's CPU GEMM
+ * would otherwise pack the transposed operand at every step; w_hh is there for the rule.
+ * Users see views of the buffer (op_recurrent_result), whose rule only makes sure this node's
+ * rule runs; that one reads the views' gradients itself, so that one backward node takes the
+ * gradients of out, h_n and c_n together. */
 static const clg_op_info op_recurrent_forward = {.name = "recurrent_forward",
                                                  .kind = CLG_KIND_KERNEL,
                                                  .backward = bw_recurrent,
                                                  .lower = lower_forward};
 /* out, h_n, c_n: what clg_recurrent returns. */
-static const clg_op_info op_recurrent_result = {.name = "recurrent", .kind = CLG_KIND_VIEW,
-                                                .backward = bw_result};
+static const clg_op_info op_recurrent_result = {
+    .name = "recurrent", .kind = CLG_KIND_VIEW, .backward = bw_result};
 /* The saved states and the backward's results: views without gradients of their own. */
 static const clg_op_info op_recurrent_part = {.name = "recurrent_part", .kind = CLG_KIND_VIEW};
 /* attrs.recurrent. (forward, w_hh[, dout][, dh_n][, dc_n][, lengths]) -> the flat buffer of
@@ -34,13 +36,21 @@ static const clg_op_info op_recurrent_part = {.name = "recurrent_part", .kind = 
 static const clg_op_info op_recurrent_backward = {
     .name = "recurrent_backward", .kind = CLG_KIND_KERNEL, .lower = lower_backward};
 
+_Static_assert(CLG_CELL_RNN_TANH == 0 && CLG_CELL_RNN_RELU == 1 && CLG_CELL_LSTM == 2 &&
+                   CLG_CELL_GRU == 3 && CLG_CELL_KIND_COUNT == 4,
+               "cl/recurrent.cl's CELL_* and graph/attrs.c's cell names follow clg_cell_kind");
+
 int clg_cell_gates(clg_cell_kind cell) {
     switch (cell) {
     case CLG_CELL_RNN_TANH:
-    case CLG_CELL_RNN_RELU: return 1;
-    case CLG_CELL_LSTM: return 4;
-    case CLG_CELL_GRU: return 3;
-    default: return -1;
+    case CLG_CELL_RNN_RELU:
+        return 1;
+    case CLG_CELL_LSTM:
+        return 4;
+    case CLG_CELL_GRU:
+        return 3;
+    default:
+        return -1;
     }
 }
 
@@ -146,8 +156,8 @@ static bool check_args(clg_graph *g, clg_cell_kind cell, clg_tensor *xproj, clg_
         return false;
     }
     if (c0 && cell != CLG_CELL_LSTM) {
-        clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "recurrent: c0 is given, but only an LSTM "
-                                                    "has a cell state");
+        clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
+                       "recurrent: c0 is given, but only an LSTM has a cell state");
         return false;
     }
     char sx[200], sw[200];
@@ -203,10 +213,11 @@ clg_status clg_recurrent(clg_graph *g, clg_cell_kind cell, clg_tensor *xproj, cl
                             .h0 = h0 != NULL,
                             .c0 = c0 != NULL,
                             .lengths = lengths != NULL};
-    clg_tensor *ins[6];
+    clg_tensor *ins[7];
     int n = 0;
     ins[n++] = dense(g, xproj);
     ins[n++] = dense(g, w_hh);
+    ins[n++] = clg_contiguous(g, clg_transpose(g, w_hh, 0, 1));
     if (b_hh) ins[n++] = dense(g, b_hh);
     if (h0) ins[n++] = h0;
     if (c0) ins[n++] = c0;
@@ -220,8 +231,8 @@ clg_status clg_recurrent(clg_graph *g, clg_cell_kind cell, clg_tensor *xproj, cl
     int64_t tbh[3] = {r.T, r.B, r.H};
     clg_tensor *o = part(g, &op_recurrent_result, f, 3, tbh, l.out);
     clg_tensor *hn = part(g, &op_recurrent_result, f, 2, tbh + 1, l.hn);
-    clg_tensor *cn = cell == CLG_CELL_LSTM ? part(g, &op_recurrent_result, f, 2, tbh + 1, l.cn)
-                                           : NULL;
+    clg_tensor *cn =
+        cell == CLG_CELL_LSTM ? part(g, &op_recurrent_result, f, 2, tbh + 1, l.cn) : NULL;
     if (g->error) return g->error;
     *out = o;
     *h_n = hn;
@@ -244,8 +255,7 @@ static void bw_result(clg_graph *g, clg_tensor *node, clg_tensor *gout) {
 static clg_tensor *result_grad(clg_graph *g, const clg_tensor *f, int64_t offset) {
     for (size_t i = (size_t)f->id + 1; i < g->n_nodes && i <= (size_t)f->id + 3; ++i) {
         const clg_tensor *v = g->nodes[i];
-        if (v->info == &op_recurrent_result && v->in[0] == f && v->offset == offset)
-            return v->grad;
+        if (v->info == &op_recurrent_result && v->in[0] == f && v->offset == offset) return v->grad;
     }
     return NULL;
 }
@@ -256,7 +266,7 @@ static void bw_recurrent(clg_graph *g, clg_tensor *f, clg_tensor *gout) {
     rec_geo r = geo_of(&a);
     fwd_layout fl = fwd_layout_of(&r);
     bwd_layout bl = bwd_layout_of(&r);
-    int k = 2;
+    int k = 3;
     clg_tensor *xproj = f->in[0], *w_hh = f->in[1];
     clg_tensor *b_hh = a.bias ? f->in[k++] : NULL;
     clg_tensor *h0 = a.h0 ? f->in[k++] : NULL;
@@ -294,8 +304,12 @@ static void bw_recurrent(clg_graph *g, clg_tensor *f, clg_tensor *gout) {
             clg_tensor *hp = part(g, &op_recurrent_part, f, 2, rows_h, fl.hprev);
             clg_grad_accumulate(g, w_hh, clg_matmul(g, dhid, hp, true, false));
         }
-        int axis0 = 0;
-        if (gb) clg_grad_accumulate(g, b_hh, clg_sum(g, dhid, 1, &axis0, false));
+        if (gb) {
+            /* as a GEMM of ones: the column sum of a tall matrix is a slow reduction */
+            int64_t ones[2] = {1, r.T * r.B}, gh = r.G * r.H;
+            clg_tensor *db = clg_matmul(g, clg_full(g, 1.0f, 2, ones), dhid, false, false);
+            clg_grad_accumulate(g, b_hh, clg_reshape(g, db, 1, &gh));
+        }
     }
     if (gh) clg_grad_accumulate(g, h0, part(g, &op_recurrent_part, d, 2, bh, bl.dh0));
     if (gc) clg_grad_accumulate(g, c0, part(g, &op_recurrent_part, d, 2, bh, bl.dc0));
@@ -334,19 +348,26 @@ static clg_status step_launch(clg_lowering *lw, const clg_args *a, const rec_geo
     return clg_lower_args(lw, a, 2, global, clg_plane_local(lw, (size_t)r->H, local), label);
 }
 
+static const char *const fwd_kernel[CLG_CELL_KIND_COUNT] = {
+    [CLG_CELL_RNN_TANH] = "recurrent_fwd_rnn",
+    [CLG_CELL_RNN_RELU] = "recurrent_fwd_rnn",
+    [CLG_CELL_LSTM] = "recurrent_fwd_lstm",
+    [CLG_CELL_GRU] = "recurrent_fwd_gru",
+};
+
 static clg_status lower_forward(clg_lowering *lw, clg_tensor *node, const clg_operand *in,
                                 const clg_operand *out) {
     const clg_attr_recurrent *a = &node->attrs.recurrent;
     rec_geo r = geo_of(a);
     fwd_layout l = fwd_layout_of(&r);
-    int k = 2;
+    int k = 3;
     const clg_operand *bias = a->bias ? &in[k++] : NULL;
     const clg_operand *h0 = a->h0 ? &in[k++] : NULL;
     const clg_operand *c0 = a->c0 ? &in[k++] : NULL;
     const clg_operand *len = a->lengths ? &in[k++] : NULL;
     cl_int x_off = 0, w_off = 0, b_off = 0, l_off = 0;
     clg_status st = dense_operand(node, &in[0], &x_off);
-    if (st == CLG_OK) st = dense_operand(node, &in[1], &w_off);
+    if (st == CLG_OK) st = dense_operand(node, &in[2], &w_off);
     if (st == CLG_OK && bias) st = dense_operand(node, bias, &b_off);
     if (st == CLG_OK && len) st = dense_operand(node, len, &l_off);
     if (st != CLG_OK) return st;
@@ -363,17 +384,16 @@ static clg_status lower_forward(clg_lowering *lw, clg_tensor *node, const clg_op
         bool last = s + 1 == r.T, hidden = h0 || s > 0;
         if (hidden) {
             /* gates_t = h_{t-1} W_hh^T, raw; the cell kernel activates them in place */
-            clg_gemm_call c = {.trans_b = true,
-                               .m = (size_t)r.B,
+            clg_gemm_call c = {.m = (size_t)r.B,
                                .n = (size_t)(r.G * r.H),
                                .k = (size_t)r.H,
                                .alpha = 1.0f,
                                .a = out->mem,
                                .a_off = (size_t)(base + l.hprev + t * r.N),
                                .lda = (size_t)r.H,
-                               .b = in[1].mem,
+                               .b = in[2].mem,
                                .b_off = (size_t)w_off,
-                               .ldb = (size_t)r.H,
+                               .ldb = (size_t)(r.G * r.H),
                                .c = out->mem,
                                .c_off = (size_t)(base + l.gates + t * r.NG),
                                .ldc = (size_t)(r.G * r.H),
@@ -382,7 +402,7 @@ static clg_status lower_forward(clg_lowering *lw, clg_tensor *node, const clg_op
             if (st != CLG_OK) break;
         }
         cl_kernel kern;
-        st = clg_kernel_new(ctx, "recurrent", "recurrent_fwd", &kern);
+        st = clg_kernel_new(ctx, "recurrent", fwd_kernel[r.cell], &kern);
         if (st != CLG_OK) break;
         clg_args args = clg_args_begin(kern);
         clg_arg_mem(&args, out->mem);
@@ -404,7 +424,7 @@ static clg_status lower_forward(clg_lowering *lw, clg_tensor *node, const clg_op
         clg_arg_int(&args, t);
         clg_arg_int(&args, hidden);
         clg_arg_int(&args, r.H);
-        clg_arg_int(&args, r.cell);
+        clg_arg_int(&args, r.cell == CLG_CELL_RNN_RELU);
         st = step_launch(lw, &args, &r, "recurrent_forward cell");
     }
     return st;
