@@ -333,7 +333,7 @@ typedef struct trainer {
 static int save_checkpoint(trainer *s, int64_t step, double val_loss) {
     const lm_flags *f = s->f;
     const lm_config *c = &s->m.cfg;
-    char hex[2 * MAX_VOCAB + 1], text[12][32];
+    char hex[2 * MAX_VOCAB + 1], text[10][32];
     vocab_hex(c, hex);
     snprintf(text[0], sizeof text[0], "%lld", (long long)c->embed);
     snprintf(text[1], sizeof text[1], "%lld", (long long)c->hidden);
