@@ -2,13 +2,15 @@
  * (forward, backward, Adam) of
  *   rnn T     unrolled tanh RNN, batch 32, hidden 256, vocabulary 65, a loss on every step
  *   lstm T    LSTM from one GEMM of [x_t, h] and four slices of the gate matrix, same sizes
+ *   lstm-layer T  the same LSTM in cuDNN's form: one GEMM for every step's input part, then
+ *             clg_recurrent (one GEMM and one cell kernel per step), one GEMM for the readout
  *   block     one pre-norm Transformer block, batch 12, T 64, C 128, 4 heads, causal, GELU MLP
  *   stack     four such blocks
  * (the blocks embed 65 tokens plus positions and end in a layer norm and a 65-way head), and
  * for each: nodes, kernels per step (and how many are fills and copies), programs, time to the end of the first step in a process
  * with empty caches (cold: a fresh machine) and with the caches it filled (warm), and the
  * median ms per step. tools/bench-seq.py runs the same models in PyTorch alongside.
- *   bench-seq [--probes rnn:64,rnn:256,lstm:64,lstm:256,block,stack] [--runs N]
+ *   bench-seq [--probes rnn:64,rnn:256,lstm:64,lstm:256,lstm-layer:64,block,stack] [--runs N]
  *   bench-seq --child PROBE T  (what the parent runs; prints one result line) */
 #include <math.h>
 #include <stdio.h>
@@ -108,6 +110,31 @@ static void build_lstm(model *m, int T) {
     m->loss = clg_mul_scalar(g, loss, 1.0f / (float)T);
 }
 
+/* The same model as build_lstm (PyTorch's gate order and its two biases, as torch.nn.LSTM)
+ * through clg_recurrent: xproj = E[x] W_ih^T + b_ih for all steps, the steps' recurrence, and
+ * one readout GEMM and one cross-entropy over all T B positions (the mean of the per-step
+ * means, as every step has B rows). */
+static void build_lstm_layer(model *m, int T) {
+    const int64_t B = 32, H = 256;
+    clg_graph *g = m->g;
+    m->x = clg_input(g, "x", CLG_I32, 2, (int64_t[]){T, B});
+    m->y = clg_input(g, "y", CLG_I32, 2, (int64_t[]){T, B});
+    m->tokens = T * B;
+    clg_tensor *emb = P("emb", 0.1f, V, H), *wih = P("w_ih", 0.05f, 4 * H, H);
+    clg_tensor *bih = P("b_ih", 0, 4 * H), *whh = P("w_hh", 0.05f, 4 * H, H);
+    clg_tensor *bhh = P("b_hh", 0, 4 * H), *why = P("w_hy", 0.05f, H, V), *by = P("b_y", 0, V);
+    clg_tensor *e = clg_reshape(g, clg_embedding(g, emb, m->x), 2, (int64_t[]){T * B, H});
+    clg_tensor *xproj = clg_add(g, clg_matmul(g, e, wih, false, true), bih);
+    xproj = clg_reshape(g, xproj, 3, (int64_t[]){T, B, 4 * H});
+    clg_tensor *out = NULL, *h_n = NULL;
+    CHECK(clg_recurrent(g, CLG_CELL_LSTM, xproj, whh, bhh, NULL, NULL, NULL, false, &out, &h_n,
+                        NULL));
+    clg_tensor *logits = clg_add(
+        g, clg_matmul(g, clg_reshape(g, out, 2, (int64_t[]){T * B, H}), why, false, false), by);
+    m->loss = clg_cross_entropy(g, logits, clg_reshape(g, m->y, 1, (int64_t[]){T * B}),
+                                CLG_REDUCTION_MEAN);
+}
+
 /* Layer norm over the last axis with weight and bias (CLGRAD_ROWS=composite times the
  * composite of mean and variance ops). */
 static clg_tensor *layer_norm(model *m, clg_tensor *x, int64_t C, const char *name) {
@@ -176,6 +203,7 @@ static result child(const char *probe, int T) {
     m->g = clg_graph_new(m->ctx);
     if (strcmp(probe, "rnn") == 0) build_rnn(m, T);
     else if (strcmp(probe, "lstm") == 0) build_lstm(m, T);
+    else if (strcmp(probe, "lstm-layer") == 0) build_lstm_layer(m, T);
     else if (strcmp(probe, "block") == 0) build_blocks(m, 1);
     else if (strcmp(probe, "stack") == 0) build_blocks(m, 4);
     else {
@@ -235,7 +263,7 @@ static bool measure(const char *self, const char *probe, int T, const char *cach
 }
 
 int main(int argc, char **argv) {
-    const char *probes = "rnn:64,rnn:256,lstm:64,lstm:256,block,stack";
+    const char *probes = "rnn:64,rnn:256,lstm:64,lstm:256,lstm-layer:64,lstm-layer:256,block,stack";
     const char *child_probe = NULL;
     int child_T = 0;
     for (int i = 1; i < argc; ++i) {
@@ -247,7 +275,7 @@ int main(int argc, char **argv) {
             child_probe = argv[++i];
             child_T = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: bench-seq [--probes rnn:64,lstm:256,block,stack] [--runs N]\n");
+            fprintf(stderr, "usage: bench-seq [--probes rnn:64,lstm:256,lstm-layer:64,block,stack] [--runs N]\n");
             return 2;
         }
     }
@@ -258,13 +286,13 @@ int main(int argc, char **argv) {
                r.programs, r.first_ms, r.step_ms);
         return 0;
     }
-    printf("%-10s %8s %8s %12s %9s %14s %14s %9s\n", "probe", "nodes", "kernels",
+    printf("%-15s %8s %8s %12s %9s %14s %14s %9s\n", "probe", "nodes", "kernels",
            "fills/copies", "programs", "first step(c)", "first step(w)", "step ms");
     char *list = strdup(probes);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         char name[32];
         int T = 64;
-        if (sscanf(tok, "%31[a-z]:%d", name, &T) < 1) continue;
+        if (sscanf(tok, "%31[a-z-]:%d", name, &T) < 1) continue;
         char cache[300];
         if (!bench_child_cache_new("clgrad-bench-seq", cache, sizeof cache)) continue;
         result cold, warm;
@@ -276,7 +304,7 @@ int main(int argc, char **argv) {
         }
         char fc[32];
         snprintf(fc, sizeof fc, "%zu/%zu", warm.fills, warm.copies);
-        printf("%-10s %8zu %8zu %12s %9zu %12.0f ms %12.0f ms %9.2f\n", tok, warm.nodes,
+        printf("%-15s %8zu %8zu %12s %9zu %12.0f ms %12.0f ms %9.2f\n", tok, warm.nodes,
                warm.kernels, fc, warm.programs, cold.first_ms, warm.first_ms, warm.step_ms);
         fflush(stdout);
     }

@@ -57,6 +57,18 @@ def torch_model(probe, T):
                 loss = loss + F.cross_entropy(self.head(h), y[t])
             return loss / x.shape[0]
 
+    class LSTMLayer(nn.Module):
+        """torch.nn.LSTM's own fast path, the peer of clgrad's clg_recurrent probe."""
+
+        def __init__(self):
+            super().__init__()
+            H = 256
+            self.emb, self.lstm, self.head = nn.Embedding(V, H), nn.LSTM(H, H), nn.Linear(H, V)
+
+        def forward(self, x, y):  # x, y: [T, B]
+            out, _ = self.lstm(self.emb(x))
+            return F.cross_entropy(self.head(out).view(-1, V), y.view(-1))
+
     class Block(nn.Module):
         def __init__(self, C, NH):
             super().__init__()
@@ -89,6 +101,8 @@ def torch_model(probe, T):
 
     if probe in ("rnn", "lstm"):
         net, shape = RNN(probe == "lstm"), (T, 32)
+    elif probe == "lstm-layer":
+        net, shape = LSTMLayer(), (T, 32)
     else:
         net, shape = GPT(1 if probe == "block" else 4), (12, 64)
     n = shape[0] * shape[1]
@@ -149,7 +163,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker")
     ap.add_argument("--T", type=int, default=64)
-    ap.add_argument("--probes", default="rnn:64,rnn:256,lstm:64,lstm:256,block,stack")
+    ap.add_argument("--probes", default="rnn:64,rnn:256,lstm:64,lstm:256,lstm-layer:64,lstm-layer:256,block,stack")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
