@@ -6,7 +6,8 @@ every framework alike:
   - clgrad's MNIST MLP (784-128-64-10, batch 128) and classic CNN (batch 64) training steps on
     the selected OpenCL device (build/tools/bench-train), and with --models charlm the
     character LM's step (examples/char_lm: embedding 128, LSTM 2 x 256, linear 65, 12 windows
-    of 64 characters, AdamW with gradient clipping; samples are windows),
+    of 64 characters, AdamW with gradient clipping; samples are windows) and with seqmnist the
+    sequential MNIST step (examples/seq_mnist: 28 rows into an LSTM of 128, batch 128),
   - the same models and steps in PyTorch on the CPU with 1 and with 2 threads, its best
     counting (the PyPI wheel in a venv outside the repo, --torch-python; Debian's
     python3-torch is the fallback and is named when used; OPENBLAS_NUM_THREADS=1,
@@ -17,7 +18,7 @@ every framework alike:
 and prints samples/s (median over rounds, each round itself a median of timed blocks) and the
 ratios. PyTorch and tinygrad are optional: missing ones are reported and skipped.
 
-usage: tools/bench-compare.py [--rounds N] [--steps N] [--models mlp,cnn,charlm] [--build DIR]
+usage: tools/bench-compare.py [--rounds N] [--steps N] [--models mlp,cnn,charlm,seqmnist] [--build DIR]
                               [--torch-python PY] [--torch-device cpu|cuda]
                               [--tinygrad-python PY]
 The workers (--worker torch|tinygrad) are this same file run under the framework's Python.
@@ -32,7 +33,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BATCH = {"mlp": 128, "cnn": 64, "charlm": 12}
+BATCH = {"mlp": 128, "cnn": 64, "charlm": 12, "seqmnist": 128}
 
 
 # ---------------------------------------------------------------- workers (framework side)
@@ -49,6 +50,8 @@ def torch_worker(model, steps, blocks, threads, device="cpu"):
     b = BATCH[model]
     if model == "charlm":
         return time_blocks(charlm_torch_step(torch, nn, device), b, steps, blocks)
+    if model == "seqmnist":
+        return time_blocks(seqmnist_torch_step(torch, nn, device), b, steps, blocks)
     if model == "mlp":
         net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
                             nn.Linear(64, 10))
@@ -95,6 +98,36 @@ def charlm_torch_step(torch, nn, device):
     def step():
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(net(x).reshape(-1, V), y.reshape(-1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def seqmnist_torch_step(torch, nn, device):
+    """examples/seq_mnist's training step: rows of [B, 28, 28] into nn.LSTM(28, 128), a linear
+    layer on the last state, Adam with gradient clipping at 1."""
+    B = BATCH["seqmnist"]
+
+    class SeqMNIST(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.fc = nn.LSTM(28, 128, batch_first=True), nn.Linear(128, 10)
+
+        def forward(self, x):
+            return self.fc(self.lstm(x)[1][0][-1])
+
+    net = SeqMNIST().to(device)
+    x = torch.rand(B, 28, 28, device=device)
+    y = torch.randint(0, 10, (B,), device=device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
@@ -249,7 +282,7 @@ def main():
         else:
             peers = (("pytorch-1t", torch_py, "torch", 1), ("pytorch-2t", torch_py, "torch", 2),
                      ("tinygrad", tg_py, "tinygrad", 2))
-        if model == "charlm":  # no tinygrad LSTM here
+        if model in ("charlm", "seqmnist"):  # no tinygrad LSTM here
             peers = tuple(p for p in peers if p[0] != "tinygrad")
         for r in range(a.rounds):
             rate, kernels = run_clgrad(a.build, model, a.steps, a.blocks)

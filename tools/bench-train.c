@@ -4,7 +4,7 @@
  * not in "both") examples/char_lm's step: embedding 128 -> LSTM 2 x 256 -> linear 65 over 12
  * windows of 64 characters, AdamW with clipping. Prints the median samples/s (windows for
  * charlm) of several timed blocks of steps, after warm-up steps that compile.
- *   bench-train [--model mlp|cnn|both|charlm] [--runs N] [--steps N] [--device SPEC] */
+ *   bench-train [--model mlp|cnn|both|charlm|seqmnist] [--runs N] [--steps N] [--device SPEC] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,18 +84,38 @@ static clg_tensor *charlm(clg_context *ctx, clg_graph *g, clg_tensor *ids, int64
     return clg_linear_forward(g, &head, h);
 }
 
+/* seq_mnist's model on x [B, 28, 28] (batch_first): an LSTM of 128 units, a linear layer on
+ * its last state. */
+static clg_tensor *seqmnist(clg_context *ctx, clg_graph *g, clg_tensor *x) {
+    clg_rnn rnn;
+    clg_rnn_config rc = {.cell = CLG_CELL_LSTM, .input_size = 28, .hidden_size = 128,
+                         .num_layers = 1, .batch_first = true};
+    CHECK(clg_rnn_init(ctx, &rnn, "lstm", &rc, 2));
+    clg_linear head;
+    CHECK(clg_linear_init(ctx, &head, "fc", 128, 10, true, 3));
+    clg_rnn_state last;
+    clg_rnn_forward(g, &rnn, x, NULL, NULL, true, 0, &last);
+    return clg_linear_forward(g, &head, clg_squeeze(g, last.h, 0));
+}
+
 static void bench(const char *model, const char *device, int runs, int steps) {
     bool is_cnn = strcmp(model, "cnn") == 0, is_lm = strcmp(model, "charlm") == 0;
+    bool is_seq = strcmp(model, "seqmnist") == 0;
     const int64_t batch = is_cnn ? 64 : is_lm ? 12 : 128, T = 64, vocab = 65;
     clg_context *ctx = NULL;
     CHECK(clg_context_create(device, &ctx));
     clg_graph *g = clg_graph_new(ctx);
     int64_t xshape[4] = {batch, 1, 28, 28}, mshape[2] = {batch, 784}, lshape[2] = {T, batch};
-    clg_tensor *x = is_cnn  ? clg_input(g, "x", CLG_F32, 4, xshape)
-                    : is_lm ? clg_input(g, "x", CLG_I32, 2, lshape)
-                            : clg_input(g, "x", CLG_F32, 2, mshape);
+    int64_t sshape[3] = {batch, 28, 28};
+    clg_tensor *x = is_cnn   ? clg_input(g, "x", CLG_F32, 4, xshape)
+                    : is_lm  ? clg_input(g, "x", CLG_I32, 2, lshape)
+                    : is_seq ? clg_input(g, "x", CLG_F32, 3, sshape)
+                             : clg_input(g, "x", CLG_F32, 2, mshape);
     clg_tensor *y = is_lm ? clg_input(g, "y", CLG_I32, 2, lshape) : clg_input(g, "y", CLG_I32, 1, &batch);
-    clg_tensor *logits = is_cnn ? cnn(ctx, g, x) : is_lm ? charlm(ctx, g, x, vocab) : mlp(ctx, g, x);
+    clg_tensor *logits = is_cnn   ? cnn(ctx, g, x)
+                         : is_lm  ? charlm(ctx, g, x, vocab)
+                         : is_seq ? seqmnist(ctx, g, x)
+                                  : mlp(ctx, g, x);
     clg_tensor *loss = clg_cross_entropy(g, logits, y, CLG_REDUCTION_MEAN);
     clg_optimizer_config oc = clg_optimizer_defaults(is_lm ? CLG_OPT_ADAMW : CLG_OPT_ADAM);
     if (is_lm) { /* char_lm's recipe */
@@ -103,6 +123,7 @@ static void bench(const char *model, const char *device, int runs, int steps) {
         oc.weight_decay = 0.1f;
         oc.clip_norm = 1.0f;
     }
+    if (is_seq) oc.clip_norm = 1.0f; /* seq_mnist's */
     clg_optimizer *opt = clg_optimizer_new(ctx, &oc);
     clg_plan *plan = NULL;
     CHECK(clg_graph_output(g, loss));
@@ -167,7 +188,7 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
             device = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench-train [--model mlp|cnn|both|charlm] [--runs N] [--steps N] "
+            fprintf(stderr, "usage: bench-train [--model mlp|cnn|both|charlm|seqmnist] [--runs N] [--steps N] "
                             "[--device SPEC]\n");
             return 2;
         }
@@ -176,8 +197,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench-train: --runs and --steps must be >= 1\n");
         return 2;
     }
-    if (strcmp(model, "charlm") == 0) {
-        bench("charlm", device, runs, steps);
+    if (strcmp(model, "charlm") == 0 || strcmp(model, "seqmnist") == 0) {
+        bench(model, device, runs, steps);
         return 0;
     }
     if (strcmp(model, "cnn") != 0) bench("mlp", device, runs, steps);
