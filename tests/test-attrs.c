@@ -80,6 +80,13 @@ START_TEST(printer_exact_strings) {
                      "sample{k=40 temperature=0.8 seed=7}");
     ck_assert_str_eq(describe((clg_attrs){.kind = CLG_ATTRS_SCAN, .scan = {1, true, false}}),
                      "scan{axis=1 exclusive=true reverse=false}");
+    ck_assert_str_eq(
+        describe((clg_attrs){.kind = CLG_ATTRS_RECURRENT,
+                             .recurrent = {.cell = CLG_CELL_GRU, .reverse = true, .T = 64,
+                                           .B = 12, .H = 256, .bias = true, .lengths = true,
+                                           .dout = true}}),
+        "recurrent{cell=gru reverse=true T=64 B=12 H=256 bias=true h0=false c0=false "
+        "lengths=true dout=true dh_n=false dc_n=false dh0=false}");
     int x = 0;
     ck_assert_str_eq(describe((clg_attrs){.kind = CLG_ATTRS_OPAQUE, .opaque = {&x}}), "opaque{}");
 }

@@ -4,17 +4,20 @@
 One invocation measures, in alternating rounds so that load from other processes falls on
 every framework alike:
   - clgrad's MNIST MLP (784-128-64-10, batch 128) and classic CNN (batch 64) training steps on
-    the selected OpenCL device (build/tools/bench-train),
+    the selected OpenCL device (build/tools/bench-train), and with --models charlm the
+    character LM's step (examples/char_lm: embedding 128, LSTM 2 x 256, linear 65, 12 windows
+    of 64 characters, AdamW with gradient clipping; samples are windows),
   - the same models and steps in PyTorch on the CPU with 1 and with 2 threads, its best
     counting (the PyPI wheel in a venv outside the repo, --torch-python; Debian's
     python3-torch is the fallback and is named when used; OPENBLAS_NUM_THREADS=1,
     OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset: with them PyTorch's and OpenBLAS's threads
     fight over the cores), or with --torch-device cuda on the GPU instead,
-  - the same in tinygrad on the first OpenCL platform's device (pip install tinygrad),
+  - the same in tinygrad on the first OpenCL platform's device (pip install tinygrad; not
+    for charlm),
 and prints samples/s (median over rounds, each round itself a median of timed blocks) and the
 ratios. PyTorch and tinygrad are optional: missing ones are reported and skipped.
 
-usage: tools/bench-compare.py [--rounds N] [--steps N] [--models mlp,cnn] [--build DIR]
+usage: tools/bench-compare.py [--rounds N] [--steps N] [--models mlp,cnn,charlm] [--build DIR]
                               [--torch-python PY] [--torch-device cpu|cuda]
                               [--tinygrad-python PY]
 The workers (--worker torch|tinygrad) are this same file run under the framework's Python.
@@ -29,7 +32,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BATCH = {"mlp": 128, "cnn": 64}
+BATCH = {"mlp": 128, "cnn": 64, "charlm": 12}
 
 
 # ---------------------------------------------------------------- workers (framework side)
@@ -44,6 +47,8 @@ def torch_worker(model, steps, blocks, threads, device="cpu"):
         torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     b = BATCH[model]
+    if model == "charlm":
+        return time_blocks(charlm_torch_step(torch, nn, device), b, steps, blocks)
     if model == "mlp":
         net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
                             nn.Linear(64, 10))
@@ -66,6 +71,36 @@ def torch_worker(model, steps, blocks, threads, device="cpu"):
         return loss.item()
 
     return time_blocks(step, b, steps, blocks)
+
+
+def charlm_torch_step(torch, nn, device):
+    """tools/char_lm_torch.py's training step on random ids [64, 12] (time-first)."""
+    V, T, B = 65, 64, BATCH["charlm"]
+
+    class CharLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.rnn = nn.Embedding(V, 128), nn.LSTM(128, 256, 2)
+            self.head = nn.Linear(256, V)
+
+        def forward(self, x):
+            return self.head(self.rnn(self.embed(x))[0])
+
+    net = CharLM().to(device)
+    x = torch.randint(0, V, (T, B), device=device)
+    y = torch.randint(0, V, (T, B), device=device)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x).reshape(-1, V), y.reshape(-1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    return step
 
 
 def tinygrad_worker(model, steps, blocks):
@@ -214,6 +249,8 @@ def main():
         else:
             peers = (("pytorch-1t", torch_py, "torch", 1), ("pytorch-2t", torch_py, "torch", 2),
                      ("tinygrad", tg_py, "tinygrad", 2))
+        if model == "charlm":  # no tinygrad LSTM here
+            peers = tuple(p for p in peers if p[0] != "tinygrad")
         for r in range(a.rounds):
             rate, kernels = run_clgrad(a.build, model, a.steps, a.blocks)
             res["clgrad"].append(rate)

@@ -174,18 +174,25 @@ void progress_start(progress *p, int epoch, int epochs, int64_t total) {
 }
 
 void progress_update(progress *p, int64_t done, double loss, double acc, double samples_per_s) {
+    char stats[128];
+    snprintf(stats, sizeof stats, "loss %.4f  acc %5.2f%%  %.0f samples/s", loss, 100.0 * acc,
+             samples_per_s);
+    progress_update_text(p, done, stats);
+}
+
+void progress_update_text(progress *p, int64_t done, const char *stats) {
     int decile = p->total ? (int)(done * 10 / p->total) : 10;
     if (!p->tty && decile == p->last_decile && done != p->total) return;
     p->last_decile = decile;
     double elapsed = now_seconds() - p->start;
     double eta = done ? elapsed * (double)(p->total - done) / (double)done : 0.0;
-    char bar[21];
+    char bar[21], epoch[48] = "";
     int filled = p->total ? (int)(done * 20 / p->total) : 20;
     for (int i = 0; i < 20; ++i) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
     bar[20] = '\0';
-    printf("%sepoch %d/%d [%s] %lld/%lld  loss %.4f  acc %5.2f%%  %.0f samples/s  ETA %.0fs%s",
-           p->tty ? "\r" : "", p->epoch, p->epochs, bar, (long long)done, (long long)p->total,
-           loss, 100.0 * acc, samples_per_s, eta, p->tty ? "\033[K" : "\n");
+    if (p->epochs > 0) snprintf(epoch, sizeof epoch, "epoch %d/%d ", p->epoch, p->epochs);
+    printf("%s%s[%s] %lld/%lld  %s  ETA %.0fs%s", p->tty ? "\r" : "", epoch, bar,
+           (long long)done, (long long)p->total, stats, eta, p->tty ? "\033[K" : "\n");
     fflush(stdout);
 }
 

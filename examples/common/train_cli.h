@@ -92,7 +92,7 @@ double now_seconds(void);
 
 /* One-line progress: "epoch 3/10 [=====>     ] 234/468  loss 0.1234  acc 96.1%  52k samples/s
  * ETA 4s". Redraws with \r when stdout is a terminal; otherwise prints a plain line at every
- * tenth of the epoch. */
+ * tenth of the epoch. epochs 0: a run counted in steps, without the "epoch" prefix. */
 typedef struct progress {
     bool tty;
     int epoch, epochs;
@@ -103,6 +103,8 @@ typedef struct progress {
 
 void progress_start(progress *p, int epoch, int epochs, int64_t total_batches);
 void progress_update(progress *p, int64_t done, double loss, double acc, double samples_per_s);
+/* The same bar with the caller's own figures (stats) between the count and the ETA. */
+void progress_update_text(progress *p, int64_t done, const char *stats);
 void progress_end(progress *p);
 
 /* Per-epoch log (CSV with a header line); NULL path: no log. Appends nothing on failure.

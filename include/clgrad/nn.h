@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "graph.h"
+#include "ops.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -81,6 +82,52 @@ clg_status clg_linear_init(clg_context *ctx, clg_linear *layer, const char *name
 /* x [..., in_features] -> [..., out_features]; one GEMM reading W transposed in place.
  * (C forbids a function named like the clg_linear type, hence _forward.) */
 clg_tensor *clg_linear_forward(clg_graph *g, const clg_linear *layer, clg_tensor *x);
+
+/* ---- Recurrent layers (nn/rnn.c): torch.nn.RNN, LSTM and GRU ----
+ * Parameters "<name>.weight_ih_l{k}" [G H, I_k], "<name>.weight_hh_l{k}" [G H, H],
+ * "<name>.bias_ih_l{k}", "<name>.bias_hh_l{k}" [G H], with "_reverse" for the second
+ * direction (I_0 = input_size, I_k = dirs H above), PyTorch's layouts and gate orders, so a
+ * state dict saved from torch.nn.LSTM loads into clgrad and back (an empty name gives the bare
+ * keys "weight_ih_l0", ... of a module saved on its own). Initialised as PyTorch does: every
+ * tensor U(-1/sqrt(H), 1/sqrt(H)). */
+#define CLG_RNN_MAX_LAYERS 16
+
+typedef struct clg_rnn_config {
+    clg_cell_kind cell;
+    int64_t input_size, hidden_size;
+    int num_layers;     /* 0 means 1; at most CLG_RNN_MAX_LAYERS */
+    bool no_bias;       /* PyTorch's bias=False */
+    bool bidirectional; /* outputs [..., 2 H]: forward direction first */
+    bool batch_first;   /* x and the output [B, T, ...] instead of [T, B, ...] */
+    float dropout;      /* between layers (not after the last), in training only */
+} clg_rnn_config;
+
+typedef struct clg_rnn {
+    clg_rnn_config config;
+    /* [layer][direction]; bias NULL with no_bias */
+    clg_param *weight_ih[CLG_RNN_MAX_LAYERS][2], *weight_hh[CLG_RNN_MAX_LAYERS][2];
+    clg_param *bias_ih[CLG_RNN_MAX_LAYERS][2], *bias_hh[CLG_RNN_MAX_LAYERS][2];
+} clg_rnn;
+
+/* Create the layer's parameters in ctx (seeded; nothing is created on failure: a duplicate
+ * name or bad sizes). */
+clg_status clg_rnn_init(clg_context *ctx, clg_rnn *layer, const char *name,
+                        const clg_rnn_config *config, uint64_t seed);
+
+/* States as PyTorch's h_n and c_n: [layers * dirs, B, H], index layer * dirs + direction. */
+typedef struct clg_rnn_state {
+    clg_tensor *h;
+    clg_tensor *c; /* LSTM only */
+} clg_rnn_state;
+
+/* x [T, B, input_size] ([B, T, input_size] batch_first) -> [T, B, dirs H] (batch_first
+ * [B, T, dirs H]). initial: NULL, or states (either member NULL: zeros). lengths: NULL or i32
+ * [B] (see clg_recurrent: padded steps keep the state and output 0). training turns dropout
+ * on, drawn from seed. final (may be NULL) receives h_n and c_n. On error the graph is poisoned
+ * and the poison tensor returned (and put in final). */
+clg_tensor *clg_rnn_forward(clg_graph *g, const clg_rnn *layer, clg_tensor *x,
+                            const clg_rnn_state *initial, clg_tensor *lengths, bool training,
+                            uint64_t seed, clg_rnn_state *final);
 
 /* ---- Losses ---- */
 

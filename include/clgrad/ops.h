@@ -193,6 +193,38 @@ clg_tensor *clg_multinomial(clg_graph *g, clg_tensor *logits, float temperature,
 clg_status clg_topk(clg_graph *g, clg_tensor *x, int64_t k, clg_tensor **values,
                     clg_tensor **indices);
 
+/* ---- Recurrent sequences (ops/recurrent.c) ---- */
+typedef enum clg_cell_kind {
+    CLG_CELL_RNN_TANH, /* h' = tanh(x_t + h W_hh^T + b_hh)                      1 gate  */
+    CLG_CELL_RNN_RELU, /* h' = relu(x_t + h W_hh^T + b_hh)                      1 gate  */
+    CLG_CELL_LSTM,     /* gates i, f, g, o (PyTorch's order); c' = f c + i g,
+                          h' = o tanh(c')                                        4 gates */
+    CLG_CELL_GRU,      /* gates r, z, n (PyTorch's): r, z = sigmoid(x + h W^T + b),
+                          n = tanh(x_n + r (h W_hn^T + b_hn)), h' = (1 - z) n + z h  3 gates */
+    CLG_CELL_KIND_COUNT
+} clg_cell_kind;
+
+/* Gates per hidden unit of a cell: 1, 1, 4, 3 (-1 for a bad kind). */
+int clg_cell_gates(clg_cell_kind cell);
+
+/* One direction of one recurrent layer over a whole time-first sequence, in cuDNN's form:
+ * xproj [T, B, G H] is the input's part of every step's gates (x W_ih^T + b_ih: one GEMM the
+ * caller builds, e.g. clg_linear_forward over the whole sequence); each step then runs one GEMM
+ * (h W_hh^T) and one fused kernel for the gates and the state update, the backward pass its
+ * mirror, and the gradient of w_hh is one GEMM over all steps. G = clg_cell_gates(cell).
+ * w_hh [G H, H]; b_hh [G H] or NULL; h0 [B, H] or NULL (zeros); c0 [B, H] or NULL (zeros),
+ * LSTM only. lengths: NULL (every sequence has T steps) or i32 [B]: sequence b has
+ * lengths[b] in [0, T] valid steps; at its later steps the state passes through unchanged and
+ * its output is 0 (PyTorch's packed sequences). reverse: run from step T - 1 down to 0 (the
+ * backward direction of a bidirectional layer; with lengths, each sequence starts at its own
+ * last valid step). Results: *out [T, B, H] (every step's h), *h_n [B, H] (each sequence's
+ * state after its last valid step), *c_n [B, H] for LSTM (NULL otherwise; c_n may be NULL
+ * for a caller that does not want it). Gradients flow to xproj, w_hh, b_hh, h0 and c0.
+ * On error the graph is poisoned and the results hold its poison. */
+clg_status clg_recurrent(clg_graph *g, clg_cell_kind cell, clg_tensor *xproj, clg_tensor *w_hh,
+                         clg_tensor *b_hh, clg_tensor *h0, clg_tensor *c0, clg_tensor *lengths,
+                         bool reverse, clg_tensor **out, clg_tensor **h_n, clg_tensor **c_n);
+
 /* ---- Side effects ---- */
 /* Every run of every plan of g writes value into target (same shape and dtype), e.g.
  * batch norm's running statistics or a target network's soft update. The write happens at

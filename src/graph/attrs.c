@@ -125,6 +125,27 @@ static const clg_attr_field scan_fields[] = {
     ONE("exclusive", CLG_ATTR_BOOL, clg_attr_scan, exclusive),
     ONE("reverse", CLG_ATTR_BOOL, clg_attr_scan, reverse),
 };
+/* by clg_cell_kind (clgrad/ops.h, above this layer; ops/recurrent.c asserts the order) */
+static const char *const cell_names[] = {"rnn_tanh", "rnn_relu", "lstm", "gru"};
+static const clg_attr_field recurrent_fields[] = {
+    {.name = "cell",
+     .type = CLG_ATTR_ENUM,
+     .offset = offsetof(clg_attr_recurrent, cell),
+     .names = cell_names,
+     .n_names = 4},
+    ONE("reverse", CLG_ATTR_BOOL, clg_attr_recurrent, reverse),
+    ONE("T", CLG_ATTR_I64, clg_attr_recurrent, T),
+    ONE("B", CLG_ATTR_I64, clg_attr_recurrent, B),
+    ONE("H", CLG_ATTR_I64, clg_attr_recurrent, H),
+    ONE("bias", CLG_ATTR_BOOL, clg_attr_recurrent, bias),
+    ONE("h0", CLG_ATTR_BOOL, clg_attr_recurrent, h0),
+    ONE("c0", CLG_ATTR_BOOL, clg_attr_recurrent, c0),
+    ONE("lengths", CLG_ATTR_BOOL, clg_attr_recurrent, lengths),
+    ONE("dout", CLG_ATTR_BOOL, clg_attr_recurrent, dout),
+    ONE("dh_n", CLG_ATTR_BOOL, clg_attr_recurrent, dh_n),
+    ONE("dc_n", CLG_ATTR_BOOL, clg_attr_recurrent, dc_n),
+    ONE("dh0", CLG_ATTR_BOOL, clg_attr_recurrent, dh0),
+};
 
 #define N_OF(a) (int)(sizeof(a) / sizeof(a)[0])
 #define SCHEMA(nm, list) {.name = nm, .n_fields = N_OF(list), .fields = list}
@@ -147,6 +168,7 @@ static const clg_attr_schema schemas[CLG_ATTRS_COUNT] = {
     [CLG_ATTRS_ATTENTION] = SCHEMA("attention", attention_fields),
     [CLG_ATTRS_SAMPLE] = SCHEMA("sample", sample_fields),
     [CLG_ATTRS_SCAN] = SCHEMA("scan", scan_fields),
+    [CLG_ATTRS_RECURRENT] = SCHEMA("recurrent", recurrent_fields),
     /* what the pointer holds is its op's business */
     [CLG_ATTRS_OPAQUE] = {.name = "opaque"},
 };

@@ -153,6 +153,17 @@ typedef struct clg_attr_scan {
     bool exclusive, reverse;
 } clg_attr_scan;
 
+/* Recurrent sequences (ops/recurrent.c): the cell (a clg_cell_kind), the direction, the
+ * sizes (T steps, B sequences, H hidden units), which optional operands the node has and, on
+ * the backward node, which gradients flow in (dout, dh_n, dc_n) and whether dh0 is wanted. */
+typedef struct clg_attr_recurrent {
+    int cell;
+    bool reverse;
+    int64_t T, B, H;
+    bool bias, h0, c0, lengths;
+    bool dout, dh_n, dc_n, dh0;
+} clg_attr_recurrent;
+
 /* Data an op owns and releases with its info's free_attrs (the optimizer's update). */
 typedef struct clg_attr_opaque {
     void *ptr;
@@ -176,6 +187,7 @@ typedef enum clg_attrs_kind {
     CLG_ATTRS_ATTENTION,
     CLG_ATTRS_SAMPLE,
     CLG_ATTRS_SCAN,
+    CLG_ATTRS_RECURRENT,
     CLG_ATTRS_OPAQUE,
     CLG_ATTRS_COUNT
 } clg_attrs_kind;
@@ -201,6 +213,7 @@ typedef struct clg_attrs {
         clg_attr_attention attention;
         clg_attr_sample sample;
         clg_attr_scan scan;
+        clg_attr_recurrent recurrent;
         clg_attr_opaque opaque;
     };
 } clg_attrs;
