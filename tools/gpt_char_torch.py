@@ -50,6 +50,8 @@ def main():
     ap.add_argument('--eval-windows', type=int, default=200)
     ap.add_argument('--seed', type=int, default=1)
     args = ap.parse_args()
+    if args.warmup >= args.iters:  # as gpt_char: a run shorter than the warm-up has none
+        args.warmup = 0
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     text = open(args.data, 'rb').read()
