@@ -249,7 +249,7 @@ static int train(const gpt_flags *f) {
                "seed %llu; %zu kernels per training step\n",
                f->n_layer, f->n_head, f->n_embd, f->block, (long long)corpus.vocab.size,
                f->bias ? "biases" : "no biases", (double)f->dropout, (double)params / 1e6,
-               (double)f->lr, (double)f->min_lr, f->warmup, f->batch, f->iters,
+               (double)f->lr, (double)f->min_lr, f->warmup < f->iters ? f->warmup : 0, f->batch, f->iters,
                (unsigned long long)f->seed, clg_plan_kernel_count(t.train.p));
         rc = char_train(&t);
     }
