@@ -19,7 +19,7 @@ typedef struct gpt_flags {
     const char *data, *device, *log, *checkpoint, *prompt;
     int iters, batch, block, n_layer, n_head, n_embd, eval_interval, eval_windows, warmup;
     float lr, min_lr, dropout, weight_decay;
-    bool bias;
+    bool bias, freeze_attn;
     uint64_t seed;
     long generate; /* -1: train */
     float temperature;
@@ -34,19 +34,22 @@ static int fail(const char *what) {
 /* ---- flags ---- */
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: " PROGRAM " [--data FILE] [--n-layer N] [--n-head N] [--n-embd N]\n"
-            "       [--block N] [--batch N] [--iters N] [--dropout P] [--bias] [--lr X]\n"
-            "       [--min-lr X] [--warmup N] [--weight-decay X] [--seed N]\n"
-            "       [--eval-interval N] [--eval-windows N] [--device SPEC] [--log FILE]\n"
-            "       [--checkpoint FILE]\n"
-            "   or: " PROGRAM " --generate N [--prompt TEXT] [--temperature X] [--top-k K]\n"
-            "       [--seed N] [--checkpoint FILE] [--device SPEC]\n"
-            "  --checkpoint FILE  training writes it (at every evaluation), --generate reads it\n"
-            "                     (default " PROGRAM ".safetensors)\n"
-            "  --temperature 0    greedy decoding (argmax)\n"
-            "  nanoGPT's baby GPU model: --n-layer 6 --n-head 6 --n-embd 384 --block 256\n"
-            "                            --batch 64 --dropout 0.2\n");
+    fprintf(
+        out,
+        "usage: " PROGRAM " [--data FILE] [--n-layer N] [--n-head N] [--n-embd N]\n"
+        "       [--block N] [--batch N] [--iters N] [--dropout P] [--bias] [--lr X]\n"
+        "       [--min-lr X] [--warmup N] [--weight-decay X] [--seed N]\n"
+        "       [--eval-interval N] [--eval-windows N] [--device SPEC] [--log FILE]\n"
+        "       [--checkpoint FILE] [--freeze-attn]\n"
+        "   or: " PROGRAM " --generate N [--prompt TEXT] [--temperature X] [--top-k K]\n"
+        "       [--seed N] [--checkpoint FILE] [--device SPEC]\n"
+        "  --checkpoint FILE  training writes it (at every evaluation), --generate reads it\n"
+        "                     (default " PROGRAM ".safetensors)\n"
+        "  --freeze-attn      an ablation: every c_attn (the q, k, v projections) frozen at\n"
+        "                     its initial N(0, 0.02): the attention cannot learn where to look\n"
+        "  --temperature 0    greedy decoding (argmax)\n"
+        "  nanoGPT's baby GPU model: --n-layer 6 --n-head 6 --n-embd 384 --block 256\n"
+        "                            --batch 64 --dropout 0.2\n");
 }
 
 static int usage_error(const char *flag, const char *value) {
@@ -69,16 +72,22 @@ typedef struct float_flag {
 
 static int parse_flags(gpt_flags *f, int argc, char **argv) {
     const int_flag ints[] = {
-        {"--iters", &f->iters, 1, 10000000},       {"--batch", &f->batch, 1, 65536},
-        {"--block", &f->block, 1, 65536},          {"--n-layer", &f->n_layer, 1, 1024},
-        {"--n-head", &f->n_head, 1, 1024},         {"--n-embd", &f->n_embd, 1, 65536},
+        {"--iters", &f->iters, 1, 10000000},
+        {"--batch", &f->batch, 1, 65536},
+        {"--block", &f->block, 1, 65536},
+        {"--n-layer", &f->n_layer, 1, 1024},
+        {"--n-head", &f->n_head, 1, 1024},
+        {"--n-embd", &f->n_embd, 1, 65536},
         {"--eval-interval", &f->eval_interval, 1, 10000000},
         {"--eval-windows", &f->eval_windows, 1, 100000},
-        {"--warmup", &f->warmup, 0, 10000000},     {"--top-k", &f->top_k, 0, CHAR_MAX_VOCAB},
+        {"--warmup", &f->warmup, 0, 10000000},
+        {"--top-k", &f->top_k, 0, CHAR_MAX_VOCAB},
     };
     const float_flag floats[] = {
-        {"--lr", &f->lr, 1e-9, 100.0},          {"--min-lr", &f->min_lr, 0.0, 100.0},
-        {"--dropout", &f->dropout, 0.0, 0.99},  {"--weight-decay", &f->weight_decay, 0.0, 100.0},
+        {"--lr", &f->lr, 1e-9, 100.0},
+        {"--min-lr", &f->min_lr, 0.0, 100.0},
+        {"--dropout", &f->dropout, 0.0, 0.99},
+        {"--weight-decay", &f->weight_decay, 0.0, 100.0},
         {"--temperature", &f->temperature, 0.0, 1e6},
     };
     for (int i = 1; i < argc; ++i) {
@@ -89,6 +98,10 @@ static int parse_flags(gpt_flags *f, int argc, char **argv) {
         }
         if (strcmp(a, "--bias") == 0) {
             f->bias = true;
+            continue;
+        }
+        if (strcmp(a, "--freeze-attn") == 0) {
+            f->freeze_attn = true;
             continue;
         }
         if (i + 1 >= argc) return usage_error(a, "(missing)");
@@ -108,11 +121,16 @@ static int parse_flags(gpt_flags *f, int argc, char **argv) {
             known = true;
         }
         if (known) continue;
-        if (strcmp(a, "--data") == 0) f->data = v;
-        else if (strcmp(a, "--device") == 0) f->device = v;
-        else if (strcmp(a, "--log") == 0) f->log = v;
-        else if (strcmp(a, "--checkpoint") == 0) f->checkpoint = v;
-        else if (strcmp(a, "--prompt") == 0) f->prompt = v;
+        if (strcmp(a, "--data") == 0)
+            f->data = v;
+        else if (strcmp(a, "--device") == 0)
+            f->device = v;
+        else if (strcmp(a, "--log") == 0)
+            f->log = v;
+        else if (strcmp(a, "--checkpoint") == 0)
+            f->checkpoint = v;
+        else if (strcmp(a, "--prompt") == 0)
+            f->prompt = v;
         else if (strcmp(a, "--seed") == 0) {
             if (!char_parse_int(v, 0, 0x7FFFFFFFL, &n)) return usage_error(a, v);
             f->seed = (uint64_t)n;
@@ -198,16 +216,24 @@ static int save_checkpoint(void *user, int64_t step, double val_loss) {
     snprintf(text[9], sizeof text[9], "%lld", (long long)step);
     snprintf(text[10], sizeof text[10], "%.6f", val_loss);
     const clg_checkpoint_entry meta[] = {
-        {"gpt_char.vocab_hex", hex},   {"gpt_char.n_layer", text[0]},
-        {"gpt_char.n_head", text[1]},  {"gpt_char.n_embd", text[2]},
-        {"gpt_char.block", text[3]},   {"gpt_char.bias", c->bias ? "1" : "0"},
-        {"gpt_char.iters", text[4]},   {"gpt_char.batch", text[5]},
-        {"gpt_char.lr", text[6]},      {"gpt_char.dropout", text[7]},
-        {"gpt_char.seed", text[8]},    {"gpt_char.step", text[9]},
-        {"gpt_char.val_loss", text[10]}, {"gpt_char.data", f->data},
+        {"gpt_char.vocab_hex", hex},
+        {"gpt_char.n_layer", text[0]},
+        {"gpt_char.n_head", text[1]},
+        {"gpt_char.n_embd", text[2]},
+        {"gpt_char.block", text[3]},
+        {"gpt_char.bias", c->bias ? "1" : "0"},
+        {"gpt_char.iters", text[4]},
+        {"gpt_char.batch", text[5]},
+        {"gpt_char.lr", text[6]},
+        {"gpt_char.dropout", text[7]},
+        {"gpt_char.seed", text[8]},
+        {"gpt_char.step", text[9]},
+        {"gpt_char.val_loss", text[10]},
+        {"gpt_char.data", f->data},
+        {"gpt_char.freeze_attn", f->freeze_attn ? "1" : "0"},
     };
-    if (clg_checkpoint_save_meta(s->ctx, f->checkpoint, s->opt, meta,
-                                 sizeof meta / sizeof *meta) != CLG_OK)
+    if (clg_checkpoint_save_meta(s->ctx, f->checkpoint, s->opt, meta, sizeof meta / sizeof *meta) !=
+        CLG_OK)
         return fail("saving the checkpoint");
     return 0;
 }
@@ -217,19 +243,34 @@ static int train(const gpt_flags *f) {
     int rc = char_corpus_load(&corpus, f->data, f->block);
     if (rc) return rc;
     trainer s = {.f = f, .vocab = &corpus.vocab};
-    char_trainer t = {.iters = f->iters, .batch = f->batch, .block = f->block,
-                      .eval_interval = f->eval_interval, .eval_windows = f->eval_windows,
-                      .time_first = false, .seed = f->seed, .log_path = f->log,
-                      .checkpoint = f->checkpoint, .corpus = &corpus, .save = save_checkpoint,
+    char_trainer t = {.iters = f->iters,
+                      .batch = f->batch,
+                      .block = f->block,
+                      .eval_interval = f->eval_interval,
+                      .eval_windows = f->eval_windows,
+                      .time_first = false,
+                      .seed = f->seed,
+                      .log_path = f->log,
+                      .checkpoint = f->checkpoint,
+                      .corpus = &corpus,
+                      .save = save_checkpoint,
                       .user = &s};
-    clg_gpt_config cfg = {.vocab_size = corpus.vocab.size, .block_size = f->block,
-                          .n_layer = f->n_layer, .n_head = f->n_head, .n_embd = f->n_embd,
-                          .dropout = f->dropout, .bias = f->bias};
+    clg_gpt_config cfg = {.vocab_size = corpus.vocab.size,
+                          .block_size = f->block,
+                          .n_layer = f->n_layer,
+                          .n_head = f->n_head,
+                          .n_embd = f->n_embd,
+                          .dropout = f->dropout,
+                          .bias = f->bias};
     if (clg_context_create(f->device, &s.ctx) != CLG_OK) rc = fail("opening the device");
     if (rc == 0) {
         const clg_device_info *dev = clg_context_device(s.ctx);
         printf("device: %s (%s)\n", dev->name, dev->platform_name);
         if (clg_gpt_init(s.ctx, &s.m, &cfg, f->seed) != CLG_OK) rc = fail("creating the model");
+        for (int64_t i = 0; rc == 0 && f->freeze_attn && i < cfg.n_layer; ++i) {
+            clg_param_set_requires_grad(s.m.h[i].attn.c_attn.weight, false);
+            clg_param_set_requires_grad(s.m.h[i].attn.c_attn.bias, false); /* NULL: no-op */
+        }
     }
     if (rc == 0 && !(s.opt = t.opt = make_optimizer(s.ctx, f))) rc = fail("the optimizer");
     if (rc == 0 &&
@@ -245,11 +286,12 @@ static int train(const gpt_flags *f) {
         /* nanoGPT's count leaves out the position embedding */
         params -= clg_param_numel(s.m.wpe.weight);
         printf("model: GPT %d layers, %d heads, %d dims, block %d, vocabulary %lld, %s, dropout "
-               "%g; %.2fM parameters; AdamW lr %g -> %g (warm-up %d), batch %d, %d iterations, "
+               "%g%s; %.2fM parameters; AdamW lr %g -> %g (warm-up %d), batch %d, %d iterations, "
                "seed %llu; %zu kernels per training step\n",
                f->n_layer, f->n_head, f->n_embd, f->block, (long long)corpus.vocab.size,
-               f->bias ? "biases" : "no biases", (double)f->dropout, (double)params / 1e6,
-               (double)f->lr, (double)f->min_lr, f->warmup < f->iters ? f->warmup : 0, f->batch, f->iters,
+               f->bias ? "biases" : "no biases", (double)f->dropout,
+               f->freeze_attn ? ", c_attn frozen" : "", (double)params / 1e6, (double)f->lr,
+               (double)f->min_lr, f->warmup < f->iters ? f->warmup : 0, f->batch, f->iters,
                (unsigned long long)f->seed, clg_plan_kernel_count(t.train.p));
         rc = char_train(&t);
     }
@@ -281,12 +323,18 @@ static int read_config(const char *path, clg_gpt_config *c, char_vocab *vocab) {
               meta_int(info, "gpt_char.n_embd", 1, 65536, &embd) &&
               meta_int(info, "gpt_char.block", 1, 65536, &block);
     if (ok)
-        *c = (clg_gpt_config){.vocab_size = vocab->size, .block_size = block, .n_layer = layers,
-                              .n_head = heads, .n_embd = embd, .bias = strcmp(bias, "1") == 0};
+        *c = (clg_gpt_config){.vocab_size = vocab->size,
+                              .block_size = block,
+                              .n_layer = layers,
+                              .n_head = heads,
+                              .n_embd = embd,
+                              .bias = strcmp(bias, "1") == 0};
     clg_checkpoint_info_free(info);
     if (!ok) {
-        fprintf(stderr, "error: %s: no gpt_char record (vocabulary and model shape) in its "
-                        "metadata; it was not written by " PROGRAM "\n", path);
+        fprintf(stderr,
+                "error: %s: no gpt_char record (vocabulary and model shape) in its "
+                "metadata; it was not written by " PROGRAM "\n",
+                path);
         return 1;
     }
     return 0;
@@ -330,7 +378,8 @@ static clg_status gen_step(generator *gen, int32_t token, int32_t pos, int32_t *
  * after the last. */
 static clg_status gen_prefill(generator *gen, const int32_t *ids, int64_t n, int32_t *next) {
     clg_status st = CLG_OK;
-    for (int64_t i = 0; st == CLG_OK && i < n; ++i) st = gen_step(gen, ids[i], (int32_t)i, next);
+    for (int64_t i = 0; st == CLG_OK && i < n; ++i)
+        st = gen_step(gen, ids[i], (int32_t)i, next);
     return st;
 }
 
@@ -359,12 +408,12 @@ static int generate(const gpt_flags *f) {
     /* the caches after the load: they are not in the checkpoint */
     if (rc == 0 && gen_build(ctx, &gen, f) != CLG_OK) rc = fail("building the model");
     if (rc == 0) {
-        fprintf(stderr, "%s: GPT %lld x %lld heads x %lld, block %lld, vocabulary %lld; "
-                        "temperature %g, top-k %d, seed %llu; %zu kernels per token\n",
-                f->checkpoint, (long long)cfg.n_layer, (long long)cfg.n_head,
-                (long long)cfg.n_embd, (long long)block, (long long)cfg.vocab_size,
-                (double)f->temperature, f->top_k, (unsigned long long)f->seed,
-                clg_plan_kernel_count(gen.p));
+        fprintf(stderr,
+                "%s: GPT %lld x %lld heads x %lld, block %lld, vocabulary %lld; "
+                "temperature %g, top-k %d, seed %llu; %zu kernels per token\n",
+                f->checkpoint, (long long)cfg.n_layer, (long long)cfg.n_head, (long long)cfg.n_embd,
+                (long long)block, (long long)cfg.vocab_size, (double)f->temperature, f->top_k,
+                (unsigned long long)f->seed, clg_plan_kernel_count(gen.p));
         fwrite(prompt, 1, (size_t)plen, stdout);
         double t0 = now_seconds();
         int64_t n = plen, pos = 0, steps = 0;
@@ -405,8 +454,9 @@ static int generate(const gpt_flags *f) {
         fflush(stdout);
         double t1 = now_seconds();
         if (rc == 0 && f->generate > 0)
-            fprintf(stderr, "generated %ld characters in %lld one-position steps: %.0f tokens/s "
-                            "(the first step compiles)\n",
+            fprintf(stderr,
+                    "generated %ld characters in %lld one-position steps: %.0f tokens/s "
+                    "(the first step compiles)\n",
                     f->generate, (long long)steps, (double)f->generate / (t1 - t0));
     }
     clg_plan_free(gen.p);

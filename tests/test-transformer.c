@@ -26,7 +26,8 @@ static hostp hp[MAX_HP];
 static int n_hp;
 
 static void hp_clear(void) {
-    for (int i = 0; i < n_hp; ++i) free(hp[i].v);
+    for (int i = 0; i < n_hp; ++i)
+        free(hp[i].v);
     n_hp = 0;
 }
 
@@ -92,9 +93,11 @@ static void ref_ln(const double *x, int64_t N, const clg_layernorm *ln, double *
     const float *w = hv(ln->weight), *b = ln->bias ? hv(ln->bias) : NULL;
     for (int64_t n = 0; n < N; ++n) {
         double mean = 0, var = 0;
-        for (int64_t c = 0; c < C; ++c) mean += x[n * C + c];
+        for (int64_t c = 0; c < C; ++c)
+            mean += x[n * C + c];
         mean /= (double)C;
-        for (int64_t c = 0; c < C; ++c) var += (x[n * C + c] - mean) * (x[n * C + c] - mean);
+        for (int64_t c = 0; c < C; ++c)
+            var += (x[n * C + c] - mean) * (x[n * C + c] - mean);
         var /= (double)C;
         for (int64_t c = 0; c < C; ++c)
             y[n * C + c] = (x[n * C + c] - mean) / sqrt(var + 1e-5) * w[c] + (b ? b[c] : 0.0);
@@ -104,8 +107,8 @@ static void ref_ln(const double *x, int64_t N, const clg_layernorm *ln, double *
 /* Heads of q [B, T, *] and k, v [B, S, *] (row strides qs, ks), head h at column h D.
  * valid [B, S] (NULL: all) hides padded keys; causal: j <= i + S - T. out [B, T, H D]. */
 static void ref_attend(int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, const double *q,
-                       int64_t qs, const double *k, const double *v, int64_t ks,
-                       const float *valid, bool causal, double *out) {
+                       int64_t qs, const double *k, const double *v, int64_t ks, const float *valid,
+                       bool causal, double *out) {
     double *p = malloc((size_t)S * sizeof *p);
     for (int64_t b = 0; b < B; ++b)
         for (int64_t h = 0; h < H; ++h)
@@ -130,7 +133,8 @@ static void ref_attend(int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, co
                 }
                 for (int64_t d = 0; d < D; ++d) {
                     double acc = 0;
-                    for (int64_t j = 0; j < S; ++j) acc += p[j] * v[(b * S + j) * ks + h * D + d];
+                    for (int64_t j = 0; j < S; ++j)
+                        acc += p[j] * v[(b * S + j) * ks + h * D + d];
                     out[(b * T + i) * H * D + h * D + d] = z > 0 ? acc / z : 0.0;
                 }
             }
@@ -163,7 +167,8 @@ static void ref_mlp(const clg_mlp *m, const double *x, int64_t N, double *out) {
     int64_t Hd = m->c_fc.out_features;
     double *h = malloc((size_t)(N * Hd) * sizeof *h);
     ref_linear(x, N, &m->c_fc, h);
-    for (int64_t i = 0; i < N * Hd; ++i) h[i] = 0.5 * h[i] * (1.0 + erf(h[i] / sqrt(2.0)));
+    for (int64_t i = 0; i < N * Hd; ++i)
+        h[i] = 0.5 * h[i] * (1.0 + erf(h[i] / sqrt(2.0)));
     ref_linear(h, N, &m->c_proj, out);
     free(h);
 }
@@ -186,7 +191,8 @@ static void ref_block(const clg_block *blk, const double *x, int64_t B, int64_t 
         if (sub == 0) ref_mha(&blk->attn, in, B, T, NULL, 0, valid, causal, a);
         if (sub == 1) ref_mha(&blk->cross_attn, in, B, T, mem, S, mem_valid, false, a);
         if (sub == 2) ref_mlp(&blk->mlp, in, B * T, a);
-        for (size_t i = 0; i < n; ++i) h[i] += a[i];
+        for (size_t i = 0; i < n; ++i)
+            h[i] += a[i];
         if (blk->post_ln) {
             ref_ln(h, B * T, ln, t);
             memcpy(h, t, n * sizeof *h);
@@ -203,8 +209,8 @@ static void ref_block(const clg_block *blk, const double *x, int64_t B, int64_t 
 static void check_block(bool post_ln, bool cross, bool bias) {
     clg_context *ctx = new_context();
     const int64_t B = 2, T = 5, S = 3, C = 8;
-    clg_transformer_layer_config cfg = {.n_embd = C, .n_head = 2, .bias = bias,
-                                        .post_ln = post_ln, .cross = cross};
+    clg_transformer_layer_config cfg = {
+        .n_embd = C, .n_head = 2, .bias = bias, .post_ln = post_ln, .cross = cross};
     clg_block blk;
     clg_assert_ok(clg_block_init(ctx, &blk, "blk", &cfg, 7));
     randomize_params(ctx, 0, 0.5f, 11);
@@ -239,11 +245,14 @@ static void check_block(bool post_ln, bool cross, bool bias) {
     clg_assert_ok(clg_plan_read(p, y, got, sizeof got));
 
     double xd[2 * 5 * 8], md[2 * 3 * 8], want_d[2 * 5 * 8];
-    for (int i = 0; i < 80; ++i) xd[i] = x[i];
-    for (int i = 0; i < 48; ++i) md[i] = mem[i];
+    for (int i = 0; i < 80; ++i)
+        xd[i] = x[i];
+    for (int i = 0; i < 48; ++i)
+        md[i] = mem[i];
     ref_block(&blk, xd, B, T, C, valid, true, md, S, mem_valid, want_d);
     float want[80];
-    for (int i = 0; i < 80; ++i) want[i] = (float)want_d[i];
+    for (int i = 0; i < 80; ++i)
+        want[i] = (float)want_d[i];
     clg_assert_close(got, want, 80, 2e-5, 2e-4);
     hp_clear();
     clg_context_free(ctx);
@@ -297,8 +306,8 @@ START_TEST(test_block_gradcheck) {
     for (int variant = 0; variant < 2; ++variant) {
         clg_context *ctx = new_context();
         bool cross = variant == 0;
-        clg_transformer_layer_config cfg = {.n_embd = 8, .n_head = 2, .bias = true,
-                                            .post_ln = cross, .cross = cross};
+        clg_transformer_layer_config cfg = {
+            .n_embd = 8, .n_head = 2, .bias = true, .post_ln = cross, .cross = cross};
         clg_block blk;
         clg_assert_ok(clg_block_init(ctx, &blk, "blk", &cfg, 5));
         randomize_params(ctx, 0, 0.5f, 21 + (uint64_t)variant);
@@ -310,12 +319,12 @@ START_TEST(test_block_gradcheck) {
         clg_graph *g = clg_graph_new(ctx);
         clg_tensor *tx = clg_input(g, "x", CLG_F32, 3, (int64_t[]){2, 4, 8});
         clg_tensor *tm = clg_input(g, "mem", CLG_F32, 3, (int64_t[]){2, 3, 8});
-        clg_tensor *mask = clg_attention_padding_mask(
-            g, clg_constant(g, CLG_F32, 2, (int64_t[]){2, 4}, valid));
+        clg_tensor *mask =
+            clg_attention_padding_mask(g, clg_constant(g, CLG_F32, 2, (int64_t[]){2, 4}, valid));
         clg_gc_input in[2] = {{tx, x, "block x"}, {tm, mem, "block memory"}};
         clg_gc_require(in, cross ? 2 : 1);
-        clg_tensor *y = clg_block_forward(g, &blk, tx, mask, true, cross ? tm : NULL, NULL,
-                                          false, 0);
+        clg_tensor *y =
+            clg_block_forward(g, &blk, tx, mask, true, cross ? tm : NULL, NULL, false, 0);
         clg_gradcheck(g, clg_gc_weighted_sum(g, y, 4), in, cross ? 2 : 1, 1e-2f, 1e-3f, 1e-2f);
         hp_clear();
         clg_context_free(ctx);
@@ -327,8 +336,8 @@ END_TEST
  * cross-entropy: a few elements of each. */
 START_TEST(test_gpt_param_gradients) {
     clg_context *ctx = new_context();
-    clg_gpt_config cfg = {.vocab_size = 7, .block_size = 6, .n_layer = 2, .n_head = 2,
-                          .n_embd = 8, .bias = true};
+    clg_gpt_config cfg = {
+        .vocab_size = 7, .block_size = 6, .n_layer = 2, .n_head = 2, .n_embd = 8, .bias = true};
     clg_gpt m;
     clg_assert_ok(clg_gpt_init(ctx, &m, &cfg, 1));
     randomize_params(ctx, 0, 0.4f, 31);
@@ -338,8 +347,8 @@ START_TEST(test_gpt_param_gradients) {
     clg_tensor *ti = clg_input(g, "idx", CLG_I32, 2, (int64_t[]){B, T});
     clg_tensor *tt = clg_input(g, "tgt", CLG_I32, 1, (int64_t[]){B * T});
     clg_tensor *logits = clg_gpt_forward(g, &m, ti, false, 0);
-    clg_tensor *loss = clg_cross_entropy(
-        g, clg_reshape(g, logits, 2, (int64_t[]){B * T, 7}), tt, CLG_REDUCTION_MEAN);
+    clg_tensor *loss = clg_cross_entropy(g, clg_reshape(g, logits, 2, (int64_t[]){B * T, 7}), tt,
+                                         CLG_REDUCTION_MEAN);
     clg_assert_ok(clg_backward(g, loss));
     clg_assert_ok(clg_graph_output(g, loss));
     size_t np = clg_param_count(ctx);
@@ -386,8 +395,8 @@ END_TEST
 
 /* ---- the PyTorch fixture ---- */
 
-static const clg_gpt_config fixture_cfg = {.vocab_size = 11, .block_size = 8, .n_layer = 2,
-                                           .n_head = 2, .n_embd = 16, .bias = true};
+static const clg_gpt_config fixture_cfg = {
+    .vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .n_embd = 16, .bias = true};
 
 START_TEST(test_gpt_matches_pytorch) {
     clg_context *ctx = new_context();
@@ -476,8 +485,8 @@ static int argmax(const float *v, int64_t n) {
 START_TEST(test_cached_generation_equals_uncached) {
     clg_context *ctx = new_context();
     enum { V = 13, L = 16, PROMPT = 3 };
-    clg_gpt_config cfg = {.vocab_size = V, .block_size = L, .n_layer = 2, .n_head = 2,
-                          .n_embd = 16, .bias = true};
+    clg_gpt_config cfg = {
+        .vocab_size = V, .block_size = L, .n_layer = 2, .n_head = 2, .n_embd = 16, .bias = true};
     clg_gpt m;
     clg_assert_ok(clg_gpt_init(ctx, &m, &cfg, 8));
     randomize_params(ctx, 0, 0.4f, 41);
@@ -522,10 +531,12 @@ START_TEST(test_cached_generation_equals_uncached) {
             clg_assert_close(lc, lu + t * V, V, 1e-4, 1e-4);
         }
     }
-    for (int t = 0; t < L; ++t) ck_assert_msg(a[t] == b[t], "token %d: %d vs %d", t, a[t], b[t]);
+    for (int t = 0; t < L; ++t)
+        ck_assert_msg(a[t] == b[t], "token %d: %d vs %d", t, a[t], b[t]);
     /* not a constant sequence: greedy decoding of this model goes somewhere */
     int distinct = 0;
-    for (int t = PROMPT; t < L; ++t) distinct += a[t] != a[PROMPT];
+    for (int t = PROMPT; t < L; ++t)
+        distinct += a[t] != a[PROMPT];
     ck_assert_int_gt(distinct, 0);
     ck_assert_int_eq(runs, L - 1);
 
@@ -548,8 +559,12 @@ START_TEST(test_cached_step_cost_linear) {
     size_t kernels[2], peak[2];
     for (int i = 0; i < 2; ++i) {
         clg_context *ctx = new_context();
-        clg_gpt_config cfg = {.vocab_size = 13, .block_size = i ? 256 : 64, .n_layer = 2,
-                              .n_head = 2, .n_embd = 16, .bias = true};
+        clg_gpt_config cfg = {.vocab_size = 13,
+                              .block_size = i ? 256 : 64,
+                              .n_layer = 2,
+                              .n_head = 2,
+                              .n_embd = 16,
+                              .bias = true};
         clg_gpt m;
         clg_assert_ok(clg_gpt_init(ctx, &m, &cfg, 8));
         clg_gpt_cache cache;
@@ -568,8 +583,8 @@ START_TEST(test_cached_step_cost_linear) {
         clg_context_free(ctx);
     }
     ck_assert_int_eq(kernels[0], kernels[1]);
-    ck_assert_msg(peak[1] <= 4 * peak[0] + 4096, "peak %zu for 256 positions, %zu for 64",
-                  peak[1], peak[0]);
+    ck_assert_msg(peak[1] <= 4 * peak[0] + 4096, "peak %zu for 256 positions, %zu for 64", peak[1],
+                  peak[0]);
 }
 END_TEST
 
@@ -592,8 +607,12 @@ static void make_line(clg_test_rng *r, int32_t *line) {
 /* Mean cross-entropy on the copied letters after steps of AdamW. freeze: c_attn frozen. */
 static double train_copy(bool freeze) {
     clg_context *ctx = new_context();
-    clg_gpt_config cfg = {.vocab_size = VOCAB, .block_size = LINE - 1, .n_layer = 2,
-                          .n_head = 2, .n_embd = 32, .bias = true};
+    clg_gpt_config cfg = {.vocab_size = VOCAB,
+                          .block_size = LINE - 1,
+                          .n_layer = 2,
+                          .n_head = 2,
+                          .n_embd = 32,
+                          .bias = true};
     clg_gpt m;
     clg_assert_ok(clg_gpt_init(ctx, &m, &cfg, 5));
     if (freeze)
@@ -605,8 +624,8 @@ static double train_copy(bool freeze) {
     clg_graph *g = clg_graph_new(ctx);
     clg_tensor *ti = clg_input(g, "idx", CLG_I32, 2, (int64_t[]){BATCH, T});
     clg_tensor *tt = clg_input(g, "tgt", CLG_I32, 1, (int64_t[]){BATCH * T});
-    clg_tensor *logits = clg_reshape(g, clg_gpt_forward(g, &m, ti, true, 0), 2,
-                                     (int64_t[]){BATCH * T, VOCAB});
+    clg_tensor *logits =
+        clg_reshape(g, clg_gpt_forward(g, &m, ti, true, 0), 2, (int64_t[]){BATCH * T, VOCAB});
     clg_tensor *rows = clg_cross_entropy(g, logits, tt, CLG_REDUCTION_NONE);
     clg_tensor *loss = clg_mean(g, rows, 0, NULL, false);
     clg_assert_ok(clg_backward(g, loss));
@@ -641,7 +660,8 @@ static double train_copy(bool freeze) {
          * Positions 7..13 predict the second copy's letters. */
         clg_assert_ok(clg_plan_read(p, rows, ce, sizeof ce));
         for (int b = 0; b < BATCH; ++b)
-            for (int t = WORD; t < 2 * WORD; ++t, ++counted) copied += ce[b * T + t];
+            for (int t = WORD; t < 2 * WORD; ++t, ++counted)
+                copied += ce[b * T + t];
     }
     clg_optimizer_free(opt);
     clg_gpt_free(&m);

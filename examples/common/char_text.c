@@ -11,13 +11,16 @@
 /* ---- vocabulary ---- */
 
 static void vocab_index(char_vocab *v) {
-    for (int b = 0; b < 256; ++b) v->id_of[b] = -1;
-    for (int64_t i = 0; i < v->size; ++i) v->id_of[v->chars[i]] = (int)i;
+    for (int b = 0; b < 256; ++b)
+        v->id_of[b] = -1;
+    for (int64_t i = 0; i < v->size; ++i)
+        v->id_of[v->chars[i]] = (int)i;
 }
 
 void char_vocab_build(char_vocab *v, const unsigned char *text, size_t n) {
     bool seen[256] = {false};
-    for (size_t i = 0; i < n; ++i) seen[text[i]] = true;
+    for (size_t i = 0; i < n; ++i)
+        seen[text[i]] = true;
     v->size = 0;
     for (int b = 0; b < 256; ++b)
         if (seen[b]) v->chars[v->size++] = (unsigned char)b;
@@ -25,7 +28,8 @@ void char_vocab_build(char_vocab *v, const unsigned char *text, size_t n) {
 }
 
 void char_vocab_hex(const char_vocab *v, char *out) {
-    for (int64_t i = 0; i < v->size; ++i) sprintf(out + 2 * i, "%02x", v->chars[i]);
+    for (int64_t i = 0; i < v->size; ++i)
+        sprintf(out + 2 * i, "%02x", v->chars[i]);
     out[2 * v->size] = '\0';
 }
 
@@ -47,7 +51,8 @@ bool char_vocab_encode(const char_vocab *v, const char *prompt, int32_t *ids) {
     for (size_t i = 0; prompt[i]; ++i) {
         ids[i] = v->id_of[(unsigned char)prompt[i]];
         if (ids[i] < 0) {
-            fprintf(stderr, "error: --prompt: byte 0x%02x ('%c') is not in the model's vocabulary\n",
+            fprintf(stderr,
+                    "error: --prompt: byte 0x%02x ('%c') is not in the model's vocabulary\n",
                     (unsigned char)prompt[i], prompt[i]);
             return false;
         }
@@ -97,8 +102,10 @@ int char_corpus_load(char_corpus *c, const char *path, int block) {
     if (!text) return 1;
     int64_t n_train = (int64_t)(n * 9 / 10);
     if (n_train < block + 2 || (int64_t)n - n_train < block + 2) {
-        fprintf(stderr, "error: %s has %zu bytes: too short for windows of %d characters in both "
-                        "splits (90%% / 10%%)\n", path, n, block + 1);
+        fprintf(stderr,
+                "error: %s has %zu bytes: too short for windows of %d characters in both "
+                "splits (90%% / 10%%)\n",
+                path, n, block + 1);
         free(text);
         return 1;
     }
@@ -109,7 +116,8 @@ int char_corpus_load(char_corpus *c, const char *path, int block) {
         fprintf(stderr, "error: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < n; ++i) c->ids[i] = c->vocab.id_of[text[i]];
+    for (size_t i = 0; i < n; ++i)
+        c->ids[i] = c->vocab.id_of[text[i]];
     free(text);
     c->n_train = n_train;
     c->n_val = (int64_t)n - n_train;
@@ -186,8 +194,7 @@ void char_loss_plan_free(char_loss_plan *lp) {
     lp->g = NULL;
 }
 
-clg_status char_loss_plan_run(char_loss_plan *lp, const int32_t *x, const int32_t *y,
-                              float *loss) {
+clg_status char_loss_plan_run(char_loss_plan *lp, const int32_t *x, const int32_t *y, float *loss) {
     size_t bytes = (size_t)clg_tensor_numel(lp->x) * sizeof *x;
     clg_status st = clg_plan_write(lp->p, lp->x, x, bytes);
     if (st == CLG_OK) st = clg_plan_write(lp->p, lp->y, y, bytes);
@@ -212,7 +219,8 @@ static void windows_free(windows *w) {
 }
 
 static int windows_alloc(const char_trainer *t, windows *w) {
-    size_t tb = (size_t)t->block * (size_t)t->batch, te = (size_t)t->block * (size_t)t->eval_windows;
+    size_t tb = (size_t)t->block * (size_t)t->batch,
+           te = (size_t)t->block * (size_t)t->eval_windows;
     w->tx = malloc(tb * sizeof(int32_t));
     w->ty = malloc(tb * sizeof(int32_t));
     w->ex_train = malloc(te * sizeof(int32_t));
@@ -227,8 +235,8 @@ static int windows_alloc(const char_trainer *t, windows *w) {
     uint64_t rng = t->seed ^ 0x5EED5EED5EEDull;
     char_fill_windows(c->ids, c->n_train, t->block, t->eval_windows, &rng, t->time_first,
                       w->ex_train, w->ey_train);
-    char_fill_windows(c->ids + c->n_train, c->n_val, t->block, t->eval_windows, &rng,
-                      t->time_first, w->ex_val, w->ey_val);
+    char_fill_windows(c->ids + c->n_train, c->n_val, t->block, t->eval_windows, &rng, t->time_first,
+                      w->ex_val, w->ey_val);
     return 0;
 }
 
@@ -257,8 +265,9 @@ static int train_loop(char_trainer *t, windows *w, FILE *log) {
         }
         if (!isfinite(loss)) {
             progress_end(&pr);
-            fprintf(stderr, "error: training step %d: the loss is %s; stopping without saving "
-                            "(CLGRAD_CHECK_FINITE=1 finds the op that first produces it)\n",
+            fprintf(stderr,
+                    "error: training step %d: the loss is %s; stopping without saving "
+                    "(CLGRAD_CHECK_FINITE=1 finds the op that first produces it)\n",
                     it, isnan(loss) ? "NaN" : "infinite");
             return 1;
         }

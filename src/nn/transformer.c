@@ -24,7 +24,8 @@ uint64_t clg_tf_seed(uint64_t seed, uint64_t k) {
 }
 
 void clg_tf_rollback(clg_context *ctx, size_t n0) {
-    while (clg_param_count(ctx) > n0) clg_param_discard(clg_param_at(ctx, clg_param_count(ctx) - 1));
+    while (clg_param_count(ctx) > n0)
+        clg_param_discard(clg_param_at(ctx, clg_param_count(ctx) - 1));
 }
 
 /* ---- Embeddings ---- */
@@ -78,8 +79,8 @@ clg_tensor *clg_sinusoidal_encoding(clg_graph *g, int64_t T, int64_t C) {
 
 /* ---- Layer norm ---- */
 
-clg_status clg_layernorm_init(clg_context *ctx, clg_layernorm *ln, const char *name,
-                              int64_t dim, bool bias) {
+clg_status clg_layernorm_init(clg_context *ctx, clg_layernorm *ln, const char *name, int64_t dim,
+                              bool bias) {
     if (!ctx || !ln || !name || !*name)
         return clg_fail(CLG_ERR_INVALID_ARGUMENT,
                         "clg_layernorm_init: ctx, ln and a name are required");
@@ -149,11 +150,13 @@ static clg_status check_config(const clg_transformer_layer_config *cfg, const ch
                                const char *name) {
     if (!cfg) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "%s('%s'): config is NULL", fn, name);
     if (cfg->n_embd < 1 || cfg->n_head < 1 || cfg->n_embd % cfg->n_head || cfg->mlp_hidden < 0)
-        return clg_fail(CLG_ERR_SHAPE, "%s('%s'): n_embd %lld must be a positive multiple of "
-                        "n_head %lld", fn, name, (long long)cfg->n_embd, (long long)cfg->n_head);
+        return clg_fail(CLG_ERR_SHAPE,
+                        "%s('%s'): n_embd %lld must be a positive multiple of "
+                        "n_head %lld",
+                        fn, name, (long long)cfg->n_embd, (long long)cfg->n_head);
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
-        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "%s('%s'): dropout %g is not in [0, 1)", fn,
-                        name, (double)cfg->dropout);
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "%s('%s'): dropout %g is not in [0, 1)", fn, name,
+                        (double)cfg->dropout);
     return CLG_OK;
 }
 
@@ -212,8 +215,7 @@ static bool check_inputs_memory(clg_graph *g, clg_tensor *memory) {
     return clg_check_inputs(g, "mha", 1, xs);
 }
 
-static bool check_bt(clg_graph *g, const char *layer, const char *label, clg_tensor *x,
-                     int64_t C) {
+static bool check_bt(clg_graph *g, const char *layer, const char *label, clg_tensor *x, int64_t C) {
     if (x->ndim == 3 && x->shape[2] == C) return true;
     char b[200];
     clg_graph_fail(g, CLG_ERR_SHAPE, "mha('%s'): %s is %s, want [B, T, %lld]", layer, label,
@@ -240,8 +242,7 @@ clg_tensor *clg_mha_forward(clg_graph *g, const clg_mha *m, clg_tensor *x, clg_t
     const char *name = clg_param_name(m->c_proj.weight);
     if (!check_bt(g, name, "x", x, m->n_embd)) return g->poison;
     if (m->cross != (memory != NULL))
-        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
-                              "mha('%s'): %s", name,
+        return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "mha('%s'): %s", name,
                               m->cross ? "cross-attention needs memory"
                                        : "self-attention takes no memory");
     int64_t C = m->n_embd, H = m->n_head;
@@ -270,8 +271,8 @@ clg_tensor *clg_mha_forward(clg_graph *g, const clg_mha *m, clg_tensor *x, clg_t
     q = clg_tf_split_heads(g, q, H);
     k = clg_tf_split_heads(g, k, H);
     v = clg_tf_split_heads(g, v, H);
-    clg_tensor *y = clg_tf_attend(g, q, k, v, mask, causal, m->attn_dropout, training,
-                                  clg_tf_seed(seed, 10));
+    clg_tensor *y =
+        clg_tf_attend(g, q, k, v, mask, causal, m->attn_dropout, training, clg_tf_seed(seed, 10));
     y = clg_linear_forward(g, &m->c_proj, merge_heads(g, y));
     return clg_dropout(g, y, m->resid_dropout, training, clg_tf_seed(seed, 11));
 }
@@ -290,8 +291,8 @@ clg_status clg_mlp_init(clg_context *ctx, clg_mlp *m, const char *name,
     st = clg_tf_linear(ctx, &m->c_fc, name, "c_fc", C, hidden, cfg->bias, std_of(cfg),
                        clg_tf_seed(seed, 0));
     if (st == CLG_OK)
-        st = clg_tf_linear(ctx, &m->c_proj, name, "c_proj", hidden, C, cfg->bias,
-                           proj_std_of(cfg), clg_tf_seed(seed, 1));
+        st = clg_tf_linear(ctx, &m->c_proj, name, "c_proj", hidden, C, cfg->bias, proj_std_of(cfg),
+                           clg_tf_seed(seed, 1));
     if (st != CLG_OK) {
         clg_tf_rollback(ctx, n0);
         memset(m, 0, sizeof *m);
@@ -316,8 +317,7 @@ clg_tensor *clg_mlp_forward(clg_graph *g, const clg_mlp *m, clg_tensor *x, bool 
 clg_status clg_block_init(clg_context *ctx, clg_block *b, const char *name,
                           const clg_transformer_layer_config *cfg, uint64_t seed) {
     if (!ctx || !b || !name || !*name)
-        return clg_fail(CLG_ERR_INVALID_ARGUMENT,
-                        "clg_block_init: ctx, b and a name are required");
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_block_init: ctx, b and a name are required");
     memset(b, 0, sizeof *b);
     clg_status st = check_config(cfg, "clg_block_init", name);
     if (st != CLG_OK) return st;
@@ -325,7 +325,8 @@ clg_status clg_block_init(clg_context *ctx, clg_block *b, const char *name,
     char nm[512];
 #define SUB(s) (snprintf(nm, sizeof nm, "%s.%s", name, s), nm)
     st = clg_layernorm_init(ctx, &b->ln_1, SUB("ln_1"), cfg->n_embd, cfg->bias);
-    if (st == CLG_OK) st = clg_mha_init(ctx, &b->attn, SUB("attn"), cfg, false, clg_tf_seed(seed, 0));
+    if (st == CLG_OK)
+        st = clg_mha_init(ctx, &b->attn, SUB("attn"), cfg, false, clg_tf_seed(seed, 0));
     if (st == CLG_OK && cfg->cross)
         st = clg_layernorm_init(ctx, &b->ln_cross, SUB("ln_cross"), cfg->n_embd, cfg->bias);
     if (st == CLG_OK && cfg->cross)
@@ -368,9 +369,9 @@ static clg_tensor *residual(clg_graph *g, const clg_block *b, const clg_layernor
 }
 
 static clg_tensor *block_forward(clg_graph *g, const clg_block *b, const clg_kv_cache *cache,
-                                 clg_tensor *pos, clg_tensor *x, clg_tensor *self_mask,
-                                 bool causal, clg_tensor *memory, clg_tensor *memory_mask,
-                                 bool training, uint64_t seed) {
+                                 clg_tensor *pos, clg_tensor *x, clg_tensor *self_mask, bool causal,
+                                 clg_tensor *memory, clg_tensor *memory_mask, bool training,
+                                 uint64_t seed) {
     CLG_GUARD(g, "block", 1, x);
     if (!b || !b->attn.c_proj.weight)
         return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "block: the block is not initialised");
@@ -379,8 +380,8 @@ static clg_tensor *block_forward(clg_graph *g, const clg_block *b, const clg_kv_
                               clg_param_name(b->ln_1.weight),
                               b->cross ? "a block with cross-attention needs memory"
                                        : "a block without cross-attention takes no memory");
-    sublayer self = {.attn = &b->attn, .cache = cache, .mask = self_mask, .pos = pos,
-                     .causal = causal};
+    sublayer self = {
+        .attn = &b->attn, .cache = cache, .mask = self_mask, .pos = pos, .causal = causal};
     x = residual(g, b, &b->ln_1, &self, x, training, clg_tf_seed(seed, 0));
     if (b->cross) {
         sublayer cross = {.attn = &b->cross_attn, .memory = memory, .mask = memory_mask};

@@ -34,8 +34,12 @@ clg_status clg_kv_cache_init(clg_context *ctx, clg_kv_cache *c, const char *name
         clg_param_set_requires_grad(kv[i], false);
         clg_param_set_persistent(kv[i], false);
     }
-    *c = (clg_kv_cache){.k = kv[0], .v = kv[1], .batch = batch, .n_head = n_head,
-                        .max_len = max_len, .head_dim = head_dim};
+    *c = (clg_kv_cache){.k = kv[0],
+                        .v = kv[1],
+                        .batch = batch,
+                        .n_head = n_head,
+                        .max_len = max_len,
+                        .head_dim = head_dim};
     return CLG_OK;
 }
 
@@ -80,8 +84,8 @@ clg_tensor *clg_mha_forward_cached(clg_graph *g, const clg_mha *m, const clg_kv_
     clg_tensor *keys = cache_update(g, c->k, sel, k);
     clg_tensor *values = cache_update(g, c->v, sel, v);
     /* Rows past pos hold stale or zero entries: hidden, as the causal mask would. */
-    clg_tensor *mask = clg_where(g, clg_le(g, rows, p), clg_scalar(g, 0.0f),
-                                 clg_scalar(g, -INFINITY));
+    clg_tensor *mask =
+        clg_where(g, clg_le(g, rows, p), clg_scalar(g, 0.0f), clg_scalar(g, -INFINITY));
     mask = clg_reshape(g, mask, 4, (int64_t[]){1, 1, 1, L});
     clg_tensor *y = clg_attention(g, q, keys, values, mask, 0.0f, false); /* [B, H, 1, D] */
     y = clg_reshape(g, clg_transpose(g, y, 1, 2), 3, (int64_t[]){x->shape[0], 1, C});
@@ -91,8 +95,13 @@ clg_tensor *clg_mha_forward_cached(clg_graph *g, const clg_mha *m, const clg_kv_
 /* ---- GPT ---- */
 
 clg_gpt_config clg_gpt_config_default(void) {
-    return (clg_gpt_config){.vocab_size = 50304, .block_size = 1024, .n_layer = 12,
-                            .n_head = 12, .n_embd = 768, .dropout = 0.0f, .bias = true};
+    return (clg_gpt_config){.vocab_size = 50304,
+                            .block_size = 1024,
+                            .n_layer = 12,
+                            .n_head = 12,
+                            .n_embd = 768,
+                            .dropout = 0.0f,
+                            .bias = true};
 }
 
 void clg_gpt_free(clg_gpt *m) {
@@ -110,7 +119,10 @@ clg_status clg_gpt_init(clg_context *ctx, clg_gpt *m, const clg_gpt_config *cfg,
                         (long long)cfg->vocab_size, (long long)cfg->block_size,
                         (long long)cfg->n_layer);
     clg_transformer_layer_config lc = {
-        .n_embd = cfg->n_embd, .n_head = cfg->n_head, .dropout = cfg->dropout, .bias = cfg->bias,
+        .n_embd = cfg->n_embd,
+        .n_head = cfg->n_head,
+        .dropout = cfg->dropout,
+        .bias = cfg->bias,
         .init_std = CLG_TRANSFORMER_INIT_STD,
         /* nanoGPT: "apply special scaled init to the residual projections, per GPT-2 paper" */
         .proj_std = CLG_TRANSFORMER_INIT_STD / sqrtf(2.0f * (float)cfg->n_layer)};
@@ -127,8 +139,8 @@ clg_status clg_gpt_init(clg_context *ctx, clg_gpt *m, const clg_gpt_config *cfg,
         snprintf(nm, sizeof nm, "transformer.h.%lld", (long long)i);
         st = clg_block_init(ctx, &m->h[i], nm, &lc, clg_tf_seed(seed, 100 + (uint64_t)i));
     }
-    if (st == CLG_OK) st = clg_layernorm_init(ctx, &m->ln_f, "transformer.ln_f", cfg->n_embd,
-                                              cfg->bias);
+    if (st == CLG_OK)
+        st = clg_layernorm_init(ctx, &m->ln_f, "transformer.ln_f", cfg->n_embd, cfg->bias);
     if (st == CLG_OK && cfg->untie_head) {
         clg_embed head;
         st = clg_embed_init(ctx, &head, "lm_head", cfg->vocab_size, cfg->n_embd, 0.0f,
@@ -165,18 +177,17 @@ clg_tensor *clg_gpt_forward(clg_graph *g, const clg_gpt *m, clg_tensor *idx, boo
                               (long long)m->config.block_size);
     }
     int64_t T = idx->shape[1];
-    clg_tensor *tok = clg_embed_forward(g, &m->wte, idx);                          /* [B, T, C] */
+    clg_tensor *tok = clg_embed_forward(g, &m->wte, idx);                       /* [B, T, C] */
     clg_tensor *pos = clg_embed_forward(g, &m->wpe, clg_arange(g, T, CLG_I32)); /* [T, C] */
-    clg_tensor *x = clg_dropout(g, clg_add(g, tok, pos), m->config.dropout, training,
-                                clg_tf_seed(seed, 0));
+    clg_tensor *x =
+        clg_dropout(g, clg_add(g, tok, pos), m->config.dropout, training, clg_tf_seed(seed, 0));
     for (int64_t i = 0; i < m->config.n_layer; ++i)
         x = clg_block_forward(g, &m->h[i], x, NULL, true, NULL, NULL, training,
                               clg_tf_seed(seed, 1 + (uint64_t)i));
     return head(g, m, x);
 }
 
-clg_status clg_gpt_cache_init(clg_context *ctx, const clg_gpt *m, int64_t batch,
-                              clg_gpt_cache *c) {
+clg_status clg_gpt_cache_init(clg_context *ctx, const clg_gpt *m, int64_t batch, clg_gpt_cache *c) {
     if (!ctx || !m || !m->h || !c)
         return clg_fail(CLG_ERR_INVALID_ARGUMENT,
                         "clg_gpt_cache_init: ctx, an initialised model and c are required");
