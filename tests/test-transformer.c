@@ -273,6 +273,67 @@ START_TEST(test_block_pre_ln_cross) {
 }
 END_TEST
 
+/* Dropout on the attention weights and on the output, both inverted (unbiased) and the layer
+ * linear in them: the mean of many training runs is the evaluation output (the reference),
+ * while one training run differs from it. */
+START_TEST(test_mha_dropout) {
+    clg_context *ctx = new_context();
+    const int64_t B = 2, T = 4, C = 8;
+    clg_transformer_layer_config cfg = {.n_embd = C, .n_head = 2, .bias = true, .dropout = 0.3f};
+    clg_mha m;
+    clg_assert_ok(clg_mha_init(ctx, &m, "attn", &cfg, false, 3));
+    randomize_params(ctx, 0, 0.5f, 13);
+    float x[2 * 4 * 8];
+    clg_test_rng r;
+    clg_test_rng_seed(&r, 5);
+    clg_test_fill(&r, x, 64, -1.5f, 1.5f);
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *tx = clg_input(g, "x", CLG_F32, 3, (int64_t[]){B, T, C});
+    clg_tensor *yt = clg_mha_forward(g, &m, tx, NULL, NULL, true, true, 9);
+    clg_tensor *ye = clg_mha_forward(g, &m, tx, NULL, NULL, true, false, 9);
+    clg_assert_ok(clg_graph_output(g, yt));
+    clg_assert_ok(clg_graph_output(g, ye));
+    clg_plan *p = NULL;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    clg_assert_ok(clg_plan_write(p, tx, x, sizeof x));
+    enum { RUNS = 2000 };
+    double mean[64] = {0}, sq[64] = {0};
+    float got[64], eval[64], want[64];
+    for (int k = 0; k < RUNS; ++k) {
+        clg_assert_ok(clg_plan_run(p));
+        clg_assert_ok(clg_plan_read(p, yt, got, sizeof got));
+        for (int i = 0; i < 64; ++i) {
+            mean[i] += got[i] / (double)RUNS;
+            sq[i] += (double)got[i] * got[i] / (double)RUNS;
+        }
+    }
+    clg_assert_ok(clg_plan_read(p, ye, eval, sizeof eval));
+    double xd[64], wd[64];
+    for (int i = 0; i < 64; ++i)
+        xd[i] = x[i];
+    ref_mha(&m, xd, B, T, NULL, 0, NULL, true, wd);
+    for (int i = 0; i < 64; ++i) {
+        want[i] = (float)wd[i];
+    }
+    clg_assert_close(eval, want, 64, 2e-5, 2e-4);
+    /* the mean of the runs within 5 standard errors (each element's spread over the runs) */
+    for (int i = 0; i < 64; ++i) {
+        double se = sqrt(fmax(sq[i] - mean[i] * mean[i], 0.0) / RUNS);
+        ck_assert_msg(fabs(mean[i] - wd[i]) <= 5 * se + 1e-4,
+                      "element %d: mean of training runs %g, evaluation %g (standard error %g)", i,
+                      mean[i], wd[i], se);
+    }
+    clg_assert_ok(clg_plan_run(p));
+    clg_assert_ok(clg_plan_read(p, yt, got, sizeof got));
+    double far = 0;
+    for (int i = 0; i < 64; ++i)
+        far = fmax(far, fabs(got[i] - eval[i]));
+    ck_assert_msg(far > 0.05, "a training run equals evaluation (%g): no dropout", far);
+    hp_clear();
+    clg_context_free(ctx);
+}
+END_TEST
+
 START_TEST(test_sinusoidal) {
     clg_context *ctx = new_context();
     clg_graph *g = clg_graph_new(ctx);
@@ -729,6 +790,7 @@ int main(void) {
     add(s, "block_pre_ln", test_block_pre_ln);
     add(s, "block_post_ln_cross", test_block_post_ln_cross);
     add(s, "block_pre_ln_cross", test_block_pre_ln_cross);
+    add(s, "mha_dropout", test_mha_dropout);
     add(s, "sinusoidal", test_sinusoidal);
     add(s, "block_gradcheck", test_block_gradcheck);
     add(s, "gpt_param_gradients", test_gpt_param_gradients);
