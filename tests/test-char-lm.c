@@ -7,16 +7,13 @@
  * all) cannot, and the test shows it does not. Generation: temperature -> 0 equals greedy
  * decoding, one seed gives one text, and the state carried from step to step equals re-reading
  * the prefix. The test process never touches OpenCL. Usage: test-char-lm CHAR_LM */
-#include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "harness.h"
+#include "text_slice.h"
 
 #define SLICE 100000
 /* The windowed validation loss samples about 10,000 positions of the split; for a
@@ -26,53 +23,10 @@
 #define MARGIN 0.1
 
 static const char *example;
-static char dir[256];
 static double h_cond; /* nats */
 
 static const char *tmp(const char *name) {
-    static char paths[16][320];
-    static int next;
-    char *p = paths[next++ % 16];
-    snprintf(p, sizeof paths[0], "%s/%s", dir, name);
-    return p;
-}
-
-/* Run the example with the given flags (NULL-terminated), stdout into out and stderr into
- * err (NULL: into out too); returns its exit status. */
-static int run(const char *out, const char *err, ...) {
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = example;
-    va_list ap;
-    va_start(ap, err);
-    for (const char *a; (a = va_arg(ap, const char *)) && n < 62;) argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = err ? open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644) : fd;
-        if (fd < 0 || fe < 0) _exit(126);
-        dup2(fd, 1);
-        dup2(fe, 2);
-        execv(example, (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status), "%s died with signal %d", example, WTERMSIG(status));
-    return WEXITSTATUS(status);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
+    return text_slice_path(name);
 }
 
 /* Train with the test's small recipe plus the given flags; the last line's validation loss. */
@@ -81,17 +35,18 @@ static double train(const char *name, const char *cell, bool freeze_hh, const ch
     snprintf(out, sizeof out, "%s.out", name);
     snprintf(ckpt, sizeof ckpt, "%s.safetensors", name);
     const char *o = tmp(out);
-    int rc = run(o, NULL, "--data", tmp("slice.txt"), "--cell", cell, "--iters", iters,
-                 "--eval-interval", "250", "--hidden", "128", "--embed", "32", "--block", "32",
-                 "--batch", "16", "--lr", "5e-3", "--eval-windows", "300", "--checkpoint",
-                 tmp(ckpt), "--log", tmp("log.csv"), freeze_hh ? "--freeze-hh" : NULL, NULL);
-    const char *text = slurp(o);
+    int rc = text_slice_run(example, o, NULL, "--data", tmp("slice.txt"), "--cell", cell, "--iters",
+                            iters, "--eval-interval", "250", "--hidden", "128", "--embed", "32",
+                            "--block", "32", "--batch", "16", "--lr", "5e-3", "--eval-windows",
+                            "300", "--checkpoint", tmp(ckpt), "--log", tmp("log.csv"),
+                            freeze_hh ? "--freeze-hh" : NULL, NULL);
+    const char *text = text_slice_read(o);
     ck_assert_msg(rc == 0, "exit status %d; output:\n%s", rc, text);
     const char *last = strstr(text, "\nvalidation loss ");
     ck_assert_msg(last, "no 'validation loss' line in:\n%s", text);
     double v = atof(last + strlen("\nvalidation loss "));
-    fprintf(stderr, "%s (%s%s): validation loss %.3f, bound H(next | current) %.3f\n", name,
-            cell, freeze_hh ? ", weight_hh frozen at 0" : "", v, h_cond);
+    fprintf(stderr, "%s (%s%s): validation loss %.3f, bound H(next | current) %.3f\n", name, cell,
+            freeze_hh ? ", weight_hh frozen at 0" : "", v, h_cond);
     return v;
 }
 
@@ -100,7 +55,7 @@ START_TEST(lstm_beats_the_pair_bound) {
     ck_assert_msg(v < h_cond - MARGIN, "LSTM validation loss %.3f, threshold %.3f", v,
                   h_cond - MARGIN);
     /* the log has a header and one line per evaluation (250, 500) */
-    const char *log = slurp(tmp("log.csv"));
+    const char *log = text_slice_read(tmp("log.csv"));
     ck_assert_msg(strncmp(log, "step,", 5) == 0 && strstr(log, "\n250,") && strstr(log, "\n500,"),
                   "log:\n%s", log);
 }
@@ -122,14 +77,16 @@ START_TEST(rnn_without_recurrence_fails_the_bound) {
 END_TEST
 
 /* The generated text (stdout) of --generate with the LSTM's checkpoint. */
-static char *generate(const char *n, const char *prompt, const char *temperature,
-                      const char *seed, const char *top_k) {
+static char *generate(const char *n, const char *prompt, const char *temperature, const char *seed,
+                      const char *top_k) {
     const char *o = tmp("gen.out"), *e = tmp("gen.err");
-    int rc = run(o, e, "--generate", n, "--prompt", prompt, "--temperature", temperature, "--seed",
-                 seed, "--top-k", top_k, "--checkpoint", tmp("lstm.safetensors"), NULL);
-    char *text = strdup(slurp(o));
-    ck_assert_msg(rc == 0, "exit status %d; stderr:\n%s", rc, slurp(e));
-    ck_assert_msg(strstr(slurp(e), "tokens/s"), "no tokens/s on stderr:\n%s", slurp(e));
+    int rc = text_slice_run(example, o, e, "--generate", n, "--prompt", prompt, "--temperature",
+                            temperature, "--seed", seed, "--top-k", top_k, "--checkpoint",
+                            tmp("lstm.safetensors"), NULL);
+    char *text = strdup(text_slice_read(o));
+    ck_assert_msg(rc == 0, "exit status %d; stderr:\n%s", rc, text_slice_read(e));
+    ck_assert_msg(strstr(text_slice_read(e), "tokens/s"), "no tokens/s on stderr:\n%s",
+                  text_slice_read(e));
     return text;
 }
 
@@ -164,43 +121,12 @@ START_TEST(generation) {
 }
 END_TEST
 
-/* H(next | current) in nats over the character pairs of text[0 .. n). */
-static double conditional_entropy(const unsigned char *text, size_t n) {
-    static double pair[256][256], first[256];
-    memset(pair, 0, sizeof pair);
-    memset(first, 0, sizeof first);
-    for (size_t i = 0; i + 1 < n; ++i) {
-        pair[text[i]][text[i + 1]] += 1.0;
-        first[text[i]] += 1.0;
-    }
-    double h = 0.0;
-    for (int a = 0; a < 256; ++a)
-        for (int b = 0; b < 256; ++b)
-            if (pair[a][b] > 0.0) h -= pair[a][b] * log(pair[a][b] / first[a]);
-    return h / (double)(n - 1);
-}
-
 static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/clgrad-char-lm-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    FILE *f = fopen(clg_test_path("../examples/data/tinyshakespeare/input.txt"), "rb");
-    ck_assert_ptr_nonnull(f);
-    static unsigned char text[SLICE];
-    ck_assert_uint_eq(fread(text, 1, SLICE, f), SLICE);
-    fclose(f);
-    FILE *g = fopen(tmp("slice.txt"), "wb");
-    ck_assert_ptr_nonnull(g);
-    ck_assert_uint_eq(fwrite(text, 1, SLICE, g), SLICE);
-    ck_assert_int_eq(fclose(g), 0);
-    /* char_lm's split: the first 90% trains, the rest validates */
-    size_t n_train = (size_t)SLICE * 9 / 10;
-    h_cond = conditional_entropy(text + n_train, SLICE - n_train);
+    h_cond = text_slice_setup("char-lm", SLICE);
 }
 
 static void teardown(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    text_slice_teardown();
 }
 
 int main(int argc, char **argv) {

@@ -143,6 +143,7 @@ REF1(r_sigmoid, 1.0 / (1.0 + exp(-x)))
 REF1(r_relu, x < 0.0 ? 0.0 : x)
 REF1(r_leaky, x < 0.0 ? x * (double)0.1f : x)
 REF1(r_gelu, 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))))
+REF1(r_gelu_exact, 0.5 * x * (1.0 + erf(x / sqrt(2.0))))
 REF1(r_sin, sin(x))
 REF1(r_cos, cos(x))
 REF1(r_clamp, x < -0.5 ? -0.5 : x > (double)0.7f ? (double)0.7f : x)
@@ -164,7 +165,8 @@ typedef struct unary_case {
  * 3, rsqrt 2, divide 2.5, tanh 5, sin/cos 4) plus rounding of the double reference. sigmoid
  * is exp, an add and a divide (<= 6.5 ulp). gelu's 1 + tanh cancels for negative x: its error
  * is absolute, about 5 ulp of tanh times 0.5 |x| <= 2, hence atol 8 ulp(1). sin/cos also get
- * an absolute ulp(1) floor for results near their zeros. */
+ * an absolute ulp(1) floor for results near their zeros. gelu_exact: its erf approximation errs by
+ * up to 1.5e-7 and 1 + erf cancels for negative x as gelu's 1 + tanh does (absolute, times |x|/2). */
 static const unary_case unary_cases[] = {
     {"neg", clg_neg, r_neg, -4, 4, 0, 0, 0, -2, 2, {0}, 0},
     {"abs", clg_abs, r_abs, -4, 4, 0, 0, 0, -2, 2, {0}, 1},
@@ -179,6 +181,7 @@ static const unary_case unary_cases[] = {
     {"relu", clg_relu, r_relu, -4, 4, 0, 0, 0, -2, 2, {0}, 1},
     {"leaky_relu", leaky01, r_leaky, -4, 4, 0, 0, 0.5 * ULP, -2, 2, {0}, 1},
     {"gelu", clg_gelu, r_gelu, -4, 4, 0, 8 * ULP, 8 * ULP, -2, 2, {0}, 0},
+    {"gelu_exact", clg_gelu_exact, r_gelu_exact, -4, 4, 0, 16 * ULP, 16 * ULP, -2, 2, {0}, 0},
     {"sin", clg_sin, r_sin, -6, 6, 0, ULP, 4.5 * ULP, -3, 3, {0}, 0},
     {"cos", clg_cos, r_cos, -6, 6, 0, ULP, 4.5 * ULP, -3, 3, {0}, 0},
     {"clamp", clamp_m05_07, r_clamp, -2, 2, 0, 0, 0, -2, 2, {-0.5f, 0.7f}, 2},

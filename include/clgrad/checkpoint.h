@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-/* Write every parameter of ctx and, if opt is not NULL, opt's state (created first for every
+/* Write every persistent parameter of ctx (one with an alias under both keys) and, if opt is not NULL, opt's state (created first for every
  * trainable parameter that has none, as compiling a plan would) to path, atomically: a failed
  * save leaves any previous file at path intact. Waits for queued work. CLG_ERR_IO names the
  * path. */
@@ -47,7 +47,8 @@ clg_status clg_checkpoint_save_meta(clg_context *ctx, const char *path, clg_opti
 
 /* Load path into ctx's parameters and, if opt is not NULL, into opt's state and step counter;
  * restore the random counter when the file records one. Everything is checked before
- * anything is written: every parameter must be in the file with the same dtype and shape
+ * anything is written: every persistent parameter must be in the file (under its alias
+ * if not its name) with the same dtype and shape
  * (no conversions), every file tensor must belong to the model, and with opt the file must
  * hold opt's kind, step count and every state tensor. Otherwise CLG_ERR_MISMATCH lists every
  * mismatch by name, one per line, and nothing was loaded (opt may have gained the zero state

@@ -68,6 +68,17 @@ int64_t clg_param_numel(const clg_param *p);
 void clg_param_set_requires_grad(clg_param *p, bool requires_grad);
 bool clg_param_requires_grad(const clg_param *p);
 
+/* A second state-dict key for p, for a tied weight (nanoGPT's lm_head.weight is its
+ * transformer.wte.weight): checkpoints save p under both names, and a load reads p from its
+ * name (from the alias when only that is in the file) and accepts the other. The alias must
+ * not name a parameter or another alias of ctx; a new alias replaces the old, NULL removes it. */
+clg_status clg_param_set_alias(clg_param *p, const char *alias);
+const char *clg_param_alias(const clg_param *p); /* NULL when none */
+/* PyTorch's persistent=False buffers: a non-persistent parameter (a KV cache) is neither
+ * saved by checkpoints nor expected by loads. Parameters are persistent by default. */
+void clg_param_set_persistent(clg_param *p, bool persistent);
+bool clg_param_persistent(const clg_param *p);
+
 /* Copy host data (bytes must equal numel * dtype size) to and from the device. Waits for
  * queued work that uses the parameter. */
 clg_status clg_param_write(clg_param *p, const void *host, size_t bytes);

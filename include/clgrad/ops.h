@@ -27,6 +27,9 @@ clg_tensor *clg_relu(clg_graph *g, clg_tensor *x);
 clg_tensor *clg_leaky_relu(clg_graph *g, clg_tensor *x, float slope);
 /* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
 clg_tensor *clg_gelu(clg_graph *g, clg_tensor *x);
+/* GELU, exact: x Phi(x) = 0.5 x (1 + erf(x / sqrt(2))) (PyTorch's nn.GELU() default, which
+ * nanoGPT uses). */
+clg_tensor *clg_gelu_exact(clg_graph *g, clg_tensor *x);
 clg_tensor *clg_sin(clg_graph *g, clg_tensor *x);
 clg_tensor *clg_cos(clg_graph *g, clg_tensor *x);
 clg_tensor *clg_clamp(clg_graph *g, clg_tensor *x, float lo, float hi);

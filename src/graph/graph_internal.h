@@ -157,6 +157,8 @@ struct clg_param {
     int64_t shape[CLG_MAX_DIMS];
     int64_t numel;
     bool trainable;
+    bool transient; /* not persistent: checkpoints skip it (clg_param_set_persistent) */
+    char *alias;    /* a second state-dict key (clg_param_set_alias), or NULL */
     cl_mem buffer;
 };
 
@@ -213,6 +215,8 @@ void clg_param_destroy(clg_param *p);
 /* Remove p from its context's table and destroy it (a parameter no graph has used yet, e.g.
  * after a layer's failed initialisation). Waits for queued work. */
 void clg_param_discard(clg_param *p);
+/* The parameter of ctx whose alias (clg_param_set_alias) is name, or NULL. */
+clg_param *clg_param_alias_owner(clg_context *ctx, const char *name);
 /* What the graph owns besides its nodes (the plans compiled from it): registered when made,
  * removed when freed, freed newest first with the graph. */
 clg_status clg_graph_add_dependent(clg_graph *g, void *object, clg_free_fn free_fn);

@@ -19,6 +19,7 @@ struct clg_param_table {
     size_t n, cap;
     size_t *slots;
     size_t n_slots;
+    size_t n_aliases; /* parameters with an alias: names are checked against them too */
 };
 
 static uint64_t name_hash(const char *s) {
@@ -88,12 +89,22 @@ static clg_status table_add(clg_param_table *t, clg_param *p) {
     return CLG_OK;
 }
 
+/* The parameter whose alias is name, or NULL; aliases are few (tied weights), so a scan
+ * that only runs when some exist. */
+clg_param *clg_param_alias_owner(clg_context *ctx, const char *name) {
+    const clg_param_table *t = ctx->params;
+    for (size_t i = 0; t && t->n_aliases && i < t->n; ++i)
+        if (t->params[i]->alias && strcmp(t->params[i]->alias, name) == 0) return t->params[i];
+    return NULL;
+}
+
 void clg_param_discard(clg_param *p) {
     if (!p) return;
     clg_param_table *t = p->ctx->params;
     clFinish(p->ctx->queue);
     for (size_t i = 0; t && i < t->n; ++i) {
         if (t->params[i] != p) continue;
+        if (p->alias) t->n_aliases--;
         memmove(t->params + i, t->params + i + 1, (t->n - i - 1) * sizeof *t->params);
         t->n--;
         reindex(t, t->n_slots);
@@ -108,7 +119,7 @@ clg_param *clg_param_new(clg_context *ctx, const char *name, clg_dtype dtype, in
         clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_param_new: ctx and a non-empty name are required");
         return NULL;
     }
-    if (clg_param_find(ctx, name)) {
+    if (clg_param_find(ctx, name) || clg_param_alias_owner(ctx, name)) {
         clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_param_new: a parameter named '%s' already exists",
                  name);
         return NULL;
@@ -175,6 +186,7 @@ void clg_param_destroy(clg_param *p) {
     if (!p) return;
     clg_buffer_release(p->ctx, p->buffer);
     free(p->name);
+    free(p->alias);
     free(p);
 }
 
@@ -219,6 +231,41 @@ void clg_param_set_requires_grad(clg_param *p, bool requires_grad) {
 
 bool clg_param_requires_grad(const clg_param *p) {
     return p && p->trainable;
+}
+
+clg_status clg_param_set_alias(clg_param *p, const char *alias) {
+    if (!p) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_param_set_alias: parameter is NULL");
+    clg_param_table *t = p->ctx->params;
+    if (!alias) {
+        if (p->alias) t->n_aliases--;
+        free(p->alias);
+        p->alias = NULL;
+        return CLG_OK;
+    }
+    clg_param *owner = clg_param_alias_owner(p->ctx, alias);
+    if (!*alias || clg_param_find(p->ctx, alias) || (owner && owner != p))
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                        "clg_param_set_alias('%s'): '%s' is empty or already names a parameter",
+                        p->name, alias);
+    char *copy = malloc(strlen(alias) + 1);
+    if (!copy) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_param_set_alias: out of host memory");
+    strcpy(copy, alias);
+    if (!p->alias) t->n_aliases++;
+    free(p->alias);
+    p->alias = copy;
+    return CLG_OK;
+}
+
+const char *clg_param_alias(const clg_param *p) {
+    return p ? p->alias : NULL;
+}
+
+void clg_param_set_persistent(clg_param *p, bool persistent) {
+    if (p) p->transient = !persistent;
+}
+
+bool clg_param_persistent(const clg_param *p) {
+    return p && !p->transient;
 }
 
 static clg_status check_bytes(const clg_param *p, size_t bytes, const char *fn) {

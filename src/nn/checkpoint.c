@@ -47,38 +47,48 @@ clg_status clg_checkpoint_save_meta(clg_context *ctx, const char *path, clg_opti
     size_t n_entries = 0;
     pst = clg_checkpoint_meta_encode(ctx->rng_offset, opt, meta, n_meta, &entries, &n_entries);
     if (pst != CLG_OK) return pst;
-    size_t n_params = clg_param_count(ctx), n_states = opt ? clg_optimizer_state_count(opt) : 0;
-    size_t n = n_params + n_states;
-    clg_st_tensor *ts = calloc(n ? n : 1, sizeof *ts);
-    void **bufs = calloc(n ? n : 1, sizeof *bufs);
+    /* Persistent parameters, each once more under its alias (sharing the host copy), then
+     * the optimizer's state. */
+    size_t n_all = clg_param_count(ctx), n_states = opt ? clg_optimizer_state_count(opt) : 0;
+    size_t cap = 2 * n_all + n_states, n = 0;
+    clg_st_tensor *ts = calloc(cap ? cap : 1, sizeof *ts);
+    void **bufs = calloc(cap ? cap : 1, sizeof *bufs);
     clg_status st =
         ts && bufs ? CLG_OK : clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
-    for (size_t i = 0; st == CLG_OK && i < n; ++i) {
+    for (size_t i = 0; st == CLG_OK && i < n_all + n_states; ++i) {
+        bool is_param = i < n_all;
         const clg_param *p =
-            i < n_params ? clg_param_at(ctx, i) : clg_optimizer_state_param(opt, i - n_params);
-        clg_dtype dt = i < n_params ? p->dtype : CLG_F32;
+            is_param ? clg_param_at(ctx, i) : clg_optimizer_state_param(opt, i - n_all);
+        if (is_param && p->transient) continue;
+        clg_dtype dt = is_param ? p->dtype : CLG_F32;
         size_t bytes = (size_t)p->numel * clg_dtype_size(dt);
-        bufs[i] = malloc(bytes ? bytes : 1);
-        if (!bufs[i]) {
+        bufs[n] = malloc(bytes ? bytes : 1);
+        if (!bufs[n]) {
             st = clg_fail(CLG_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
             break;
         }
         // Blocking reads on the in-order queue: they also wait for every queued plan run.
-        if (i < n_params) {
-            st = clg_param_read(clg_param_at(ctx, i), bufs[i], bytes);
+        if (is_param) {
+            st = clg_param_read(clg_param_at(ctx, i), bufs[n], bytes);
         } else {
-            st = clg_optimizer_state_read(opt, i - n_params, bufs[i], bytes);
+            st = clg_optimizer_state_read(opt, i - n_all, bufs[n], bytes);
         }
-        ts[i] = (clg_st_tensor){
-            .name = i < n_params ? p->name : clg_optimizer_state_name(opt, i - n_params),
+        ts[n] = (clg_st_tensor){
+            .name = is_param ? p->name : clg_optimizer_state_name(opt, i - n_all),
             .dtype = clg_st_dtype_of(dt),
             .ndim = p->ndim,
             .shape = p->shape,
-            .data = bufs[i],
+            .data = bufs[n],
         };
+        ++n;
+        if (is_param && p->alias) {
+            ts[n] = ts[n - 1];
+            ts[n].name = p->alias;
+            ++n; /* bufs[n] stays NULL: the data is the previous entry's */
+        }
     }
     if (st == CLG_OK) st = clg_safetensors_save(path, ts, n, entries, n_entries);
-    for (size_t i = 0; bufs && i < n; ++i)
+    for (size_t i = 0; bufs && i < cap; ++i)
         free(bufs[i]);
     free(bufs);
     free(ts);
@@ -251,8 +261,18 @@ static clg_status validate(clg_context *ctx, const char *path, clg_optimizer *op
     mismatches m = {0};
     for (size_t i = 0; i < clg_param_count(ctx); ++i) {
         const clg_param *p = clg_param_at(ctx, i);
+        if (p->transient) continue;
         lp->params[i] = clg_safetensors_find(st, p->name);
-        check_tensor(&m, p->name, p->dtype, p->ndim, p->shape, lp->params[i]);
+        const clg_st_view *alias = p->alias ? clg_safetensors_find(st, p->alias) : NULL;
+        /* A tied weight may come under either key (PyTorch writes both); each must fit. */
+        if (lp->params[i] && alias)
+            check_tensor(&m, p->alias, p->dtype, p->ndim, p->shape, alias);
+        if (!lp->params[i] && alias) {
+            lp->params[i] = alias;
+            check_tensor(&m, p->alias, p->dtype, p->ndim, p->shape, alias);
+        } else {
+            check_tensor(&m, p->name, p->dtype, p->ndim, p->shape, lp->params[i]);
+        }
     }
     size_t n_states = opt ? clg_optimizer_state_count(opt) : 0;
     if (opt) {
@@ -278,7 +298,7 @@ static clg_status validate(clg_context *ctx, const char *path, clg_optimizer *op
     }
     for (size_t i = 0; i < clg_safetensors_count(st); ++i) {
         const char *name = clg_safetensors_at(st, i)->name;
-        bool known = clg_param_find(ctx, name) != NULL;
+        bool known = clg_param_find(ctx, name) || clg_param_alias_owner(ctx, name);
         for (size_t k = 0; !known && k < n_states; ++k)
             known = strcmp(clg_optimizer_state_name(opt, k), name) == 0;
         if (!known && !opt && is_state_name(st, name)) known = true; /* skipped */
@@ -318,7 +338,9 @@ clg_status clg_checkpoint_load(clg_context *ctx, const char *path, clg_optimizer
     if (status == CLG_OK) status = validate(ctx, path, opt, st, &lp);
 
     for (size_t i = 0; status == CLG_OK && i < clg_param_count(ctx); ++i)
-        status = clg_param_write(clg_param_at(ctx, i), lp.params[i]->data, lp.params[i]->nbytes);
+        if (lp.params[i])
+            status =
+                clg_param_write(clg_param_at(ctx, i), lp.params[i]->data, lp.params[i]->nbytes);
     for (size_t i = 0; status == CLG_OK && i < n_states; ++i)
         status = clg_optimizer_state_write(opt, i, lp.states[i]->data, lp.states[i]->nbytes);
     if (status == CLG_OK && opt) status = clg_optimizer_set_steps(opt, lp.meta.steps);
