@@ -18,7 +18,7 @@
 typedef enum flag_kind { FK_INT, FK_FLOAT, FK_TEXT } flag_kind;
 
 typedef struct opts {
-    int digits, epochs, steps, batch, n_embd, n_head, n_layer, mlp, beam, test_pairs,
+    int digits, epochs, schedule_epochs, steps, batch, n_embd, n_head, n_layer, mlp, beam, test_pairs,
         test_percent, seed, warmup;
     float lr, min_lr, dropout, weight_decay, clip;
     const char *norm, *pos, *save, *load, *resume, *device, *log;
@@ -37,7 +37,7 @@ typedef struct flag {
 } flag;
 
 static opts o = {.digits = 4,
-                 .epochs = 8,
+                 .epochs = 4,
                  .steps = 500,
                  .batch = 128,
                  .n_embd = 64,
@@ -61,6 +61,8 @@ static flag flags[] = {
     {"--digits", FK_INT, &o.digits, 1, S2S_MAX_DIGITS, NULL, true, "operands have 1..N digits"},
     {"--epochs", FK_INT, &o.epochs, 0, 100000, NULL, false,
      "train to N epochs in all (0: evaluate --load's weights only)"},
+    {"--schedule-epochs", FK_INT, &o.schedule_epochs, 0, 100000, NULL, true,
+     "length of the learning-rate schedule (0: --epochs); --epochs says where a run stops"},
     {"--steps", FK_INT, &o.steps, 1, 1000000, NULL, true, "training steps per epoch"},
     {"--batch", FK_INT, &o.batch, 1, 8192, NULL, true, "pairs per step"},
     {"--lr", FK_FLOAT, &o.lr, 1e-7, 1.0, NULL, true, "peak learning rate (AdamW)"},
@@ -79,7 +81,7 @@ static flag flags[] = {
     {"--pos", FK_TEXT, &o.pos, 0, 0, "place|learned|sinusoidal", true,
      "source positions: place value + operand, or absolute"},
     {"--beam", FK_INT, &o.beam, 1, 32, NULL, false, "beam width of the final evaluation"},
-    {"--test-pairs", FK_INT, &o.test_pairs, 1, 100000, NULL, false, "held-out pairs scored"},
+    {"--test-pairs", FK_INT, &o.test_pairs, 1, 100000, NULL, true, "held-out pairs scored"},
     {"--test-percent", FK_INT, &o.test_percent, 1, 50, NULL, true,
      "percent of operand pairs held out"},
     {"--seed", FK_INT, &o.seed, 0, 0x7FFFFFFF, NULL, true, "initialisation and data"},
@@ -132,9 +134,11 @@ static bool set_flag(flag *f, const char *v) {
     return true;
 }
 
-static void flag_text(const flag *f, char *out, size_t size) {
+/* The value as the record keeps it (floats exactly) or, pretty, as a person would write it. */
+static void flag_text(const flag *f, char *out, size_t size, bool pretty) {
     if (f->kind == FK_INT) snprintf(out, size, "%d", *(int *)f->value);
-    else if (f->kind == FK_FLOAT) snprintf(out, size, "%.9g", (double)*(float *)f->value);
+    else if (f->kind == FK_FLOAT)
+        snprintf(out, size, pretty ? "%g" : "%.9g", (double)*(float *)f->value);
     else snprintf(out, size, "%s", *(const char **)f->value);
 }
 
@@ -183,23 +187,25 @@ static int apply_record(void) {
         fprintf(stderr, "error: --resume %s: not a checkpoint of a seq2seq run\n", o.resume);
         return 2;
     }
-    char key[64], mine[64];
+    char key[64], mine[64], shown[64], theirs[64];
     for (size_t i = 0; i < N_FLAGS; ++i) {
         flag *f = &flags[i];
         if (!f->recorded) continue;
         snprintf(key, sizeof key, "run.%s", f->name + 2);
         const char *v = clg_checkpoint_info_get(resume_info, key);
-        flag_text(f, mine, sizeof mine);
+        flag_text(f, mine, sizeof mine, false);
+        flag_text(f, shown, sizeof shown, true);
         if (!v || !set_flag(f, v)) {
             fprintf(stderr, "error: --resume %s: the run record's %s is missing or bad\n",
                     o.resume, key);
             return 2;
         }
+        flag_text(f, theirs, sizeof theirs, true);
         if (given[i] && strcmp(mine, v) != 0) {
             fprintf(stderr,
                     "seq2seq: %s %s: the run in %s used %s; --resume continues that run "
                     "unchanged (use --load to start a new run from its weights)\n",
-                    f->name, mine, o.resume, v);
+                    f->name, shown, o.resume, theirs);
             return 3;
         }
     }
@@ -214,7 +220,7 @@ static int save_checkpoint(clg_context *ctx, clg_optimizer *opt, const char *pat
     for (size_t i = 0; i < N_FLAGS; ++i) {
         if (!flags[i].recorded) continue;
         snprintf(keys[i], sizeof keys[i], "run.%s", flags[i].name + 2);
-        flag_text(&flags[i], vals[i], sizeof vals[i]);
+        flag_text(&flags[i], vals[i], sizeof vals[i], false);
         e[n++] = (clg_checkpoint_entry){keys[i], vals[i]};
     }
     if (clg_checkpoint_save_meta(ctx, path, opt, e, n) != CLG_OK) {
@@ -268,6 +274,7 @@ int main(int argc, char **argv) {
     double t_start = now_seconds();
     int rc = parse(argc, argv);
     if (rc) return rc - 1;
+    if (!o.resume && !o.schedule_epochs) o.schedule_epochs = o.epochs;
     if (o.resume && (rc = apply_record())) {
         clg_checkpoint_info_free(resume_info);
         return rc - 1;
@@ -313,7 +320,7 @@ int main(int argc, char **argv) {
            "positions\n",
            o.n_layer, o.n_layer, o.n_embd, o.n_head, o.norm, o.pos);
 
-    int64_t total = (int64_t)o.steps * o.epochs;
+    int64_t total = (int64_t)o.steps * o.schedule_epochs;
     clg_optimizer_config oc = clg_optimizer_defaults(CLG_OPT_ADAMW);
     oc.lr = o.lr;
     oc.beta2 = 0.99f;
