@@ -9,10 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/char_text.h"
 #include "common/train_cli.h"
 
 #define PROGRAM "char_lm"
-#define MAX_VOCAB 256
+#define MAX_VOCAB CHAR_MAX_VOCAB
 
 typedef struct lm_flags {
     const char *data, *device, *log, *checkpoint, *prompt;
@@ -29,10 +30,9 @@ typedef struct lm_flags {
 /* The model's shape, as the checkpoint records it so that --generate can rebuild it. */
 typedef struct lm_config {
     clg_cell_kind cell;
-    int64_t vocab, embed, hidden;
+    int64_t embed, hidden;
     int layers;
-    unsigned char chars[MAX_VOCAB]; /* id -> byte, ascending */
-    int id_of[256];                 /* byte -> id, -1 when absent */
+    char_vocab vocab;
 } lm_config;
 
 typedef struct lm_model {
@@ -70,24 +70,6 @@ static int usage_error(const char *flag, const char *value) {
     return 2;
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_float(const char *s, double lo, double hi, float *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo) || !(v <= hi)) return false;
-    *out = (float)v;
-    return true;
-}
-
 typedef struct int_flag {
     const char *name;
     int *value;
@@ -118,7 +100,7 @@ static int parse_flags(lm_flags *f, int argc, char **argv) {
         bool known = false;
         for (size_t k = 0; k < sizeof ints / sizeof *ints; ++k) {
             if (strcmp(a, ints[k].name) != 0) continue;
-            if (!parse_int(v, ints[k].lo, ints[k].hi, &n)) return usage_error(a, v);
+            if (!char_parse_int(v, ints[k].lo, ints[k].hi, &n)) return usage_error(a, v);
             *ints[k].value = (int)n;
             known = true;
         }
@@ -132,14 +114,14 @@ static int parse_flags(lm_flags *f, int argc, char **argv) {
             if (strcmp(v, "rnn") && strcmp(v, "lstm") && strcmp(v, "gru")) return usage_error(a, v);
             f->cell = v;
         } else if (strcmp(a, "--lr") == 0) {
-            if (!parse_float(v, 1e-9, 100.0, &f->lr)) return usage_error(a, v);
+            if (!char_parse_float(v, 1e-9, 100.0, &f->lr)) return usage_error(a, v);
         } else if (strcmp(a, "--temperature") == 0) {
-            if (!parse_float(v, 0.0, 1e6, &f->temperature)) return usage_error(a, v);
+            if (!char_parse_float(v, 0.0, 1e6, &f->temperature)) return usage_error(a, v);
         } else if (strcmp(a, "--seed") == 0) {
-            if (!parse_int(v, 0, 0x7FFFFFFFL, &n)) return usage_error(a, v);
+            if (!char_parse_int(v, 0, 0x7FFFFFFFL, &n)) return usage_error(a, v);
             f->seed = (uint64_t)n;
         } else if (strcmp(a, "--generate") == 0) {
-            if (!parse_int(v, 0, 100000000L, &f->generate)) return usage_error(a, v);
+            if (!char_parse_int(v, 0, 100000000L, &f->generate)) return usage_error(a, v);
         } else {
             fprintf(stderr, PROGRAM ": unknown flag '%s'\n", a);
             usage(stderr);
@@ -159,109 +141,19 @@ static const char *cell_name(clg_cell_kind cell) {
     return cell == CLG_CELL_RNN_TANH ? "rnn" : cell == CLG_CELL_GRU ? "gru" : "lstm";
 }
 
-/* ---- text and vocabulary ---- */
-
-static unsigned char *read_file(const char *path, size_t *size) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        fprintf(stderr, "error: cannot open %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0;
-    bool ok = true;
-    while (ok) {
-        if (n == cap) {
-            unsigned char *b = realloc(buf, cap = cap ? cap * 2 : (size_t)1 << 20);
-            if (!b) {
-                ok = false;
-                break;
-            }
-            buf = b;
-        }
-        size_t got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0) break;
-    }
-    ok = ok && !ferror(fp);
-    fclose(fp);
-    if (!ok) {
-        fprintf(stderr, "error: reading %s failed\n", path);
-        free(buf);
-        return NULL;
-    }
-    *size = n;
-    return buf;
-}
-
-static void vocab_index(lm_config *c) {
-    for (int b = 0; b < 256; ++b) c->id_of[b] = -1;
-    for (int64_t i = 0; i < c->vocab; ++i) c->id_of[c->chars[i]] = (int)i;
-}
-
-/* The distinct bytes of text, ascending. */
-static void vocab_build(lm_config *c, const unsigned char *text, size_t n) {
-    bool seen[256] = {false};
-    for (size_t i = 0; i < n; ++i) seen[text[i]] = true;
-    c->vocab = 0;
-    for (int b = 0; b < 256; ++b)
-        if (seen[b]) c->chars[c->vocab++] = (unsigned char)b;
-    vocab_index(c);
-}
-
-/* The vocabulary as hex (metadata must be UTF-8; any byte text must survive the trip). */
-static void vocab_hex(const lm_config *c, char *out) {
-    for (int64_t i = 0; i < c->vocab; ++i) sprintf(out + 2 * i, "%02x", c->chars[i]);
-    out[2 * c->vocab] = '\0';
-}
-
-static bool vocab_from_hex(lm_config *c, const char *hex) {
-    size_t len = hex ? strlen(hex) : 0;
-    if (len == 0 || len % 2 || len / 2 > MAX_VOCAB) return false;
-    c->vocab = (int64_t)(len / 2);
-    for (int64_t i = 0; i < c->vocab; ++i) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1) return false;
-        c->chars[i] = (unsigned char)v;
-        if (i > 0 && c->chars[i] <= c->chars[i - 1]) return false;
-    }
-    vocab_index(c);
-    return true;
-}
-
-/* splitmix64: the host's window positions, reproducible from --seed. */
-static uint64_t next_random(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Random windows of ids (length T + 1) from split into time-first inputs x [T, B] and targets
- * y [T, B] (the next character of each position). */
-static void fill_windows(const int32_t *split, int64_t n, int T, int B, uint64_t *rng, int32_t *x,
-                         int32_t *y) {
-    for (int b = 0; b < B; ++b) {
-        int64_t start = (int64_t)(next_random(rng) % (uint64_t)(n - T));
-        for (int t = 0; t < T; ++t) {
-            x[(int64_t)t * B + b] = split[start + t];
-            y[(int64_t)t * B + b] = split[start + t + 1];
-        }
-    }
-}
-
 /* ---- the model ---- */
 
 static clg_status model_init(clg_context *ctx, lm_model *m, uint64_t seed, bool freeze_hh) {
     const lm_config *c = &m->cfg;
-    m->embed = clg_param_new(ctx, "embed.weight", CLG_F32, 2, (int64_t[]){c->vocab, c->embed});
+    m->embed = clg_param_new(ctx, "embed.weight", CLG_F32, 2, (int64_t[]){c->vocab.size, c->embed});
     if (!m->embed) return CLG_ERR_INVALID_ARGUMENT;
     /* torch.nn.Embedding's N(0, 1) */
     clg_status st = clg_init_normal(m->embed, 0.0f, 1.0f, seed);
     clg_rnn_config rc = {.cell = c->cell, .input_size = c->embed, .hidden_size = c->hidden,
                          .num_layers = c->layers};
     if (st == CLG_OK) st = clg_rnn_init(ctx, &m->rnn, "rnn", &rc, seed + 1);
-    if (st == CLG_OK) st = clg_linear_init(ctx, &m->head, "head", c->hidden, c->vocab, true, seed + 2);
+    if (st == CLG_OK) st = clg_linear_init(ctx, &m->head, "head", c->hidden, c->vocab.size, true,
+                                            seed + 2);
     for (int l = 0; st == CLG_OK && freeze_hh && l < c->layers; ++l) {
         st = clg_init_zeros(m->rnn.weight_hh[l][0]);
         clg_param_set_requires_grad(m->rnn.weight_hh[l][0], false);
@@ -277,43 +169,6 @@ static clg_tensor *model_forward(clg_graph *g, const lm_model *m, clg_tensor *id
     return clg_linear_forward(g, &m->head, h);
 }
 
-/* A plan computing the mean cross-entropy of windows [T, B] (ids x, targets y). With opt, the
- * graph also trains (backward and the optimizer's update); without, it only evaluates. */
-typedef struct loss_plan {
-    clg_graph *g;
-    clg_plan *p;
-    clg_tensor *x, *y, *loss;
-} loss_plan;
-
-static clg_status loss_plan_build(clg_context *ctx, const lm_model *m, int T, int B,
-                                  clg_optimizer *opt, loss_plan *lp) {
-    const int64_t shape[2] = {T, B};
-    lp->g = clg_graph_new(ctx);
-    lp->x = clg_input(lp->g, "x", CLG_I32, 2, shape);
-    lp->y = clg_input(lp->g, "y", CLG_I32, 2, shape);
-    clg_tensor *logits = model_forward(lp->g, m, lp->x, NULL, NULL);
-    lp->loss = clg_cross_entropy(lp->g, logits, lp->y, CLG_REDUCTION_MEAN);
-    clg_status st = clg_graph_output(lp->g, lp->loss);
-    if (st == CLG_OK && opt) st = clg_backward(lp->g, lp->loss);
-    if (st == CLG_OK && opt) st = clg_optimizer_apply(opt, lp->g, NULL);
-    if (st == CLG_OK) st = clg_graph_compile(lp->g, NULL, &lp->p);
-    return st;
-}
-
-static void loss_plan_free(loss_plan *lp) {
-    clg_plan_free(lp->p);
-    clg_graph_free(lp->g);
-}
-
-static clg_status loss_plan_run(loss_plan *lp, const int32_t *x, const int32_t *y, size_t bytes,
-                                float *loss) {
-    clg_status st = clg_plan_write(lp->p, lp->x, x, bytes);
-    if (st == CLG_OK) st = clg_plan_write(lp->p, lp->y, y, bytes);
-    if (st == CLG_OK) st = clg_plan_run(lp->p);
-    if (st == CLG_OK) st = clg_plan_read(lp->p, lp->loss, loss, sizeof *loss);
-    return st;
-}
-
 /* ---- training ---- */
 
 typedef struct trainer {
@@ -321,20 +176,22 @@ typedef struct trainer {
     lm_model m;
     clg_context *ctx;
     clg_optimizer *opt;
-    int32_t *ids;
-    int64_t n_train, n_val;
-    loss_plan train, eval;
-    int32_t *tx, *ty, *ex_train, *ey_train, *ex_val, *ey_val;
-    FILE *log;
 } trainer;
+
+/* The shared loss plans take ids [T, B] (time-first, as the recurrence runs). */
+static clg_tensor *forward_ids(clg_graph *g, const void *model, clg_tensor *x, bool training) {
+    (void)training;
+    return model_forward(g, model, x, NULL, NULL);
+}
 
 /* The checkpoint's own record: the model's shape and vocabulary (for --generate) and the
  * recipe that trained it. */
-static int save_checkpoint(trainer *s, int64_t step, double val_loss) {
+static int save_checkpoint(void *user, int64_t step, double val_loss) {
+    trainer *s = user;
     const lm_flags *f = s->f;
     const lm_config *c = &s->m.cfg;
     char hex[2 * MAX_VOCAB + 1], text[12][32];
-    vocab_hex(c, hex);
+    char_vocab_hex(&c->vocab, hex);
     snprintf(text[0], sizeof text[0], "%lld", (long long)c->embed);
     snprintf(text[1], sizeof text[1], "%lld", (long long)c->hidden);
     snprintf(text[2], sizeof text[2], "%d", c->layers);
@@ -360,69 +217,6 @@ static int save_checkpoint(trainer *s, int64_t step, double val_loss) {
     return 0;
 }
 
-/* Mean cross-entropy of the fixed evaluation windows of both splits (one forward-only run
- * each). */
-static clg_status evaluate(trainer *s, double *train_loss, double *val_loss) {
-    size_t bytes = (size_t)s->f->block * (size_t)s->f->eval_windows * sizeof(int32_t);
-    float a = 0.0f, b = 0.0f;
-    clg_status st = loss_plan_run(&s->eval, s->ex_train, s->ey_train, bytes, &a);
-    if (st == CLG_OK) st = loss_plan_run(&s->eval, s->ex_val, s->ey_val, bytes, &b);
-    *train_loss = a;
-    *val_loss = b;
-    return st;
-}
-
-static int load_text(trainer *s) {
-    const lm_flags *f = s->f;
-    size_t n = 0;
-    unsigned char *text = read_file(f->data, &n);
-    if (!text) return 1;
-    int64_t n_train = (int64_t)(n * 9 / 10);
-    if (n_train < f->block + 2 || (int64_t)n - n_train < f->block + 2) {
-        fprintf(stderr, "error: %s has %zu bytes: too short for windows of %d characters in both "
-                        "splits (90%% / 10%%)\n", f->data, n, f->block + 1);
-        free(text);
-        return 1;
-    }
-    vocab_build(&s->m.cfg, text, n);
-    s->ids = malloc(n * sizeof *s->ids);
-    if (!s->ids) {
-        free(text);
-        fprintf(stderr, "error: out of memory\n");
-        return 1;
-    }
-    for (size_t i = 0; i < n; ++i) s->ids[i] = s->m.cfg.id_of[text[i]];
-    free(text);
-    s->n_train = n_train;
-    s->n_val = (int64_t)n - n_train;
-    printf("data: %s, %zu bytes, vocabulary of %lld bytes; %lld training, %lld validation "
-           "characters\n",
-           f->data, n, (long long)s->m.cfg.vocab, (long long)s->n_train, (long long)s->n_val);
-    return 0;
-}
-
-static int alloc_windows(trainer *s) {
-    const lm_flags *f = s->f;
-    size_t tb = (size_t)f->block * (size_t)f->batch, te = (size_t)f->block * (size_t)f->eval_windows;
-    s->tx = malloc(tb * sizeof(int32_t));
-    s->ty = malloc(tb * sizeof(int32_t));
-    s->ex_train = malloc(te * sizeof(int32_t));
-    s->ey_train = malloc(te * sizeof(int32_t));
-    s->ex_val = malloc(te * sizeof(int32_t));
-    s->ey_val = malloc(te * sizeof(int32_t));
-    if (!s->tx || !s->ty || !s->ex_train || !s->ey_train || !s->ex_val || !s->ey_val) {
-        fprintf(stderr, "error: out of memory\n");
-        return 1;
-    }
-    /* The evaluation windows are drawn once, from their own stream, so that every evaluation
-     * measures the same characters and the curve shows the model, not the draw. */
-    uint64_t rng = f->seed ^ 0x5EED5EED5EEDull;
-    fill_windows(s->ids, s->n_train, f->block, f->eval_windows, &rng, s->ex_train, s->ey_train);
-    fill_windows(s->ids + s->n_train, s->n_val, f->block, f->eval_windows, &rng, s->ex_val,
-                 s->ey_val);
-    return 0;
-}
-
 static clg_optimizer_config recipe(const lm_flags *f) {
     clg_optimizer_config c = clg_optimizer_defaults(CLG_OPT_ADAMW);
     c.lr = f->lr;
@@ -439,124 +233,50 @@ static clg_optimizer_config recipe(const lm_flags *f) {
     return c;
 }
 
-static int train_loop(trainer *s) {
-    const lm_flags *f = s->f;
-    size_t bytes = (size_t)f->block * (size_t)f->batch * sizeof(int32_t);
-    uint64_t rng = f->seed;
-    double t_start = now_seconds(), train_time = 0.0, loss_sum = 0.0, last_val = NAN;
-    int64_t timed_steps = 0, since_eval = 0;
-    progress pr;
-    progress_start(&pr, 0, 0, f->iters);
-    for (int it = 1; it <= f->iters; ++it) {
-        fill_windows(s->ids, s->n_train, f->block, f->batch, &rng, s->tx, s->ty);
-        double t0 = now_seconds();
-        float loss = 0.0f;
-        if (loss_plan_run(&s->train, s->tx, s->ty, bytes, &loss) != CLG_OK) {
-            progress_end(&pr);
-            fprintf(stderr, "error: training step %d: %s\n", it, clg_last_error());
-            return 1;
-        }
-        if (!isfinite(loss)) {
-            progress_end(&pr);
-            fprintf(stderr, "error: training step %d: the loss is %s; stopping without saving "
-                            "(CLGRAD_CHECK_FINITE=1 finds the op that first produces it)\n",
-                    it, isnan(loss) ? "NaN" : "infinite");
-            return 1;
-        }
-        if (it > 1) { /* the first step compiles kernels */
-            train_time += now_seconds() - t0;
-            timed_steps++;
-        }
-        loss_sum += loss;
-        since_eval++;
-        double tps = train_time > 0 ? (double)timed_steps * (double)bytes / 4.0 / train_time : 0.0;
-        if (it % 10 == 0 || it == f->iters) {
-            char stats[96];
-            snprintf(stats, sizeof stats, "loss %.4f  %.0f tokens/s", loss_sum / (double)since_eval,
-                     tps);
-            progress_update_text(&pr, it, stats);
-        }
-        if (it % f->eval_interval == 0 || it == f->iters) {
-            double tl, vl;
-            if (evaluate(s, &tl, &vl) != CLG_OK) {
-                progress_end(&pr);
-                return fail("evaluating");
-            }
-            last_val = vl;
-            progress_end(&pr);
-            printf("step %d: train loss %.4f, val loss %.4f (running train loss %.4f), lr %.3g, "
-                   "%.0f tokens/s\n",
-                   it, tl, vl, loss_sum / (double)since_eval, (double)clg_optimizer_lr(s->opt), tps);
-            fflush(stdout);
-            if (s->log)
-                fprintf(s->log, "%d,%.6f,%.6f,%.6f,%.8g,%.1f,%.3f\n", it, loss_sum / (double)since_eval,
-                        tl, vl, (double)clg_optimizer_lr(s->opt), tps, now_seconds() - t_start);
-            if (s->log) fflush(s->log);
-            loss_sum = 0.0;
-            since_eval = 0;
-            if (save_checkpoint(s, it, vl)) return 1;
-        }
-    }
-    progress_end(&pr);
-    if (timed_steps > 0)
-        printf("training: %lld timed steps, %.2f ms per step, %.0f tokens/s (the first step, "
-               "which compiles, and the evaluations excluded); wall time %.1f s\n",
-               (long long)timed_steps, 1e3 * train_time / (double)timed_steps,
-               (double)timed_steps * (double)bytes / 4.0 / train_time, now_seconds() - t_start);
-    printf("checkpoint %s, log %s\n", f->checkpoint, f->log);
-    printf("validation loss %.3f\n", last_val);
-    return 0;
-}
-
 static int train(const lm_flags *f) {
     trainer s = {.f = f};
-    int rc = load_text(&s);
+    char_corpus corpus;
+    int rc = char_corpus_load(&corpus, f->data, f->block);
     if (rc) return rc;
-    rc = alloc_windows(&s);
     lm_config *c = &s.m.cfg;
+    c->vocab = corpus.vocab;
     c->cell = cell_kind(f->cell);
     c->embed = f->embed;
     c->hidden = f->hidden;
     c->layers = f->layers;
-    if (rc == 0 && clg_context_create(f->device, &s.ctx) != CLG_OK) rc = fail("opening the device");
+    char_trainer t = {.iters = f->iters, .batch = f->batch, .block = f->block,
+                      .eval_interval = f->eval_interval, .eval_windows = f->eval_windows,
+                      .time_first = true, .seed = f->seed, .log_path = f->log,
+                      .checkpoint = f->checkpoint, .corpus = &corpus, .save = save_checkpoint,
+                      .user = &s};
+    if (clg_context_create(f->device, &s.ctx) != CLG_OK) rc = fail("opening the device");
     if (rc == 0) {
         const clg_device_info *dev = clg_context_device(s.ctx);
         printf("device: %s (%s)\n", dev->name, dev->platform_name);
         clg_optimizer_config oc = recipe(f);
-        s.opt = clg_optimizer_new(s.ctx, &oc);
+        s.opt = t.opt = clg_optimizer_new(s.ctx, &oc);
         if (!s.opt || model_init(s.ctx, &s.m, f->seed, f->freeze_hh) != CLG_OK)
             rc = fail("creating the model");
     }
-    if (rc == 0 && (loss_plan_build(s.ctx, &s.m, f->block, f->batch, s.opt, &s.train) != CLG_OK ||
-                    loss_plan_build(s.ctx, &s.m, f->block, f->eval_windows, NULL, &s.eval) != CLG_OK))
+    if (rc == 0 && (char_loss_plan_build(s.ctx, forward_ids, &s.m, (int64_t[]){f->block, f->batch},
+                                         s.opt, &t.train) != CLG_OK ||
+                    char_loss_plan_build(s.ctx, forward_ids, &s.m,
+                                         (int64_t[]){f->block, f->eval_windows}, NULL,
+                                         &t.eval) != CLG_OK))
         rc = fail("building the model");
     if (rc == 0) {
         printf("model: embedding %lld -> %s %d x %lld%s -> linear %lld; AdamW lr %g, batch %d, "
                "windows of %d, %d iterations, seed %llu; %zu kernels per training step\n",
                (long long)c->embed, cell_name(c->cell), c->layers, (long long)c->hidden,
-               f->freeze_hh ? " (weight_hh frozen at 0)" : "", (long long)c->vocab, (double)f->lr,
-               f->batch, f->block, f->iters, (unsigned long long)f->seed,
-               clg_plan_kernel_count(s.train.p));
-        s.log = fopen(f->log, "w");
-        if (!s.log) {
-            fprintf(stderr, "error: cannot write the log %s\n", f->log);
-            rc = 1;
-        } else {
-            fprintf(s.log, "step,running_train_loss,train_loss,val_loss,lr,tokens_per_s,seconds\n");
-            rc = train_loop(&s);
-            fclose(s.log);
-        }
+               f->freeze_hh ? " (weight_hh frozen at 0)" : "", (long long)c->vocab.size,
+               (double)f->lr, f->batch, f->block, f->iters, (unsigned long long)f->seed,
+               clg_plan_kernel_count(t.train.p));
+        rc = char_train(&t);
     }
-    loss_plan_free(&s.train);
-    loss_plan_free(&s.eval);
+    char_loss_plan_free(&t.train);
+    char_loss_plan_free(&t.eval);
     clg_context_free(s.ctx);
-    free(s.ids);
-    free(s.tx);
-    free(s.ty);
-    free(s.ex_train);
-    free(s.ey_train);
-    free(s.ex_val);
-    free(s.ey_val);
+    char_corpus_free(&corpus);
     return rc;
 }
 
@@ -564,7 +284,7 @@ static int train(const lm_flags *f) {
 
 static bool meta_int(const clg_checkpoint_info *info, const char *key, long lo, long hi, long *out) {
     const char *v = clg_checkpoint_info_get(info, key);
-    return v && parse_int(v, lo, hi, out);
+    return v && char_parse_int(v, lo, hi, out);
 }
 
 /* The model's shape and vocabulary from the checkpoint's record. */
@@ -573,7 +293,7 @@ static int read_config(const char *path, lm_config *c) {
     if (clg_checkpoint_info_read(path, &info) != CLG_OK) return fail("reading the checkpoint");
     long embed, hidden, layers;
     const char *cell = clg_checkpoint_info_get(info, "char_lm.cell");
-    bool ok = cell && vocab_from_hex(c, clg_checkpoint_info_get(info, "char_lm.vocab_hex")) &&
+    bool ok = cell && char_vocab_from_hex(&c->vocab, clg_checkpoint_info_get(info, "char_lm.vocab_hex")) &&
               meta_int(info, "char_lm.embed", 1, 65536, &embed) &&
               meta_int(info, "char_lm.hidden", 1, 65536, &hidden) &&
               meta_int(info, "char_lm.layers", 1, CLG_RNN_MAX_LAYERS, &layers);
@@ -655,11 +375,11 @@ static clg_status gen_build(clg_context *ctx, generator *gen, int64_t prompt_len
 static int emit(generator *gen, clg_plan *p, clg_tensor *next) {
     int32_t id = -1;
     if (clg_plan_read(p, next, &id, sizeof id) != CLG_OK) return fail("sampling");
-    if (id < 0 || id >= gen->m.cfg.vocab) {
+    if (id < 0 || id >= gen->m.cfg.vocab.size) {
         fprintf(stderr, "\nerror: sampled %d, outside the vocabulary (NaN logits?)\n", (int)id);
         return 1;
     }
-    putchar(gen->m.cfg.chars[id]);
+    putchar(gen->m.cfg.vocab.chars[id]);
     fflush(stdout);
     return 0;
 }
@@ -668,19 +388,14 @@ static int generate(const lm_flags *f) {
     generator gen = {0};
     lm_config *c = &gen.m.cfg;
     if (read_config(f->checkpoint, c)) return 1;
-    char def_prompt[2] = {c->id_of['\n'] >= 0 ? '\n' : (char)c->chars[0], '\0'};
+    char def_prompt[2] = {c->vocab.id_of['\n'] >= 0 ? '\n' : (char)c->vocab.chars[0], '\0'};
     const char *prompt = f->prompt && *f->prompt ? f->prompt : def_prompt;
     size_t plen = strlen(prompt);
     int32_t *ids = malloc(plen * sizeof *ids);
     if (!ids) return 1;
-    for (size_t i = 0; i < plen; ++i) {
-        ids[i] = c->id_of[(unsigned char)prompt[i]];
-        if (ids[i] < 0) {
-            fprintf(stderr, "error: --prompt: byte 0x%02x ('%c') is not in the model's vocabulary\n",
-                    (unsigned char)prompt[i], prompt[i]);
-            free(ids);
-            return 2;
-        }
+    if (!char_vocab_encode(&c->vocab, prompt, ids)) {
+        free(ids);
+        return 2;
     }
     clg_context *ctx = NULL;
     int rc = 0;
@@ -692,7 +407,7 @@ static int generate(const lm_flags *f) {
     if (rc == 0) {
         fprintf(stderr, "%s: %s %d x %lld, vocabulary %lld; temperature %g, top-k %d, seed %llu\n",
                 f->checkpoint, cell_name(c->cell), c->layers, (long long)c->hidden,
-                (long long)c->vocab, (double)f->temperature, f->top_k,
+                (long long)c->vocab.size, (double)f->temperature, f->top_k,
                 (unsigned long long)f->seed);
         fwrite(prompt, 1, plen, stdout);
         double t0 = now_seconds(), t1 = t0;

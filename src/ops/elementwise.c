@@ -283,12 +283,24 @@ EW_EPILOGUE(op_gelu, "gelu", bw_gelu,
             "(0.5f * ($0) * (1.0f + tanh(0.7978845608028654f * (($0) + 0.044715f * ($0) * ($0) * "
             "($0)))))",
             CLG_EPILOGUE_ACTIVATION, CLG_GEMM_ACT_GELU);
-EW(op_gelu_exact, "gelu_exact", bw_gelu_exact,
-   "(0.5f * ($0) * (1.0f + erf(($0) * 0.7071067811865476f)))");
+/* erf by Abramowitz and Stegun 7.1.26 (|error| <= 1.5e-7, below float rounding of 1 + erf):
+ * erf|x| = 1 - t (a1 + t (a2 + ... a5 t)) exp(-x^2), t = 1 / (1 + p |x|), then the sign.
+ * OpenCL's erf is a scalar library call on pocl that does not vectorise; exp and a divide do.
+ * GELU_Z is x / sqrt(2) of operand $0. */
+#define GELU_Z "(fabs($0) * 0.7071067811865476f)"
+#define GELU_T "(1.0f / (1.0f + 0.3275911f * " GELU_Z "))"
+#define GELU_ERF                                                                               \
+    "copysign(1.0f - (((((1.061405429f * " GELU_T " - 1.453152027f) * " GELU_T                 \
+    " + 1.421413741f) * " GELU_T " - 0.284496736f) * " GELU_T " + 0.254829592f) * " GELU_T    \
+    ") * exp(-" GELU_Z " * " GELU_Z "), $0)"
+EW(op_gelu_exact, "gelu_exact", bw_gelu_exact, "(0.5f * ($0) * (1.0f + " GELU_ERF "))");
 /* $0 x, $1 gout; 0.3989... = 1 / sqrt(2 pi) */
 EW(op_gelu_exact_grad, "gelu_exact_grad", NULL,
-   "(($1) * (0.5f * (1.0f + erf(($0) * 0.7071067811865476f)) + "
-   "($0) * 0.3989422804014327f * exp(-0.5f * ($0) * ($0))))");
+   "(($1) * (0.5f * (1.0f + " GELU_ERF ") + ($0) * 0.3989422804014327f * "
+   "exp(-0.5f * ($0) * ($0))))");
+#undef GELU_ERF
+#undef GELU_T
+#undef GELU_Z
 EW(op_sin, "sin", bw_sin, "sin($0)");
 EW(op_cos, "cos", bw_cos, "cos($0)");
 EW(op_clamp, "clamp", bw_clamp, "fmin(fmax($0, #0), #1)");
