@@ -183,9 +183,11 @@ void progress_update(progress *p, int64_t done, double loss, double acc, double 
     int filled = p->total ? (int)(done * 20 / p->total) : 20;
     for (int i = 0; i < 20; ++i) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
     bar[20] = '\0';
-    printf("%sepoch %d/%d [%s] %lld/%lld  loss %.4f  acc %5.2f%%  %.0f samples/s  ETA %.0fs%s",
+    char acc_text[32] = "";
+    if (acc >= 0.0) snprintf(acc_text, sizeof acc_text, "  acc %5.2f%%", 100.0 * acc);
+    printf("%sepoch %d/%d [%s] %lld/%lld  loss %.4f%s  %.0f samples/s  ETA %.0fs%s",
            p->tty ? "\r" : "", p->epoch, p->epochs, bar, (long long)done, (long long)p->total,
-           loss, 100.0 * acc, samples_per_s, eta, p->tty ? "\033[K" : "\n");
+           loss, acc_text, samples_per_s, eta, p->tty ? "\033[K" : "\n");
     fflush(stdout);
 }
 
