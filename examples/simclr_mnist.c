@@ -44,8 +44,11 @@ static clg_status probe(run *r, bool raw, const char *name, double *acc) {
     int64_t d = 0;
     clg_status st = ssl_features(r->ctx, &r->m, r->train, raw, &ftr, &d);
     if (st == CLG_OK) st = ssl_features(r->ctx, &r->m, r->test, raw, &fte, &d);
-    ssl_probe_options po = {.epochs = PROBE_EPOCHS, .batch = PROBE_BATCH, .lr = PROBE_LR,
-                            .seed = r->f.seed + 77, .name = name};
+    ssl_probe_options po = {.epochs = PROBE_EPOCHS,
+                            .batch = PROBE_BATCH,
+                            .lr = PROBE_LR,
+                            .seed = r->f.seed + 77,
+                            .name = name};
     if (st == CLG_OK)
         st = ssl_probe(r->ctx, ftr, clg_dataset_labels(r->train), clg_dataset_size(r->train), fte,
                        clg_dataset_labels(r->test), clg_dataset_size(r->test), d, 10, &po, acc);
@@ -60,38 +63,48 @@ static void pca2(const float *x, int64_t n, int64_t d, float *xy) {
     double *mu = calloc((size_t)d, sizeof *mu), *cov = calloc((size_t)(d * d), sizeof *cov);
     double *v = malloc((size_t)(2 * d) * sizeof *v), *t = malloc((size_t)d * sizeof *t);
     for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < d; ++j) mu[j] += x[i * d + j] / (double)n;
+        for (int64_t j = 0; j < d; ++j)
+            mu[j] += x[i * d + j] / (double)n;
     for (int64_t i = 0; i < n; ++i)
         for (int64_t j = 0; j < d; ++j) {
             double a = x[i * d + j] - mu[j];
-            for (int64_t k = 0; k <= j; ++k) cov[j * d + k] += a * (x[i * d + k] - mu[k]);
+            for (int64_t k = 0; k <= j; ++k)
+                cov[j * d + k] += a * (x[i * d + k] - mu[k]);
         }
     for (int64_t j = 0; j < d; ++j)
-        for (int64_t k = 0; k < j; ++k) cov[k * d + j] = cov[j * d + k];
+        for (int64_t k = 0; k < j; ++k)
+            cov[k * d + j] = cov[j * d + k];
     for (int c = 0; c < 2; ++c) {
         double *e = v + c * d;
-        for (int64_t j = 0; j < d; ++j) e[j] = 1.0 + 0.01 * (double)(j % 7);
+        for (int64_t j = 0; j < d; ++j)
+            e[j] = 1.0 + 0.01 * (double)(j % 7);
         for (int it = 0; it < 300; ++it) {
             for (int64_t j = 0; j < d; ++j) {
                 double s = 0.0;
-                for (int64_t k = 0; k < d; ++k) s += cov[j * d + k] * e[k];
+                for (int64_t k = 0; k < d; ++k)
+                    s += cov[j * d + k] * e[k];
                 t[j] = s;
             }
             if (c == 1) { /* stay orthogonal to the first axis */
                 double p = 0.0;
-                for (int64_t j = 0; j < d; ++j) p += t[j] * v[j];
-                for (int64_t j = 0; j < d; ++j) t[j] -= p * v[j];
+                for (int64_t j = 0; j < d; ++j)
+                    p += t[j] * v[j];
+                for (int64_t j = 0; j < d; ++j)
+                    t[j] -= p * v[j];
             }
             double norm = 0.0;
-            for (int64_t j = 0; j < d; ++j) norm += t[j] * t[j];
+            for (int64_t j = 0; j < d; ++j)
+                norm += t[j] * t[j];
             norm = sqrt(norm) + 1e-300;
-            for (int64_t j = 0; j < d; ++j) e[j] = t[j] / norm;
+            for (int64_t j = 0; j < d; ++j)
+                e[j] = t[j] / norm;
         }
     }
     for (int64_t i = 0; i < n; ++i)
         for (int c = 0; c < 2; ++c) {
             double s = 0.0;
-            for (int64_t j = 0; j < d; ++j) s += (x[i * d + j] - mu[j]) * v[c * d + j];
+            for (int64_t j = 0; j < d; ++j)
+                s += (x[i * d + j] - mu[j]) * v[c * d + j];
             xy[i * 2 + c] = (float)s;
         }
     free(mu);
@@ -110,7 +123,7 @@ static int embed_png(run *r) {
     uint8_t *rgb = malloc((size_t)(3 * PNG_SIZE * PNG_SIZE));
     pca2(f, n, d, xy);
     static const uint8_t colours[10][3] = {
-        {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},   {148, 103, 189},
+        {31, 119, 180}, {255, 127, 14},  {44, 160, 44},   {214, 39, 40},  {148, 103, 189},
         {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
     float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
     for (int64_t i = 0; i < n; ++i)
@@ -123,7 +136,8 @@ static int embed_png(run *r) {
     const int32_t *labels = clg_dataset_labels(r->test);
     for (int64_t i = 0; i < n; ++i) {
         int px = margin + (int)((xy[i * 2] - lo[0]) / fmaxf(hi[0] - lo[0], 1e-12f) * (float)span);
-        int py = margin + (int)((hi[1] - xy[i * 2 + 1]) / fmaxf(hi[1] - lo[1], 1e-12f) * (float)span);
+        int py =
+            margin + (int)((hi[1] - xy[i * 2 + 1]) / fmaxf(hi[1] - lo[1], 1e-12f) * (float)span);
         const uint8_t *col = colours[labels[i] % 10];
         for (int dy = -1; dy <= 1; ++dy)
             for (int dx = -1; dx <= 1; ++dx) {
@@ -157,8 +171,8 @@ static double cpu_seconds(void) {
 static int pretrain(run *r) {
     const train_flags *f = &r->f;
     clg_loader *ld = NULL;
-    clg_loader_options lo = {.batch_size = f->batch, .shuffle = true, .drop_last = true,
-                             .seed = f->seed};
+    clg_loader_options lo = {
+        .batch_size = f->batch, .shuffle = true, .drop_last = true, .seed = f->seed};
     if (clg_loader_new(r->train, &lo, &ld) != CLG_OK) return fail("batching");
     int64_t steps = clg_loader_batches(ld);
     clg_optimizer_config c = clg_optimizer_defaults(CLG_OPT_ADAM);

@@ -47,8 +47,8 @@ static void sample_ref(const float *theta, const float *x, int64_t n, int64_t c,
 }
 
 /* Run theta, x through the op and read the result. */
-static void run_op(const float *theta, const float *x, int64_t n, int64_t c, int64_t h,
-                   int64_t w, int64_t oh, int64_t ow, float *out) {
+static void run_op(const float *theta, const float *x, int64_t n, int64_t c, int64_t h, int64_t w,
+                   int64_t oh, int64_t ow, float *out) {
     clg_graph *g = clg_graph_new(clg_test_context());
     clg_tensor *t = clg_constant(g, CLG_F32, 3, S(n, 2, 3), theta);
     clg_tensor *xi = clg_constant(g, CLG_F32, 4, S(n, c, h, w), x);
@@ -106,8 +106,8 @@ END_TEST
 START_TEST(gradient_x) {
     clg_graph *g = clg_graph_new(clg_test_context());
     float *theta = rand_f(12, -1.1f, 1.1f, 5);
-    clg_gc_input in[1] = {{clg_input(g, "x", CLG_F32, 4, S(2, 2, 5, 6)), rand_f(120, -1, 1, 6),
-                           "affine x"}};
+    clg_gc_input in[1] = {
+        {clg_input(g, "x", CLG_F32, 4, S(2, 2, 5, 6)), rand_f(120, -1, 1, 6), "affine x"}};
     clg_gc_require(in, 1);
     clg_tensor *y = clg_affine_grid_sample(g, clg_constant(g, CLG_F32, 3, S(2, 2, 3), theta),
                                            in[0].tensor, 4, 7);
@@ -122,10 +122,9 @@ END_TEST
 START_TEST(gradient_theta) {
     clg_graph *g = clg_graph_new(clg_test_context());
     float *x = rand_f(2 * 2 * 6 * 5, -1, 1, 7);
-    clg_gc_input in[2] = {{clg_input(g, "theta", CLG_F32, 3, S(2, 2, 3)),
-                           rand_f(12, -0.9f, 0.9f, 8), "affine theta"},
-                          {clg_input(g, "x", CLG_F32, 4, S(2, 2, 6, 5)), rand_f(120, -1, 1, 9),
-                           "affine x"}};
+    clg_gc_input in[2] = {
+        {clg_input(g, "theta", CLG_F32, 3, S(2, 2, 3)), rand_f(12, -0.9f, 0.9f, 8), "affine theta"},
+        {clg_input(g, "x", CLG_F32, 4, S(2, 2, 6, 5)), rand_f(120, -1, 1, 9), "affine x"}};
     clg_gc_require(in, 2);
     clg_tensor *y = clg_affine_grid_sample(g, in[0].tensor, in[1].tensor, 5, 4);
     /* piecewise bilinear in theta: a small step, crossing few pixel borders */

@@ -28,8 +28,10 @@ static double nt_xent_ref(const double *z, int64_t m, int64_t d, double t) {
     double *u = malloc((size_t)(m * d) * sizeof *u), loss = 0.0;
     for (int64_t i = 0; i < m; ++i) {
         double s = 0.0;
-        for (int64_t k = 0; k < d; ++k) s += z[i * d + k] * z[i * d + k];
-        for (int64_t k = 0; k < d; ++k) u[i * d + k] = z[i * d + k] / sqrt(s);
+        for (int64_t k = 0; k < d; ++k)
+            s += z[i * d + k] * z[i * d + k];
+        for (int64_t k = 0; k < d; ++k)
+            u[i * d + k] = z[i * d + k] / sqrt(s);
     }
     for (int64_t i = 0; i < m; ++i) {
         int64_t pos = (i + m / 2) % m;
@@ -37,7 +39,8 @@ static double nt_xent_ref(const double *z, int64_t m, int64_t d, double t) {
         for (int64_t j = 0; j < m; ++j) {
             if (j == i) continue;
             double c = 0.0;
-            for (int64_t k = 0; k < d; ++k) c += u[i * d + k] * u[j * d + k];
+            for (int64_t k = 0; k < d; ++k)
+                c += u[i * d + k] * u[j * d + k];
             denom += exp(c / t);
             if (j == pos) sp = c / t;
         }
@@ -53,7 +56,8 @@ START_TEST(nt_xent_reference) {
     float *z = rand_f(m * d, -1, 1, 1);
     double *zd = malloc((size_t)(m * d) * sizeof *zd);
     float grad_want[70], grad[70], loss;
-    for (int64_t i = 0; i < m * d; ++i) zd[i] = z[i];
+    for (int64_t i = 0; i < m * d; ++i)
+        zd[i] = z[i];
     float want = (float)nt_xent_ref(zd, m, d, t);
     for (int64_t i = 0; i < m * d; ++i) {
         double keep = zd[i], h = 1e-5;
@@ -89,8 +93,8 @@ END_TEST
 
 START_TEST(nt_xent_gradcheck) {
     clg_graph *g = clg_graph_new(clg_test_context());
-    clg_gc_input in[1] = {{clg_input(g, "z", CLG_F32, 2, S(6, 3)), rand_f(18, -1, 1, 2),
-                           "nt_xent z"}};
+    clg_gc_input in[1] = {
+        {clg_input(g, "z", CLG_F32, 2, S(6, 3)), rand_f(18, -1, 1, 2), "nt_xent z"}};
     clg_gc_require(in, 1);
     clg_gradcheck(g, clg_nt_xent(g, in[0].tensor, 0.2f), in, 1, 1e-2f, 2e-3f, 2e-2f);
     free(in[0].values);
@@ -111,13 +115,13 @@ START_TEST(nt_xent_errors) {
 }
 END_TEST
 
-static const clg_augment_params identity = {.crop_scale_min = 1, .crop_scale_max = 1,
-                                            .crop_ratio_min = 1, .crop_ratio_max = 1};
+static const clg_augment_params identity = {
+    .crop_scale_min = 1, .crop_scale_max = 1, .crop_ratio_min = 1, .crop_ratio_max = 1};
 
 /* One view of x [n, 1, h, w] (and its matrices) from a fresh graph; runs: how many runs of
  * the plan before the one read. */
-static void view(const clg_augment_params *ap, uint64_t seed, const float *x, int64_t n,
-                 int64_t h, int64_t w, int runs, float *y, float *theta) {
+static void view(const clg_augment_params *ap, uint64_t seed, const float *x, int64_t n, int64_t h,
+                 int64_t w, int runs, float *y, float *theta) {
     clg_graph *g = clg_graph_new(clg_test_context());
     clg_tensor *xi = clg_constant(g, CLG_F32, 4, S(n, 1, h, w), x), *t;
     clg_tensor *v = clg_augment(g, xi, ap, seed, &t);
@@ -126,7 +130,8 @@ static void view(const clg_augment_params *ap, uint64_t seed, const float *x, in
     clg_plan *p;
     clg_assert_ok(clg_graph_compile(g, NULL, &p));
     clg_test_context()->rng_offset = 0; /* the draws depend on the run counter too */
-    for (int r = 0; r <= runs; ++r) clg_assert_ok(clg_plan_run(p));
+    for (int r = 0; r <= runs; ++r)
+        clg_assert_ok(clg_plan_run(p));
     clg_assert_ok(clg_plan_read(p, v, y, (size_t)(n * h * w) * sizeof *y));
     if (theta) clg_assert_ok(clg_plan_read(p, t, theta, (size_t)(n * 6) * sizeof *theta));
     clg_plan_free(p);
@@ -172,11 +177,10 @@ START_TEST(augment_crop_box) {
                 double fx = floor(ix), fy = floor(iy), ax = ix - fx, ay = iy - fy;
                 int64_t x0 = (int64_t)fx, y0 = (int64_t)fy;
                 const float *p = x + b * h * w;
-                want[(b * h + i) * w + j] =
-                    (float)((1 - ay) * ((1 - ax) * tap(p, y0, x0, h, w) +
-                                        ax * tap(p, y0, x0 + 1, h, w)) +
-                            ay * ((1 - ax) * tap(p, y0 + 1, x0, h, w) +
-                                  ax * tap(p, y0 + 1, x0 + 1, h, w)));
+                want[(b * h + i) * w + j] = (float)((1 - ay) * ((1 - ax) * tap(p, y0, x0, h, w) +
+                                                                ax * tap(p, y0, x0 + 1, h, w)) +
+                                                    ay * ((1 - ax) * tap(p, y0 + 1, x0, h, w) +
+                                                          ax * tap(p, y0 + 1, x0 + 1, h, w)));
             }
     }
     clg_assert_close(y, want, (size_t)(n * h * w), 1e-5, 1e-5);
@@ -186,18 +190,26 @@ END_TEST
 
 static double max_diff(const float *a, const float *b, size_t n) {
     double m = 0.0;
-    for (size_t i = 0; i < n; ++i) m = fmax(m, fabs((double)a[i] - b[i]));
+    for (size_t i = 0; i < n; ++i)
+        m = fmax(m, fabs((double)a[i] - b[i]));
     return m;
 }
 
 START_TEST(augment_seeds) {
     const int64_t n = 8, h = 28, w = 28;
     const size_t m = (size_t)(n * h * w);
-    const clg_augment_params ap = {.crop_scale_min = 0.4f, .crop_scale_max = 1.0f,
-                                   .crop_ratio_min = 0.75f, .crop_ratio_max = 1.33f,
-                                   .rotate = 0.3f, .translate = 0.1f, .erase_prob = 0.5f,
-                                   .erase_scale_min = 0.02f, .erase_scale_max = 0.1f,
-                                   .brightness = 0.3f, .contrast = 0.3f, .noise_std = 0.05f};
+    const clg_augment_params ap = {.crop_scale_min = 0.4f,
+                                   .crop_scale_max = 1.0f,
+                                   .crop_ratio_min = 0.75f,
+                                   .crop_ratio_max = 1.33f,
+                                   .rotate = 0.3f,
+                                   .translate = 0.1f,
+                                   .erase_prob = 0.5f,
+                                   .erase_scale_min = 0.02f,
+                                   .erase_scale_max = 0.1f,
+                                   .brightness = 0.3f,
+                                   .contrast = 0.3f,
+                                   .noise_std = 0.05f};
     float *x = rand_f((int64_t)m, 0, 1, 5);
     float *a = malloc(m * sizeof *a), *b = malloc(m * sizeof *b), *c = malloc(m * sizeof *c);
     float *d = malloc(m * sizeof *d);
@@ -209,7 +221,8 @@ START_TEST(augment_seeds) {
     ck_assert_msg(max_diff(a, c, m) > 0.3, "seeds 11 and 12 give views %g apart",
                   max_diff(a, c, m));
     ck_assert_msg(max_diff(a, d, m) > 0.3, "runs 1 and 2 give views %g apart", max_diff(a, d, m));
-    for (size_t i = 0; i < m; ++i) ck_assert(isfinite(a[i]));
+    for (size_t i = 0; i < m; ++i)
+        ck_assert(isfinite(a[i]));
     free(x);
     free(a);
     free(b);
@@ -225,7 +238,8 @@ START_TEST(augment_erase) {
     ap.erase_scale_min = 0.1f;
     ap.erase_scale_max = 0.2f;
     float *x = malloc((size_t)(n * h * w) * sizeof *x), y[32 * 20 * 20];
-    for (int64_t i = 0; i < n * h * w; ++i) x[i] = 1.0f;
+    for (int64_t i = 0; i < n * h * w; ++i)
+        x[i] = 1.0f;
     view(&ap, 3, x, n, h, w, 0, y, NULL);
     for (int64_t b = 0; b < n; ++b) {
         int64_t zeros = 0, y0 = h, y1 = -1, x0 = w, x1 = -1;

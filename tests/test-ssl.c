@@ -37,8 +37,8 @@ static double run(const char *prefix, bool pretrain, int shift, clg_dataset *tra
     clg_dataset_stats(train, &m.mean, &m.std);
     if (pretrain) {
         clg_loader *ld;
-        clg_loader_options lo = {.batch_size = BATCH, .shuffle = true, .drop_last = true,
-                                 .seed = 3};
+        clg_loader_options lo = {
+            .batch_size = BATCH, .shuffle = true, .drop_last = true, .seed = 3};
         clg_assert_ok(clg_loader_new(train, &lo, &ld));
         clg_optimizer_config c = clg_optimizer_defaults(CLG_OPT_ADAM);
         c.lr = LR;

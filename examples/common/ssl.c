@@ -12,18 +12,29 @@
 clg_augment_params ssl_simclr_augment(void) {
     /* Digits survive crops of 40 % of the image and small turns; harder views (SimCLR's 8 %
      * crops, flips, colour) would turn one digit into another. */
-    return (clg_augment_params){.crop_scale_min = 0.4f, .crop_scale_max = 1.0f,
-                                .crop_ratio_min = 0.75f, .crop_ratio_max = 4.0f / 3.0f,
-                                .rotate = 0.25f, .translate = 0.05f, .erase_prob = 0.3f,
-                                .erase_scale_min = 0.02f, .erase_scale_max = 0.12f,
-                                .brightness = 0.3f, .contrast = 0.3f, .noise_std = 0.05f};
+    return (clg_augment_params){.crop_scale_min = 0.4f,
+                                .crop_scale_max = 1.0f,
+                                .crop_ratio_min = 0.75f,
+                                .crop_ratio_max = 4.0f / 3.0f,
+                                .rotate = 0.25f,
+                                .translate = 0.05f,
+                                .erase_prob = 0.3f,
+                                .erase_scale_min = 0.02f,
+                                .erase_scale_max = 0.12f,
+                                .brightness = 0.3f,
+                                .contrast = 0.3f,
+                                .noise_std = 0.05f};
 }
 
 clg_augment_params ssl_dae_augment(void) {
-    return (clg_augment_params){.crop_scale_min = 1.0f, .crop_scale_max = 1.0f,
-                                .crop_ratio_min = 1.0f, .crop_ratio_max = 1.0f,
-                                .erase_prob = 0.5f, .erase_scale_min = 0.05f,
-                                .erase_scale_max = 0.2f, .noise_std = 0.3f};
+    return (clg_augment_params){.crop_scale_min = 1.0f,
+                                .crop_scale_max = 1.0f,
+                                .crop_ratio_min = 1.0f,
+                                .crop_ratio_max = 1.0f,
+                                .erase_prob = 0.5f,
+                                .erase_scale_min = 0.05f,
+                                .erase_scale_max = 0.2f,
+                                .noise_std = 0.3f};
 }
 
 static clg_param *new_param(clg_context *ctx, const char *prefix, const char *what, int ndim,
@@ -48,9 +59,8 @@ static clg_status bn_init(clg_context *ctx, const char *prefix, int64_t c, ssl_b
     return st;
 }
 
-clg_status ssl_model_init(clg_context *ctx, ssl_model *m, const char *prefix, int64_t h,
-                          int64_t w, int64_t dim, int64_t proj, ssl_method method,
-                          uint64_t seed) {
+clg_status ssl_model_init(clg_context *ctx, ssl_model *m, const char *prefix, int64_t h, int64_t w,
+                          int64_t dim, int64_t proj, ssl_method method, uint64_t seed) {
     m->h = h;
     m->w = w;
     m->dim = dim;
@@ -63,11 +73,10 @@ clg_status ssl_model_init(clg_context *ctx, ssl_model *m, const char *prefix, in
     snprintf(p, sizeof p, "%s.conv2", prefix);
     m->conv2 = new_param(ctx, p, "weight", 4, (int64_t[]){64, 32, 3, 3});
     if (!m->conv1 || !m->conv2) return PARAM_FAILED;
-    clg_status st = clg_init_kaiming_normal(m->conv1, 0, CLG_FAN_MODE_IN, CLG_NONLINEARITY_RELU,
-                                            seed);
+    clg_status st =
+        clg_init_kaiming_normal(m->conv1, 0, CLG_FAN_MODE_IN, CLG_NONLINEARITY_RELU, seed);
     if (st == CLG_OK)
-        st = clg_init_kaiming_normal(m->conv2, 0, CLG_FAN_MODE_IN, CLG_NONLINEARITY_RELU,
-                                     seed + 1);
+        st = clg_init_kaiming_normal(m->conv2, 0, CLG_FAN_MODE_IN, CLG_NONLINEARITY_RELU, seed + 1);
     const char *bn_names[3] = {"bn1", "bn2", "bn3"};
     ssl_bn *bns[3] = {&m->bn1, &m->bn2, &m->bn3};
     const int64_t bn_c[3] = {32, 64, dim};
@@ -93,8 +102,8 @@ clg_status ssl_model_init(clg_context *ctx, ssl_model *m, const char *prefix, in
 }
 
 void ssl_encoder_set_trainable(ssl_model *m, bool trainable) {
-    clg_param *ps[] = {m->conv1, m->conv2, m->bn1.w, m->bn1.b, m->bn2.w, m->bn2.b,
-                       m->bn3.w, m->bn3.b, m->fc.weight};
+    clg_param *ps[] = {m->conv1, m->conv2, m->bn1.w, m->bn1.b,    m->bn2.w,
+                       m->bn2.b, m->bn3.w, m->bn3.b, m->fc.weight};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; ++i)
         clg_param_set_requires_grad(ps[i], trainable);
 }
@@ -142,8 +151,8 @@ clg_tensor *ssl_pretrain_loss(clg_graph *g, const ssl_model *m, clg_tensor *x,
         views[1] = clg_concat(g, 2, parts, 0);
     }
     clg_tensor *h = ssl_encode(g, m, clg_concat(g, 2, views, 0), true);
-    clg_tensor *z = clg_linear_forward(g, &m->head2,
-                                       clg_relu(g, clg_linear_forward(g, &m->head1, h)));
+    clg_tensor *z =
+        clg_linear_forward(g, &m->head2, clg_relu(g, clg_linear_forward(g, &m->head1, h)));
     return clg_nt_xent(g, z, temperature);
 }
 
@@ -208,7 +217,8 @@ static void standardise(float *train, int64_t n, float *test, int64_t n_test, in
         double mu = s / (double)n, var = s2 / (double)n - mu * mu;
         /* constant columns (dead units, border pixels) stay 0 instead of dividing by 0 */
         double inv = var > 1e-12 ? 1.0 / sqrt(var) : 0.0;
-        for (int64_t i = 0; i < n; ++i) train[i * d + j] = (float)((train[i * d + j] - mu) * inv);
+        for (int64_t i = 0; i < n; ++i)
+            train[i * d + j] = (float)((train[i * d + j] - mu) * inv);
         for (int64_t i = 0; i < n_test; ++i)
             test[i * d + j] = (float)((test[i * d + j] - mu) * inv);
     }
@@ -218,7 +228,8 @@ clg_status ssl_probe(clg_context *ctx, const float *train, const int32_t *train_
                      const float *test, const int32_t *test_labels, int64_t n_test, int64_t d,
                      int classes, const ssl_probe_options *o, double *accuracy) {
     *accuracy = 0.0;
-    float *tr = malloc((size_t)(n * d) * sizeof *tr), *te = malloc((size_t)(n_test * d) * sizeof *te);
+    float *tr = malloc((size_t)(n * d) * sizeof *tr),
+          *te = malloc((size_t)(n_test * d) * sizeof *te);
     clg_dataset *dtr = NULL, *dte = NULL;
     clg_status st = tr && te ? CLG_OK : CLG_ERR_OUT_OF_MEMORY;
     if (st == CLG_OK) {
@@ -231,8 +242,8 @@ clg_status ssl_probe(clg_context *ctx, const float *train, const int32_t *train_
     free(tr);
     free(te);
     clg_loader *ltr = NULL, *lte = NULL;
-    clg_loader_options lo = {.batch_size = o->batch, .shuffle = true, .drop_last = true,
-                             .seed = o->seed};
+    clg_loader_options lo = {
+        .batch_size = o->batch, .shuffle = true, .drop_last = true, .seed = o->seed};
     clg_loader_options eo = {.batch_size = EVAL_BATCH};
     if (st == CLG_OK) st = clg_loader_new(dtr, &lo, &ltr);
     if (st == CLG_OK) st = clg_loader_new(dte, &eo, &lte);
@@ -256,8 +267,8 @@ clg_status ssl_probe(clg_context *ctx, const float *train, const int32_t *train_
         tg = clg_graph_new(ctx);
         tx = clg_input(tg, "x", CLG_F32, 2, (int64_t[]){o->batch, d});
         ty = clg_input(tg, "y", CLG_I32, 1, (int64_t[]){o->batch});
-        clg_tensor *loss = clg_cross_entropy(tg, clg_linear_forward(tg, &lin, tx), ty,
-                                             CLG_REDUCTION_MEAN);
+        clg_tensor *loss =
+            clg_cross_entropy(tg, clg_linear_forward(tg, &lin, tx), ty, CLG_REDUCTION_MEAN);
         st = clg_backward(tg, loss);
         if (st == CLG_OK) st = clg_optimizer_apply(opt, tg, NULL);
         if (st == CLG_OK) st = clg_graph_compile(tg, NULL, &tp);
@@ -289,6 +300,9 @@ clg_status ssl_probe(clg_context *ctx, const float *train, const int32_t *train_
             right += p[i] == batch.labels[i];
     }
     if (st == CLG_OK) *accuracy = (double)right / (double)n_test;
+    /* done: an optimizer made later for the whole context must leave this layer alone */
+    if (lin.weight) clg_param_set_requires_grad(lin.weight, false);
+    if (lin.bias) clg_param_set_requires_grad(lin.bias, false);
     clg_plan_free(tp);
     clg_plan_free(ep);
     clg_graph_free(tg);

@@ -20,9 +20,9 @@ typedef struct ssl_bn {
 } ssl_bn;
 
 typedef struct ssl_model {
-    int64_t h, w;   /* image size */
-    int64_t dim;    /* representation */
-    int64_t proj;   /* projection head's output */
+    int64_t h, w;    /* image size */
+    int64_t dim;     /* representation */
+    int64_t proj;    /* projection head's output */
     float mean, std; /* pixel normalisation (after augmentation, which wants [0, 1]) */
     ssl_method method;
     clg_param *conv1, *conv2;
@@ -33,9 +33,8 @@ typedef struct ssl_model {
 } ssl_model;
 
 /* Create the model's parameters in ctx ("enc.", "head." and "dec." names), seeded. */
-clg_status ssl_model_init(clg_context *ctx, ssl_model *m, const char *prefix, int64_t h,
-                          int64_t w, int64_t dim, int64_t proj, ssl_method method,
-                          uint64_t seed);
+clg_status ssl_model_init(clg_context *ctx, ssl_model *m, const char *prefix, int64_t h, int64_t w,
+                          int64_t dim, int64_t proj, ssl_method method, uint64_t seed);
 /* Freeze or unfreeze the encoder (running statistics stay frozen). */
 void ssl_encoder_set_trainable(ssl_model *m, bool trainable);
 /* Representation [N, dim] of raw images x [N, H, W] in [0, 1]. */
@@ -62,7 +61,7 @@ typedef struct ssl_probe_options {
 } ssl_probe_options;
 
 /* Train a linear classifier on train features [n, d] (standardised with their per-feature
- * mean and std) and return its test accuracy in *accuracy. */
+ * mean and std) and return its test accuracy in *accuracy. The layer is frozen afterwards. */
 clg_status ssl_probe(clg_context *ctx, const float *train, const int32_t *train_labels, int64_t n,
                      const float *test, const int32_t *test_labels, int64_t n_test, int64_t d,
                      int classes, const ssl_probe_options *o, double *accuracy);

@@ -21,7 +21,8 @@ clg_tensor *clg_nt_xent(clg_graph *g, clg_tensor *z, float temperature) {
     if (z->ndim != 2 || z->shape[0] < 2 || z->shape[0] % 2 != 0 || z->shape[1] < 1)
         return clg_graph_fail(g, CLG_ERR_SHAPE,
                               "nt_xent: z %s must be [2N, D] with rows i and i + N the two "
-                              "views of item i", b);
+                              "views of item i",
+                              b);
     if (!(temperature > 0.0f) || !isfinite(temperature))
         return clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT,
                               "nt_xent: temperature %g must be finite and above 0",
@@ -56,11 +57,11 @@ static clg_tensor *lerp(clg_graph *g, clg_tensor *u, float lo, float hi) {
 static bool check_ranges(clg_graph *g, const clg_augment_params *p) {
     bool ok = p->crop_scale_min > 0.0f && p->crop_scale_min <= p->crop_scale_max &&
               p->crop_scale_max <= 1.0f && p->crop_ratio_min > 0.0f &&
-              p->crop_ratio_min <= p->crop_ratio_max && p->rotate >= 0.0f &&
-              p->translate >= 0.0f && p->erase_prob >= 0.0f && p->erase_prob <= 1.0f &&
-              (p->erase_prob == 0.0f || (p->erase_scale_min > 0.0f &&
-                                         p->erase_scale_min <= p->erase_scale_max &&
-                                         p->erase_scale_max <= 1.0f)) &&
+              p->crop_ratio_min <= p->crop_ratio_max && p->rotate >= 0.0f && p->translate >= 0.0f &&
+              p->erase_prob >= 0.0f && p->erase_prob <= 1.0f &&
+              (p->erase_prob == 0.0f ||
+               (p->erase_scale_min > 0.0f && p->erase_scale_min <= p->erase_scale_max &&
+                p->erase_scale_max <= 1.0f)) &&
               p->brightness >= 0.0f && p->brightness < 1.0f && p->contrast >= 0.0f &&
               p->contrast < 1.0f && p->noise_std >= 0.0f;
     if (!ok)
@@ -81,19 +82,22 @@ static bool check_ranges(clg_graph *g, const clg_augment_params *p) {
  * centred at (cx, cy): theta = [[w cos a, -w sin a, cx + tx], [h sin a, h cos a, cy + ty]]. */
 static clg_tensor *crop_theta(clg_graph *g, clg_tensor *u, const clg_augment_params *p) {
     clg_tensor *s = lerp(g, col(g, u, 0), p->crop_scale_min, p->crop_scale_max);
-    clg_tensor *r = clg_exp(g, lerp(g, col(g, u, 1), logf(p->crop_ratio_min),
-                                    logf(p->crop_ratio_max)));
+    clg_tensor *r =
+        clg_exp(g, lerp(g, col(g, u, 1), logf(p->crop_ratio_min), logf(p->crop_ratio_max)));
     clg_tensor *w = clg_clamp(g, clg_sqrt(g, clg_mul(g, s, r)), 0.0f, 1.0f);
     clg_tensor *h = clg_clamp(g, clg_sqrt(g, clg_div(g, s, r)), 0.0f, 1.0f);
     /* the box stays inside the image: |centre| <= 1 - size */
-    clg_tensor *cx = clg_mul(g, clg_add_scalar(g, clg_neg(g, w), 1.0f), lerp(g, col(g, u, 2), -1, 1));
-    clg_tensor *cy = clg_mul(g, clg_add_scalar(g, clg_neg(g, h), 1.0f), lerp(g, col(g, u, 3), -1, 1));
+    clg_tensor *cx =
+        clg_mul(g, clg_add_scalar(g, clg_neg(g, w), 1.0f), lerp(g, col(g, u, 2), -1, 1));
+    clg_tensor *cy =
+        clg_mul(g, clg_add_scalar(g, clg_neg(g, h), 1.0f), lerp(g, col(g, u, 3), -1, 1));
     clg_tensor *a = lerp(g, col(g, u, 4), -p->rotate, p->rotate);
     clg_tensor *tx = lerp(g, col(g, u, 5), -2.0f * p->translate, 2.0f * p->translate);
     clg_tensor *ty = lerp(g, col(g, u, 6), -2.0f * p->translate, 2.0f * p->translate);
     clg_tensor *ca = clg_cos(g, a), *sa = clg_sin(g, a);
-    clg_tensor *e[6] = {clg_mul(g, w, ca), clg_neg(g, clg_mul(g, w, sa)), clg_add(g, cx, tx),
-                        clg_mul(g, h, sa), clg_mul(g, h, ca), clg_add(g, cy, ty)};
+    clg_tensor *e[6] = {clg_mul(g, w, ca),  clg_neg(g, clg_mul(g, w, sa)),
+                        clg_add(g, cx, tx), clg_mul(g, h, sa),
+                        clg_mul(g, h, ca),  clg_add(g, cy, ty)};
     clg_tensor *t = clg_concat(g, 6, e, 1);
     return clg_reshape(g, t, 3, (int64_t[]){clg_tensor_dim(t, 0), 2, 3});
 }
@@ -101,14 +105,14 @@ static clg_tensor *crop_theta(clg_graph *g, clg_tensor *u, const clg_augment_par
 /* The erased box of each image as a [N, 1, H, W] mask of 1 inside: area s (a fraction of the
  * image), aspect r log-uniform in [0.3, 3.3] (torchvision's), anywhere inside the image,
  * present with probability erase_prob. */
-static clg_tensor *erase_mask(clg_graph *g, clg_tensor *u, const clg_augment_params *p,
-                              int64_t N, int64_t H, int64_t W) {
+static clg_tensor *erase_mask(clg_graph *g, clg_tensor *u, const clg_augment_params *p, int64_t N,
+                              int64_t H, int64_t W) {
     clg_tensor *s = lerp(g, col(g, u, 7), p->erase_scale_min, p->erase_scale_max);
     clg_tensor *r = clg_exp(g, lerp(g, col(g, u, 8), logf(0.3f), logf(3.3f)));
-    clg_tensor *eh = clg_clamp(g, clg_mul_scalar(g, clg_sqrt(g, clg_div(g, s, r)), (float)H), 1.0f,
-                               (float)H);
-    clg_tensor *ew = clg_clamp(g, clg_mul_scalar(g, clg_sqrt(g, clg_mul(g, s, r)), (float)W), 1.0f,
-                               (float)W);
+    clg_tensor *eh =
+        clg_clamp(g, clg_mul_scalar(g, clg_sqrt(g, clg_div(g, s, r)), (float)H), 1.0f, (float)H);
+    clg_tensor *ew =
+        clg_clamp(g, clg_mul_scalar(g, clg_sqrt(g, clg_mul(g, s, r)), (float)W), 1.0f, (float)W);
     clg_tensor *y0 = clg_mul(g, clg_add_scalar(g, clg_neg(g, eh), (float)H), col(g, u, 9));
     clg_tensor *x0 = clg_mul(g, clg_add_scalar(g, clg_neg(g, ew), (float)W), col(g, u, 10));
     clg_tensor *on = clg_lt(g, col(g, u, 11), clg_full(g, p->erase_prob, 0, NULL));
@@ -148,10 +152,10 @@ clg_tensor *clg_augment(clg_graph *g, clg_tensor *x, const clg_augment_params *p
     const int64_t per[4] = {N, 1, 1, 1};
     if (p->brightness > 0.0f || p->contrast > 0.0f) {
         /* y b, then its contrast scaled by c about the image's mean, clamped to [0, 1] */
-        clg_tensor *bf = clg_reshape(g, lerp(g, col(g, u, 12), 1 - p->brightness,
-                                             1 + p->brightness), 4, per);
-        clg_tensor *cf = clg_reshape(g, lerp(g, col(g, u, 13), 1 - p->contrast,
-                                             1 + p->contrast), 4, per);
+        clg_tensor *bf =
+            clg_reshape(g, lerp(g, col(g, u, 12), 1 - p->brightness, 1 + p->brightness), 4, per);
+        clg_tensor *cf =
+            clg_reshape(g, lerp(g, col(g, u, 13), 1 - p->contrast, 1 + p->contrast), 4, per);
         y = clg_mul(g, y, bf);
         clg_tensor *mu = clg_mean(g, y, 3, (int[]){1, 2, 3}, true);
         y = clg_add(g, clg_mul(g, clg_sub(g, y, mu), cf), mu);
@@ -162,8 +166,9 @@ clg_tensor *clg_augment(clg_graph *g, clg_tensor *x, const clg_augment_params *p
         y = clg_mul(g, y, clg_add_scalar(g, clg_neg(g, m), 1.0f));
     }
     if (p->noise_std > 0.0f)
-        y = clg_add(g, y, clg_rand_normal(g, 4, (int64_t[]){N, C, H, W}, 0.0f, p->noise_std,
-                                          seed ^ 0x9e3779b97f4a7c15ull));
+        y = clg_add(g, y,
+                    clg_rand_normal(g, 4, (int64_t[]){N, C, H, W}, 0.0f, p->noise_std,
+                                    seed ^ 0x9e3779b97f4a7c15ull));
     if (g->error) return g->poison;
     if (theta_out) *theta_out = theta;
     return y;

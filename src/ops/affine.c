@@ -15,11 +15,13 @@ static clg_status lower_affine_dtheta(clg_lowering *lw, clg_tensor *node, const 
                                       const clg_operand *out);
 
 /* (theta [N, 2, 3], x [N, C, H, W]) -> [N, C, OH, OW] */
-static const clg_op_info op_affine = {.name = "affine_grid_sample", .kind = CLG_KIND_KERNEL,
-                                      .backward = bw_affine, .lower = lower_affine};
+static const clg_op_info op_affine = {.name = "affine_grid_sample",
+                                      .kind = CLG_KIND_KERNEL,
+                                      .backward = bw_affine,
+                                      .lower = lower_affine};
 /* (theta, gout) -> dx of x's shape. No gradient of its own (no second derivatives). */
-static const clg_op_info op_affine_dx = {.name = "affine_grid_sample_dx",
-                                         .kind = CLG_KIND_KERNEL, .lower = lower_affine_dx};
+static const clg_op_info op_affine_dx = {
+    .name = "affine_grid_sample_dx", .kind = CLG_KIND_KERNEL, .lower = lower_affine_dx};
 /* (theta, x, gout) -> dtheta [N, 2, 3] */
 static const clg_op_info op_affine_dtheta = {
     .name = "affine_grid_sample_dtheta", .kind = CLG_KIND_KERNEL, .lower = lower_affine_dtheta};
@@ -35,20 +37,21 @@ clg_tensor *clg_affine_grid_sample(clg_graph *g, clg_tensor *theta, clg_tensor *
     clg_shape_str(theta->ndim, theta->shape, a, sizeof a);
     clg_shape_str(x->ndim, x->shape, b, sizeof b);
     if (theta->dtype != CLG_F32 || x->dtype != CLG_F32)
-        return clg_graph_fail(g, CLG_ERR_DTYPE,
-                              "affine_grid_sample: theta %s and x %s must be f32", a, b);
+        return clg_graph_fail(g, CLG_ERR_DTYPE, "affine_grid_sample: theta %s and x %s must be f32",
+                              a, b);
     if (x->ndim != 4 || theta->ndim != 3 || theta->shape[0] != x->shape[0] ||
         theta->shape[1] != 2 || theta->shape[2] != 3)
         return clg_graph_fail(g, CLG_ERR_SHAPE,
                               "affine_grid_sample: theta %s and x %s must be [N, 2, 3] and "
-                              "[N, C, H, W]", a, b);
+                              "[N, C, H, W]",
+                              a, b);
     const int64_t shape[4] = {x->shape[0], x->shape[1], out_h, out_w};
     if (out_h < 1 || out_w < 1 || clg_tensor_numel(x) > INT32_MAX ||
         clg_shape_numel(4, shape) > INT32_MAX)
         return clg_graph_fail(g, CLG_ERR_SHAPE,
                               "affine_grid_sample: output %lldx%lld for x %s: sizes must be "
-                              ">= 1 and under 2^31 elements", (long long)out_h, (long long)out_w,
-                              b);
+                              ">= 1 and under 2^31 elements",
+                              (long long)out_h, (long long)out_w, b);
     clg_tensor *ins[2] = {dense(g, theta), dense(g, x)};
     return clg_kernel_node(g, &op_affine, CLG_F32, 4, shape, 2, ins);
 }
