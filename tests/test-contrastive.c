@@ -1,9 +1,9 @@
 /* Self-supervised pieces against plain-C references: clg_nt_xent's loss and gradient (a
  * double-precision reference, its gradient by differences of the reference) and central
  * finite differences on the device; clg_augment: degenerate ranges are the identity, a crop's
- * matrices stay in their ranges and its pixels equal a C resampling of the box, the same seed
- * gives the same views, other seeds and other runs give other views, erasing zeroes a box of
- * the asked area. */
+ * matrices (also turned and shifted) stay in their ranges and its pixels equal a C resampling
+ * of the box, the same seed gives the same views, other seeds and other runs give other
+ * views, erasing zeroes a box of the asked area. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,39 +152,62 @@ static double tap(const float *p, int64_t y, int64_t x, int64_t h, int64_t w) {
     return y >= 0 && y < h && x >= 0 && x < w ? p[y * w + x] : 0.0;
 }
 
-START_TEST(augment_crop_box) {
+/* The C resampling of image p [h, w] through the matrix t (row-major 2x3) into out. */
+static void resample_ref(const float *t, const float *p, int64_t h, int64_t w, float *out) {
+    for (int64_t i = 0; i < h; ++i)
+        for (int64_t j = 0; j < w; ++j) {
+            double xn = (2.0 * j + 1) / w - 1, yn = (2.0 * i + 1) / h - 1;
+            double gx = t[0] * xn + t[1] * yn + t[2], gy = t[3] * xn + t[4] * yn + t[5];
+            double ix = ((gx + 1) * w - 1) / 2, iy = ((gy + 1) * h - 1) / 2;
+            double fx = floor(ix), fy = floor(iy), ax = ix - fx, ay = iy - fy;
+            int64_t x0 = (int64_t)fx, y0 = (int64_t)fy;
+            out[i * w + j] = (float)((1 - ay) * ((1 - ax) * tap(p, y0, x0, h, w) +
+                                                 ax * tap(p, y0, x0 + 1, h, w)) +
+                                     ay * ((1 - ax) * tap(p, y0 + 1, x0, h, w) +
+                                           ax * tap(p, y0 + 1, x0 + 1, h, w)));
+        }
+}
+
+/* Crops (then turned and shifted when rotate > 0): each image's matrix is a box of an area and
+ * aspect in range, turned by at most rotate, inside the image unless shifted, and the view is
+ * the C resampling of that box. */
+static void crop_case(float rotate, float translate) {
     const int64_t n = 16, h = 12, w = 12;
     clg_augment_params ap = identity;
     ap.crop_scale_min = 0.3f;
     ap.crop_scale_max = 0.6f;
     ap.crop_ratio_min = 0.75f;
     ap.crop_ratio_max = 4.0f / 3.0f;
+    ap.rotate = rotate;
+    ap.translate = translate;
     float *x = rand_f(n * h * w, 0, 1, 4), y[16 * 12 * 12], want[16 * 12 * 12], th[16 * 6];
     view(&ap, 9, x, n, h, w, 0, y, th);
+    bool turned = false;
     for (int64_t b = 0; b < n; ++b) {
         const float *t = th + 6 * b;
-        ck_assert(t[1] == 0.0f && t[3] == 0.0f);
-        double bw = t[0], bh = t[4];
+        /* t = [[bw cos a, -bw sin a, cx], [bh sin a, bh cos a, cy]] */
+        double bw = hypot(t[0], t[1]), bh = hypot(t[3], t[4]), a = atan2(t[3], t[4]);
+        ck_assert_msg(fabs(a) <= rotate + 1e-6, "angle %g", a);
+        ck_assert(fabs(atan2(-t[1], t[0]) - a) < 1e-5);
+        turned |= fabs(a) > 0.05;
         ck_assert_msg(bw * bh > 0.3 - 1e-5 && bw * bh < 0.6 + 1e-5, "area %g", bw * bh);
         ck_assert_msg(bw / bh > 0.75 - 1e-5 && bw / bh < 4.0 / 3.0 + 1e-5, "ratio %g", bw / bh);
-        ck_assert(fabs(t[2]) <= 1.0 - bw + 1e-6 && fabs(t[5]) <= 1.0 - bh + 1e-6);
-        /* the box (x from cx - w to cx + w in [-1, 1] coordinates) resampled in C */
-        for (int64_t i = 0; i < h; ++i)
-            for (int64_t j = 0; j < w; ++j) {
-                double gx = t[2] + bw * ((2.0 * j + 1) / w - 1);
-                double gy = t[5] + bh * ((2.0 * i + 1) / h - 1);
-                double ix = ((gx + 1) * w - 1) / 2, iy = ((gy + 1) * h - 1) / 2;
-                double fx = floor(ix), fy = floor(iy), ax = ix - fx, ay = iy - fy;
-                int64_t x0 = (int64_t)fx, y0 = (int64_t)fy;
-                const float *p = x + b * h * w;
-                want[(b * h + i) * w + j] = (float)((1 - ay) * ((1 - ax) * tap(p, y0, x0, h, w) +
-                                                                ax * tap(p, y0, x0 + 1, h, w)) +
-                                                    ay * ((1 - ax) * tap(p, y0 + 1, x0, h, w) +
-                                                          ax * tap(p, y0 + 1, x0 + 1, h, w)));
-            }
+        ck_assert(fabs(t[2]) <= 1.0 - bw + 2 * translate + 1e-6);
+        ck_assert(fabs(t[5]) <= 1.0 - bh + 2 * translate + 1e-6);
+        resample_ref(t, x + b * h * w, h, w, want + b * h * w);
     }
+    ck_assert(turned == (rotate > 0.0f));
     clg_assert_close(y, want, (size_t)(n * h * w), 1e-5, 1e-5);
     free(x);
+}
+
+START_TEST(augment_crop_box) {
+    crop_case(0.0f, 0.0f);
+}
+END_TEST
+
+START_TEST(augment_crop_rotated) {
+    crop_case(0.4f, 0.1f);
 }
 END_TEST
 
@@ -290,6 +313,7 @@ int main(void) {
     add_case(s, "nt_xent_errors", nt_xent_errors);
     add_case(s, "augment_identity", augment_identity);
     add_case(s, "augment_crop_box", augment_crop_box);
+    add_case(s, "augment_crop_rotated", augment_crop_rotated);
     add_case(s, "augment_seeds", augment_seeds);
     add_case(s, "augment_erase", augment_erase);
     add_case(s, "augment_errors", augment_errors);
