@@ -155,7 +155,9 @@ static int embed_png(run *r) {
         fprintf(stderr, "simclr_mnist: %s\n", err);
         return 1;
     }
-    printf("PCA of the %lld test representations written to %s\n", (long long)n, r->embed_png);
+    printf("PCA of the %lld test representations written to %s (class 0 blue, 1 orange, "
+           "2 green, 3 red, 4 purple, 5 brown, 6 pink, 7 grey, 8 olive, 9 cyan)\n",
+           (long long)n, r->embed_png);
     return 0;
 }
 
