@@ -174,9 +174,9 @@ void progress_start(progress *p, int epoch, int epochs, int64_t total) {
 }
 
 void progress_update(progress *p, int64_t done, double loss, double acc, double samples_per_s) {
-    char stats[128];
-    snprintf(stats, sizeof stats, "loss %.4f  acc %5.2f%%  %.0f samples/s", loss, 100.0 * acc,
-             samples_per_s);
+    char stats[128], acc_text[32] = "";
+    if (acc >= 0.0) snprintf(acc_text, sizeof acc_text, "  acc %5.2f%%", 100.0 * acc);
+    snprintf(stats, sizeof stats, "loss %.4f%s  %.0f samples/s", loss, acc_text, samples_per_s);
     progress_update_text(p, done, stats);
 }
 

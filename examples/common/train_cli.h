@@ -91,8 +91,9 @@ int run_record_apply(const train_cli *cli, train_flags *flags);
 double now_seconds(void);
 
 /* One-line progress: "epoch 3/10 [=====>     ] 234/468  loss 0.1234  acc 96.1%  52k samples/s
- * ETA 4s". Redraws with \r when stdout is a terminal; otherwise prints a plain line at every
- * tenth of the epoch. epochs 0: a run counted in steps, without the "epoch" prefix. */
+ * ETA 4s" (a negative acc leaves the accuracy out). Redraws with \r when stdout is a terminal;
+ * otherwise prints a plain line at every tenth of the epoch. epochs 0: a run counted in steps,
+ * without the "epoch" prefix. */
 typedef struct progress {
     bool tty;
     int epoch, epochs;

@@ -157,6 +157,37 @@ clg_tensor *clg_mse_loss(clg_graph *g, clg_tensor *pred, clg_tensor *target,
 clg_tensor *clg_huber_loss(clg_graph *g, clg_tensor *pred, clg_tensor *target, float delta,
                            clg_reduction reduction);
 
+/* SimCLR's NT-Xent: z [2N, D], rows i and i + N the two views of item i. Rows are scaled to
+ * unit length, their [2N, 2N] cosine similarities (one GEMM) divided by temperature, each
+ * row's similarity with itself dropped, and the result is the mean over the 2N rows of the
+ * cross-entropy against the row's other view. A composite of engine ops (gradients from the
+ * parts). temperature > 0 (SimCLR: 0.5 on small batches, 0.1 on large ones). */
+clg_tensor *clg_nt_xent(clg_graph *g, clg_tensor *z, float temperature);
+
+/* ---- Augmentations (self-supervised views) ----
+ * Random per-image transforms of an image batch, their parameters drawn on the device from
+ * seed (Philox, fresh on every run of a plan: the run counter), turned into affine matrices
+ * and masks by graph ops: part of the plan, no host work. Meant for pixels in [0, 1] (zero is
+ * the background the sampler pads with; jitter clamps to [0, 1]): normalise afterwards. */
+typedef struct clg_augment_params {
+    float crop_scale_min, crop_scale_max; /* random resized crop: area fraction, (0, 1] */
+    float crop_ratio_min, crop_ratio_max; /* its aspect ratio w / h, log-uniform (> 0) */
+    float rotate;                         /* rotation uniform in [-rotate, rotate] radians */
+    float translate;                      /* shift uniform in +-translate of the image size */
+    float erase_prob;                     /* random erasing: chance of a zeroed box */
+    float erase_scale_min, erase_scale_max; /* its area fraction (aspect 0.3 to 3.3) */
+    float brightness, contrast; /* factors uniform in [1 - b, 1 + b] (contrast about the mean) */
+    float noise_std;            /* added Gaussian noise */
+} clg_augment_params;
+
+/* One augmented view of x [N, C, H, W] (f32), the same shape: crop (bilinear, through
+ * clg_affine_grid_sample), rotation and shift, then brightness and contrast, erasing, noise.
+ * The same seed in the same place of the same graph gives the same views at the same run
+ * counter (the context's, which checkpoints save). theta_out (may be
+ * NULL) receives the [N, 2, 3] sampling matrices, e.g. to check them. */
+clg_tensor *clg_augment(clg_graph *g, clg_tensor *x, const clg_augment_params *p, uint64_t seed,
+                        clg_tensor **theta_out);
+
 /* ---- Metrics ---- */
 
 /* Number of rows of logits [..., C] whose first maximum is at labels [...] (i32), as a 0-d

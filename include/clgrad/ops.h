@@ -275,6 +275,13 @@ clg_tensor *clg_avg_pool2d(clg_graph *g, clg_tensor *x, const clg_pool2d_params 
 /* The mean over H and W: [N, C, H, W] -> [N, C, 1, 1] (PyTorch's AdaptiveAvgPool2d(1)). */
 clg_tensor *clg_global_avg_pool2d(clg_graph *g, clg_tensor *x);
 
+/* Affine resampling (PyTorch's affine_grid + grid_sample, bilinear, zero padding,
+ * align_corners=False): theta [N, 2, 3] maps each output pixel's centre, in [-1, 1]
+ * coordinates (x along W first), to a point of image n of x [N, C, H, W], read bilinearly
+ * with taps outside the image 0 -> [N, C, out_h, out_w]. Gradients for x and theta. */
+clg_tensor *clg_affine_grid_sample(clg_graph *g, clg_tensor *theta, clg_tensor *x, int64_t out_h,
+                                   int64_t out_w);
+
 /* Batch normalisation over every axis but the channel axis 1, for x [N, C, H, W]:
  * y = (x - mean) / sqrt(var + eps) * weight + bias, weight and bias [C] tensors (NULL: 1 and
  * 0). Training uses the batch's mean and biased variance and, when running_mean and
