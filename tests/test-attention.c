@@ -357,11 +357,13 @@ START_TEST(fused_grid) {
     ck_assert_ptr_nonnull(g);
     att_run runs[N_GRID];
     clg_tensor *loss = NULL;
+    with_form("fused"); /* not the CPU's choice of the composite for small scores */
     for (int i = 0; i < N_GRID; ++i) {
         run_build(g, &runs[i], &grid[i], 100 + 10 * (uint64_t)i);
         loss = loss ? clg_add(g, loss, runs[i].loss) : runs[i].loss;
         clg_assert_ok(clg_graph_output(g, runs[i].o));
     }
+    with_form(NULL);
     clg_assert_ok(clg_backward(g, loss));
     for (int i = 0; i < N_GRID; ++i) {
         clg_assert_ok(clg_graph_output(g, clg_grad(g, runs[i].tq)));
@@ -442,12 +444,14 @@ START_TEST(gradcheck_small) {
         in[i].label = spec[i].label;
     }
     clg_gc_require(in, N_IN);
+    with_form("fused");
     clg_tensor *a = clg_attention(g, in[0].tensor, in[1].tensor, in[2].tensor, in[3].tensor,
                                   0.7f, true);
     clg_tensor *b =
         clg_attention(g, in[4].tensor, in[5].tensor, in[6].tensor, NULL, 0.0f, false);
     /* D 1, causal with S > T */
     clg_tensor *c = clg_attention(g, in[7].tensor, in[8].tensor, in[9].tensor, NULL, 1.5f, true);
+    with_form(NULL);
     clg_tensor *loss = clg_add(g, clg_gc_weighted_sum(g, a, 21), clg_gc_weighted_sum(g, b, 22));
     loss = clg_add(g, loss, clg_gc_weighted_sum(g, c, 23));
     ck_assert_msg(clg_graph_status(g) == CLG_OK, "%s", clg_graph_error(g));
@@ -467,7 +471,7 @@ START_TEST(fused_vs_composite) {
     size_t plan_kernels[2];
     att_shapes sh;
     for (int pass = 0; pass < 2; ++pass) {
-        with_form(pass ? "composite" : NULL);
+        with_form(pass ? "composite" : "fused");
         clg_graph *g = clg_graph_new(clg_test_context());
         ck_assert_ptr_nonnull(g);
         att_run r;
@@ -520,7 +524,7 @@ START_TEST(no_scores_in_memory) {
     const int64_t T = 512, D = 32;
     const size_t scores = (size_t)(T * T) * sizeof(float);
     for (int pass = 0; pass < 2; ++pass) {
-        with_form(pass ? "composite" : NULL);
+        with_form(pass ? "composite" : "fused");
         for (int train = 0; train < 2; ++train) {
             clg_graph *g = clg_graph_new(clg_test_context());
             ck_assert_ptr_nonnull(g);
@@ -614,6 +618,21 @@ START_TEST(kernel_counts) {
 }
 END_TEST
 
+/* The automatic path: on a CPU device the composite while the scores stay small (6 heads of
+ * 33 x 65), the fused kernels past 8 MiB of them (6 x 1024 x 1024 floats); elsewhere always
+ * the fused kernels. */
+START_TEST(auto_path) {
+    with_form("composite");
+    size_t composite = count_kernels(false, 33, 65);
+    with_form(NULL);
+    size_t small = count_kernels(false, 33, 65), large = count_kernels(false, 1024, 1024);
+    bool cpu = clg_context_device(clg_test_context())->type == CLG_DEVICE_CPU;
+    ck_assert_msg(small == (cpu ? composite : 1), "small scores: %zu kernels (composite %zu)",
+                  small, composite);
+    ck_assert_msg(large == 1, "large scores: %zu kernels, not the fused one", large);
+}
+END_TEST
+
 /* Only k and v want gradients: the backward takes Di from a reduction instead of the dQ
  * kernel. Both forms, against the reference. */
 START_TEST(grad_kv_only) {
@@ -635,7 +654,9 @@ START_TEST(grad_kv_only) {
         clg_tensor *tm = clg_input(g, "mask", CLG_F32, sh.nd_m, sh.m);
         clg_assert_ok(clg_requires_grad(tk));
         clg_assert_ok(clg_requires_grad(tv));
+        with_form(forms[f]);
         clg_tensor *out = clg_attention(g, tq, tk, tv, tm, c->scale, c->causal);
+        with_form(NULL);
         clg_tensor *loss = clg_sum(
             g, clg_mul(g, out, clg_constant(g, CLG_F32, sh.nd_o, sh.o, gy)), 0, NULL, false);
         clg_assert_ok(clg_backward(g, loss));
@@ -787,6 +808,7 @@ int main(void) {
     tcase_add_test(tc, fused_vs_composite);
     tcase_add_test(tc, no_scores_in_memory);
     tcase_add_test(tc, kernel_counts);
+    tcase_add_test(tc, auto_path);
     tcase_add_test(tc, grad_kv_only);
     tcase_add_test(tc, choice);
     tcase_add_test(tc, bad_shapes);

@@ -95,8 +95,9 @@ clg_tensor *clg_layer_norm(clg_graph *g, clg_tensor *x, int normalized_ndim, clg
  * to [..., T, S]; causal: query i sees the keys j <= i + (S - T); scale 0 means 1/sqrt(D).
  * Where the device allows, fused kernels with an online softmax that never store the T x S
  * scores (forward and backward); else, or with CLGRAD_ATTENTION=composite, the composite of
- * two matmuls around clg_softmax. CLGRAD_ATTENTION=fused refuses shapes the kernels cannot
- * take instead of falling back. */
+ * two matmuls around clg_softmax. On a CPU device the composite also while all the scores
+ * take at most 8 MiB, where its GEMMs are faster than the fused kernels. CLGRAD_ATTENTION=fused
+ * refuses shapes the kernels cannot take instead of falling back. */
 clg_tensor *clg_attention(clg_graph *g, clg_tensor *q, clg_tensor *k, clg_tensor *v,
                           clg_tensor *mask, float scale, bool causal);
 
