@@ -70,19 +70,17 @@ static int usage_error(const char *flag, const char *value) {
     return 2;
 }
 
-typedef struct int_flag {
-    const char *name;
-    int *value;
-    long lo, hi;
-} int_flag;
-
 static int parse_flags(lm_flags *f, int argc, char **argv) {
-    const int_flag ints[] = {
+    const char_int_flag ints[] = {
         {"--iters", &f->iters, 1, 10000000},     {"--batch", &f->batch, 1, 65536},
         {"--block", &f->block, 1, 65536},        {"--hidden", &f->hidden, 1, 65536},
         {"--layers", &f->layers, 1, CLG_RNN_MAX_LAYERS}, {"--embed", &f->embed, 1, 65536},
         {"--eval-interval", &f->eval_interval, 1, 10000000},
         {"--eval-windows", &f->eval_windows, 1, 100000}, {"--top-k", &f->top_k, 0, MAX_VOCAB},
+    };
+    const char_float_flag floats[] = {
+        {"--lr", &f->lr, 1e-9, 100.0},
+        {"--temperature", &f->temperature, 0.0, 1e6},
     };
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -97,13 +95,9 @@ static int parse_flags(lm_flags *f, int argc, char **argv) {
         if (i + 1 >= argc) return usage_error(a, "(missing)");
         const char *v = argv[++i];
         long n;
-        bool known = false;
-        for (size_t k = 0; k < sizeof ints / sizeof *ints; ++k) {
-            if (strcmp(a, ints[k].name) != 0) continue;
-            if (!char_parse_int(v, ints[k].lo, ints[k].hi, &n)) return usage_error(a, v);
-            *ints[k].value = (int)n;
-            known = true;
-        }
+        int known = char_table_flag(a, v, ints, sizeof ints / sizeof *ints, floats,
+                                    sizeof floats / sizeof *floats);
+        if (known < 0) return usage_error(a, v);
         if (known) continue;
         if (strcmp(a, "--data") == 0) f->data = v;
         else if (strcmp(a, "--device") == 0) f->device = v;
@@ -113,10 +107,6 @@ static int parse_flags(lm_flags *f, int argc, char **argv) {
         else if (strcmp(a, "--cell") == 0) {
             if (strcmp(v, "rnn") && strcmp(v, "lstm") && strcmp(v, "gru")) return usage_error(a, v);
             f->cell = v;
-        } else if (strcmp(a, "--lr") == 0) {
-            if (!char_parse_float(v, 1e-9, 100.0, &f->lr)) return usage_error(a, v);
-        } else if (strcmp(a, "--temperature") == 0) {
-            if (!char_parse_float(v, 0.0, 1e6, &f->temperature)) return usage_error(a, v);
         } else if (strcmp(a, "--seed") == 0) {
             if (!char_parse_int(v, 0, 0x7FFFFFFFL, &n)) return usage_error(a, v);
             f->seed = (uint64_t)n;

@@ -58,20 +58,8 @@ static int usage_error(const char *flag, const char *value) {
     return 2;
 }
 
-typedef struct int_flag {
-    const char *name;
-    int *value;
-    long lo, hi;
-} int_flag;
-
-typedef struct float_flag {
-    const char *name;
-    float *value;
-    double lo, hi;
-} float_flag;
-
 static int parse_flags(gpt_flags *f, int argc, char **argv) {
-    const int_flag ints[] = {
+    const char_int_flag ints[] = {
         {"--iters", &f->iters, 1, 10000000},
         {"--batch", &f->batch, 1, 65536},
         {"--block", &f->block, 1, 65536},
@@ -83,7 +71,7 @@ static int parse_flags(gpt_flags *f, int argc, char **argv) {
         {"--warmup", &f->warmup, 0, 10000000},
         {"--top-k", &f->top_k, 0, CHAR_MAX_VOCAB},
     };
-    const float_flag floats[] = {
+    const char_float_flag floats[] = {
         {"--lr", &f->lr, 1e-9, 100.0},
         {"--min-lr", &f->min_lr, 0.0, 100.0},
         {"--dropout", &f->dropout, 0.0, 0.99},
@@ -107,19 +95,9 @@ static int parse_flags(gpt_flags *f, int argc, char **argv) {
         if (i + 1 >= argc) return usage_error(a, "(missing)");
         const char *v = argv[++i];
         long n;
-        bool known = false;
-        for (size_t k = 0; !known && k < sizeof ints / sizeof *ints; ++k) {
-            if (strcmp(a, ints[k].name) != 0) continue;
-            if (!char_parse_int(v, ints[k].lo, ints[k].hi, &n)) return usage_error(a, v);
-            *ints[k].value = (int)n;
-            known = true;
-        }
-        for (size_t k = 0; !known && k < sizeof floats / sizeof *floats; ++k) {
-            if (strcmp(a, floats[k].name) != 0) continue;
-            if (!char_parse_float(v, floats[k].lo, floats[k].hi, floats[k].value))
-                return usage_error(a, v);
-            known = true;
-        }
+        int known = char_table_flag(a, v, ints, sizeof ints / sizeof *ints, floats,
+                                    sizeof floats / sizeof *floats);
+        if (known < 0) return usage_error(a, v);
         if (known) continue;
         if (strcmp(a, "--data") == 0)
             f->data = v;

@@ -334,3 +334,19 @@ int char_train(char_trainer *t) {
     windows_free(&w);
     return rc;
 }
+
+int char_table_flag(const char *flag, const char *value, const char_int_flag *ints, size_t n_ints,
+                    const char_float_flag *floats, size_t n_floats) {
+    for (size_t k = 0; k < n_ints; ++k) {
+        if (strcmp(flag, ints[k].name) != 0) continue;
+        long n;
+        if (!char_parse_int(value, ints[k].lo, ints[k].hi, &n)) return -1;
+        *ints[k].value = (int)n;
+        return 1;
+    }
+    for (size_t k = 0; k < n_floats; ++k) {
+        if (strcmp(flag, floats[k].name) != 0) continue;
+        return char_parse_float(value, floats[k].lo, floats[k].hi, floats[k].value) ? 1 : -1;
+    }
+    return 0;
+}

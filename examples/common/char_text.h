@@ -61,6 +61,24 @@ void char_fill_windows(const int32_t *split, int64_t n, int T, int B, uint64_t *
 bool char_parse_int(const char *s, long lo, long hi, long *out);
 bool char_parse_float(const char *s, double lo, double hi, float *out);
 
+/* Flags that take a number in a range, for a program's table of them. */
+typedef struct char_int_flag {
+    const char *name;
+    int *value;
+    long lo, hi;
+} char_int_flag;
+
+typedef struct char_float_flag {
+    const char *name;
+    float *value;
+    double lo, hi;
+} char_float_flag;
+
+/* Parse value into the table entry named flag: 1 when one takes it, 0 when none is named so,
+ * -1 when the value is out of its range or not a number. */
+int char_table_flag(const char *flag, const char *value, const char_int_flag *ints, size_t n_ints,
+                    const char_float_flag *floats, size_t n_floats);
+
 /* ---- training ---- */
 
 /* logits [.., V] of ids (x's shape): the model's forward pass. */
