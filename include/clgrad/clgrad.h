@@ -16,5 +16,6 @@
 #include "data.h"
 #include "checkpoint.h"
 #include "rl.h"
+#include "dqn.h"
 
 #endif

@@ -1,0 +1,374 @@
+/* Deep Q-learning's parts on the device: the batched CartPole kernel against the host
+ * environment step for step, the replay buffer's sampling, the TD target with and without
+ * Double DQN against plain C, epsilon-greedy choice, and one plan that observes, acts and
+ * steps N environments. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* The device's state rows as doubles (fp64 devices; else the floats widened). */
+static void read_state(clg_cartpole_vec *v, bool fp64, double *state) {
+    int64_t n = clg_cartpole_vec_size(v);
+    int32_t raw[8 * 256];
+    ck_assert(n <= 256);
+    clg_assert_ok(clg_param_read(clg_cartpole_vec_state(v), raw, (size_t)n * 8 * sizeof(int32_t)));
+    for (int64_t i = 0; i < n; ++i)
+        for (int k = 0; k < 4; ++k) {
+            if (fp64) {
+                memcpy(&state[4 * i + k], (const char *)raw + (size_t)i * 32 + (size_t)k * 8, 8);
+            } else {
+                float f;
+                memcpy(&f, (const char *)raw + (size_t)i * 32 + (size_t)k * 4, 4);
+                state[4 * i + k] = f;
+            }
+        }
+}
+
+START_TEST(cartpole_batch_matches_host) {
+    clg_context *ctx = clg_test_context();
+    bool fp64 = clg_context_device(ctx)->fp64;
+    /* fp64: the same double expressions; only cos/sin may differ by an ulp, and episodes
+     * under random actions last ~20 steps, too short to grow that past 1e-9. float: the
+     * step's own rounding, re-synchronised at every reset */
+    double tol = fp64 ? 1e-9 : 2e-3;
+    enum { N = 37, STEPS = 400 };
+    clg_cartpole_vec *v;
+    clg_assert_ok(clg_cartpole_vec_new(ctx, "cpv", N, 1234, &v));
+    clg_cartpole *host[N];
+    double st[4 * N], hs[4];
+    float obs[4 * N], info[8 * N];
+    int32_t cnt[2 * N];
+    read_state(v, fp64, st);
+    clg_assert_ok(clg_param_read(clg_cartpole_vec_obs(v), obs, sizeof obs));
+    for (int i = 0; i < N; ++i) {
+        clg_assert_ok(clg_cartpole_new(0, &host[i]));
+        clg_assert_ok(clg_cartpole_set_state(host[i], st + 4 * i));
+        for (int k = 0; k < 4; ++k) {
+            ck_assert(fabs(st[4 * i + k]) < 0.05);
+            ck_assert_float_eq(obs[4 * i + k], (float)st[4 * i + k]);
+        }
+    }
+    clg_test_rng rng;
+    clg_test_rng_seed(&rng, 99);
+    int ended = 0;
+    double worst = 0;
+    for (int t = 0; t < STEPS; ++t) {
+        int32_t act[N];
+        for (int i = 0; i < N; ++i)
+            act[i] = clg_test_uniform(&rng, 0, 1) < 0.5f ? 0 : 1;
+        clg_assert_ok(clg_cartpole_vec_step(v, act));
+        read_state(v, fp64, st);
+        clg_assert_ok(clg_param_read(clg_cartpole_vec_obs(v), obs, sizeof obs));
+        clg_assert_ok(clg_param_read(clg_cartpole_vec_info(v), info, sizeof info));
+        clg_assert_ok(clg_param_read(clg_cartpole_vec_counters(v), cnt, sizeof cnt));
+        for (int i = 0; i < N; ++i) {
+            float hobs[4];
+            clg_step_result r;
+            clg_assert_ok(clg_cartpole_step(host[i], act[i], hobs, &r));
+            clg_cartpole_state(host[i], hs);
+            const float *inf = info + 8 * i;
+            for (int k = 0; k < 4; ++k) {
+                double d = fabs((double)inf[k] - (double)hobs[k]);
+                worst = fmax(worst, d);
+                ck_assert_msg(d <= tol + 1e-6 * fabs(hobs[k]),
+                              "step %d env %d obs[%d]: device %.9g host %.9g", t, i, k,
+                              (double)inf[k], (double)hobs[k]);
+            }
+            ck_assert_float_eq(inf[4], 1.0f);
+            ck_assert_msg((inf[5] != 0) == r.terminated && (inf[6] != 0) == r.truncated,
+                          "step %d env %d: device terminated %g truncated %g, host %d %d", t, i,
+                          (double)inf[5], (double)inf[6], r.terminated, r.truncated);
+            bool done = r.terminated || r.truncated;
+            if (!done) {
+                for (int k = 0; k < 4; ++k)
+                    ck_assert_msg(fabs(st[4 * i + k] - hs[k]) <= tol, "step %d env %d state[%d]: "
+                                  "%.17g vs %.17g", t, i, k, st[4 * i + k], hs[k]);
+                ck_assert_int_eq(cnt[2 * i], clg_cartpole_steps(host[i]));
+                ck_assert_float_eq(inf[7], 0.0f);
+            } else {
+                /* auto-reset: a fresh state in range, the host restarted from it */
+                ++ended;
+                ck_assert_float_eq(inf[7], (float)clg_cartpole_steps(host[i]));
+                ck_assert_int_eq(cnt[2 * i], 0);
+                for (int k = 0; k < 4; ++k) {
+                    ck_assert(fabs(st[4 * i + k]) < 0.05);
+                    ck_assert_float_eq(obs[4 * i + k], (float)st[4 * i + k]);
+                }
+                clg_assert_ok(clg_cartpole_set_state(host[i], st + 4 * i));
+            }
+        }
+    }
+    ck_assert_msg(ended > 300, "only %d episodes ended", ended);
+    for (int i = 0; i < N; ++i)
+        clg_cartpole_free(host[i]);
+    clg_cartpole_vec_free(v);
+}
+END_TEST
+
+START_TEST(cartpole_batch_truncates_and_seeds) {
+    clg_context *ctx = clg_test_context();
+    bool fp64 = clg_context_device(ctx)->fp64;
+    enum { N = 256 };
+    clg_cartpole_vec *a, *b, *c;
+    clg_assert_ok(clg_cartpole_vec_new(ctx, "cpa", N, 7, &a));
+    clg_assert_ok(clg_cartpole_vec_new(ctx, "cpb", N, 7, &b));
+    clg_assert_ok(clg_cartpole_vec_new(ctx, "cpc", N, 8, &c));
+    static double sa[4 * N], sb[4 * N], sc[4 * N];
+    read_state(a, fp64, sa);
+    read_state(b, fp64, sb);
+    read_state(c, fp64, sc);
+    double mean[4] = {0}, lo = 1, hi = -1;
+    int same_c = 0, same_env = 0;
+    for (int i = 0; i < 4 * N; ++i) {
+        ck_assert(sa[i] == sb[i]); /* a seed replays */
+        same_c += sa[i] == sc[i];
+        if (i >= 4) same_env += sa[i] == sa[i - 4];
+        mean[i % 4] += sa[i] / N;
+        lo = fmin(lo, sa[i]);
+        hi = fmax(hi, sa[i]);
+    }
+    ck_assert_int_eq(same_c, 0);   /* another seed, other episodes */
+    ck_assert_int_eq(same_env, 0); /* every environment its own stream */
+    /* U(-0.05, 0.05): sd 0.0289, the mean of 256 within 5 standard errors */
+    for (int k = 0; k < 4; ++k)
+        ck_assert_msg(fabs(mean[k]) < 5 * 0.0289 / 16, "mean[%d] %g", k, mean[k]);
+    ck_assert(lo > -0.05 && lo < -0.045 && hi < 0.05 && hi > 0.045);
+
+    /* truncation at 500 steps, and the episode counter behind the reset stream */
+    int32_t cnt[2 * N];
+    clg_assert_ok(clg_param_read(clg_cartpole_vec_counters(a), cnt, sizeof cnt));
+    for (int i = 0; i < N; ++i) {
+        ck_assert_int_eq(cnt[2 * i + 1], 1);
+        cnt[2 * i] = 499;
+    }
+    clg_assert_ok(clg_param_write(clg_cartpole_vec_counters(a), cnt, sizeof cnt));
+    int32_t act[N] = {0};
+    clg_assert_ok(clg_cartpole_vec_step(a, act));
+    float info[8 * N];
+    clg_assert_ok(clg_param_read(clg_cartpole_vec_info(a), info, sizeof info));
+    clg_assert_ok(clg_param_read(clg_cartpole_vec_counters(a), cnt, sizeof cnt));
+    for (int i = 0; i < N; ++i) {
+        ck_assert_float_eq(info[8 * i + 6], 1.0f);
+        ck_assert_float_eq(info[8 * i + 5], 0.0f); /* near upright: not terminated */
+        ck_assert_float_eq(info[8 * i + 7], 500.0f);
+        ck_assert_int_eq(cnt[2 * i], 0);
+        ck_assert_int_eq(cnt[2 * i + 1], 2);
+    }
+    clg_cartpole_vec_free(a);
+    clg_cartpole_vec_free(b);
+    clg_cartpole_vec_free(c);
+}
+END_TEST
+
+START_TEST(cartpole_batch_rejects) {
+    clg_context *ctx = clg_test_context();
+    clg_cartpole_vec *v;
+    ck_assert_int_eq(clg_cartpole_vec_new(ctx, "cpbad", 0, 1, &v), CLG_ERR_INVALID_ARGUMENT);
+    clg_assert_ok(clg_cartpole_vec_new(ctx, "cpr", 3, 1, &v));
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *act = clg_input(g, "a", CLG_I32, 1, (int64_t[]){4});
+    ck_assert_int_eq(clg_cartpole_vec_add_step(v, g, act), CLG_ERR_SHAPE);
+    ck_assert_msg(strstr(clg_graph_error(g), "cartpole_step"), "%s", clg_graph_error(g));
+    clg_graph_free(g);
+    g = clg_graph_new(ctx);
+    ck_assert_int_eq(clg_cartpole_batch_step(g, clg_cartpole_vec_state(v),
+                                             clg_cartpole_vec_obs(v), clg_cartpole_vec_obs(v),
+                                             clg_cartpole_vec_info(v), act, 1),
+                     CLG_ERR_SHAPE);
+    ck_assert_msg(strstr(clg_graph_error(g), "counters"), "%s", clg_graph_error(g));
+    clg_graph_free(g);
+    clg_cartpole_vec_free(v);
+}
+END_TEST
+
+START_TEST(replay_uniform_within_written) {
+    clg_replay *r;
+    ck_assert_int_eq(clg_replay_new(0, 4, &r), CLG_ERR_INVALID_ARGUMENT);
+    clg_assert_ok(clg_replay_new(100, 2, &r));
+    clg_rng rng;
+    clg_rng_seed(&rng, 5);
+    int64_t idx[1];
+    ck_assert_int_eq(clg_replay_sample(r, &rng, 1, idx, NULL, NULL, NULL, NULL, NULL),
+                     CLG_ERR_INVALID_ARGUMENT); /* nothing written yet */
+    int added = 0;
+    /* chi-square critical values at p = 0.001: df 36 -> 67.99, df 99 -> 148.23 */
+    const int phases[2][2] = {{37, 37}, {200, 100}};
+    const double crit[2] = {67.99, 148.23};
+    for (int ph = 0; ph < 2; ++ph) {
+        for (int k = 0; k < phases[ph][0]; ++k, ++added) {
+            float o[2] = {(float)added, -(float)added}, no[2] = {(float)added + 1, 0};
+            clg_assert_ok(clg_replay_add(r, o, added % 2, (float)added, no, added % 3 == 0));
+        }
+        int held = phases[ph][1];
+        ck_assert_int_eq(clg_replay_size(r), held);
+        enum { DRAWS = 50000, B = 500 };
+        int count[100] = {0};
+        float obs[2 * B], next[2 * B], rew[B], term[B];
+        int32_t acts[B];
+        int64_t index[B];
+        for (int d = 0; d < DRAWS / B; ++d) {
+            clg_assert_ok(clg_replay_sample(r, &rng, B, index, obs, acts, rew, next, term));
+            for (int b = 0; b < B; ++b) {
+                /* the transition added as number rew: one of the last `held` */
+                int t = (int)rew[b];
+                ck_assert(t >= added - held && t < added);
+                ck_assert(index[b] >= 0 && index[b] < held);
+                ck_assert_float_eq(obs[2 * b], (float)t);
+                ck_assert_float_eq(next[2 * b], (float)t + 1);
+                ck_assert_int_eq(acts[b], t % 2);
+                ck_assert_float_eq(term[b], t % 3 == 0 ? 1.0f : 0.0f);
+                count[t - (added - held)]++;
+            }
+        }
+        double expect = (double)DRAWS / held, chi2 = 0;
+        for (int k = 0; k < held; ++k)
+            chi2 += (count[k] - expect) * (count[k] - expect) / expect;
+        ck_assert_msg(chi2 < crit[ph], "chi-square %g over %d slots", chi2, held);
+    }
+    clg_replay_free(r);
+}
+END_TEST
+
+START_TEST(td_target_plain_and_double) {
+    clg_context *ctx = clg_test_context();
+    enum { B = 9, A = 3 };
+    const float gamma = 0.97f;
+    clg_test_rng rng;
+    clg_test_rng_seed(&rng, 3);
+    float qt[B * A], qo[B * A], rew[B], term[B];
+    clg_test_fill(&rng, qt, B * A, -2, 2);
+    clg_test_fill(&rng, qo, B * A, -2, 2);
+    clg_test_fill(&rng, rew, B, 0, 1);
+    /* rows 0 and 4 terminated (no bootstrap); row 5 was truncated: stored as 0, bootstrapped */
+    for (int b = 0; b < B; ++b)
+        term[b] = b == 0 || b == 4 ? 1.0f : 0.0f;
+    int differ = 0;
+    float want_plain[B], want_double[B];
+    for (int b = 0; b < B; ++b) {
+        int at = 0, ao = 0;
+        for (int a = 1; a < A; ++a) {
+            if (qt[b * A + a] > qt[b * A + at]) at = a;
+            if (qo[b * A + a] > qo[b * A + ao]) ao = a;
+        }
+        differ += at != ao;
+        want_plain[b] = rew[b] + gamma * (1 - term[b]) * qt[b * A + at];
+        want_double[b] = rew[b] + gamma * (1 - term[b]) * qt[b * A + ao];
+    }
+    ck_assert_msg(differ >= 3, "the batch must tell Double DQN apart (%d rows)", differ);
+    for (int dbl = 0; dbl < 2; ++dbl) {
+        clg_graph *g = clg_graph_new(ctx);
+        clg_tensor *tq = clg_input(g, "qt", CLG_F32, 2, (int64_t[]){B, A});
+        clg_tensor *oq = clg_input(g, "qo", CLG_F32, 2, (int64_t[]){B, A});
+        clg_tensor *tr = clg_input(g, "r", CLG_F32, 2, (int64_t[]){B, 1});
+        clg_tensor *tt = clg_input(g, "t", CLG_F32, 2, (int64_t[]){B, 1});
+        clg_tensor *y = clg_dqn_td_target(g, tq, dbl ? oq : NULL, tr, tt, gamma);
+        clg_assert_ok(clg_graph_output(g, y));
+        clg_plan *p;
+        clg_assert_ok(clg_graph_compile(g, NULL, &p));
+        clg_assert_ok(clg_plan_write(p, tq, qt, sizeof qt));
+        if (dbl) clg_assert_ok(clg_plan_write(p, oq, qo, sizeof qo));
+        clg_assert_ok(clg_plan_write(p, tr, rew, sizeof rew));
+        clg_assert_ok(clg_plan_write(p, tt, term, sizeof term));
+        clg_assert_ok(clg_plan_run(p));
+        float got[B];
+        clg_assert_ok(clg_plan_read(p, y, got, sizeof got));
+        clg_assert_close(got, dbl ? want_double : want_plain, B, 1e-6, 1e-6);
+        ck_assert_float_eq(got[0], rew[0]); /* terminal: the reward alone */
+        clg_graph_free(g);
+    }
+}
+END_TEST
+
+/* Observe -> Q-network -> epsilon-greedy -> environment step, one plan for N environments;
+ * with epsilon 0 the actions are the host's argmax of the observations it read. */
+START_TEST(act_and_step_in_one_plan) {
+    clg_context *ctx = clg_test_context();
+    enum { N = 64 };
+    clg_cartpole_vec *v;
+    clg_assert_ok(clg_cartpole_vec_new(ctx, "cpp", N, 21, &v));
+    clg_qnet net;
+    clg_assert_ok(clg_qnet_init(ctx, &net, "actq", 4, (int64_t[]){16}, 1, 2, 5));
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *eps = clg_input(g, "eps", CLG_F32, 1, (int64_t[]){1});
+    clg_tensor *obs = clg_param_tensor(g, clg_cartpole_vec_obs(v));
+    clg_tensor *q = clg_qnet_forward(g, &net, obs);
+    clg_tensor *act = clg_epsilon_greedy(g, q, eps, 77);
+    clg_assert_ok(clg_graph_output(g, act));
+    clg_assert_ok(clg_graph_output(g, q));
+    clg_assert_ok(clg_cartpole_vec_add_step(v, g, act));
+    clg_plan *p;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    float w0[16 * 4], b0[16], w1[2 * 16], b1[2];
+    clg_assert_ok(clg_param_read(net.layers[0].weight, w0, sizeof w0));
+    clg_assert_ok(clg_param_read(net.layers[0].bias, b0, sizeof b0));
+    clg_assert_ok(clg_param_read(net.layers[1].weight, w1, sizeof w1));
+    clg_assert_ok(clg_param_read(net.layers[1].bias, b1, sizeof b1));
+    for (int run = 0; run < 3; ++run) {
+        float o[4 * N];
+        clg_assert_ok(clg_param_read(clg_cartpole_vec_obs(v), o, sizeof o));
+        float e = 0.0f;
+        clg_assert_ok(clg_plan_write(p, eps, &e, sizeof e));
+        clg_assert_ok(clg_plan_run(p));
+        int32_t a[N];
+        float qd[2 * N], info[8 * N];
+        clg_assert_ok(clg_plan_read(p, act, a, sizeof a));
+        clg_assert_ok(clg_plan_read(p, q, qd, sizeof qd));
+        clg_assert_ok(clg_param_read(clg_cartpole_vec_info(v), info, sizeof info));
+        for (int i = 0; i < N; ++i) {
+            float h[16], qh[2];
+            for (int j = 0; j < 16; ++j) {
+                float s = b0[j];
+                for (int k = 0; k < 4; ++k)
+                    s += w0[j * 4 + k] * o[4 * i + k];
+                h[j] = s > 0 ? s : 0;
+            }
+            for (int c = 0; c < 2; ++c) {
+                float s = b1[c];
+                for (int j = 0; j < 16; ++j)
+                    s += w1[c * 16 + j] * h[j];
+                qh[c] = s;
+            }
+            clg_assert_close(qd + 2 * i, qh, 2, 1e-5, 1e-4);
+            if (fabsf(qh[0] - qh[1]) > 1e-4f) ck_assert_int_eq(a[i], qh[1] > qh[0] ? 1 : 0);
+            /* the step took that action: x_dot moved by -/+ about 0.195 */
+            float dv = info[8 * i + 1] - o[4 * i + 1];
+            ck_assert_msg(a[i] == 1 ? dv > 0.1f : dv < -0.1f, "env %d action %d dv %g", i, a[i],
+                          (double)dv);
+        }
+    }
+    /* epsilon 1: uniform actions, about half each */
+    int ones = 0;
+    for (int run = 0; run < 8; ++run) {
+        float e = 1.0f;
+        int32_t a[N];
+        clg_assert_ok(clg_plan_write(p, eps, &e, sizeof e));
+        clg_assert_ok(clg_plan_run(p));
+        clg_assert_ok(clg_plan_read(p, act, a, sizeof a));
+        for (int i = 0; i < N; ++i) {
+            ck_assert(a[i] == 0 || a[i] == 1);
+            ones += a[i];
+        }
+    }
+    /* 512 fair coins: sd 11.3 */
+    ck_assert_msg(abs(ones - 256) < 57, "%d of 512 actions were 1", ones);
+    clg_graph_free(g);
+    clg_cartpole_vec_free(v);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("dqn");
+    TCase *tc = tcase_create("dqn");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, cartpole_batch_matches_host);
+    tcase_add_test(tc, cartpole_batch_truncates_and_seeds);
+    tcase_add_test(tc, cartpole_batch_rejects);
+    tcase_add_test(tc, replay_uniform_within_written);
+    tcase_add_test(tc, td_target_plain_and_double);
+    tcase_add_test(tc, act_and_step_in_one_plan);
+    suite_add_tcase(s, tc);
+    return clg_test_run(s);
+}
