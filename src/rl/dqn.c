@@ -86,7 +86,7 @@ static clg_status build_train(clg_dqn *d) {
     clg_tensor *q_next = clg_qnet_forward(g, &d->target, d->t_next);
     clg_tensor *q_next_online =
         d->cfg.double_dqn ? clg_qnet_forward(g, &d->online, d->t_next) : NULL;
-    clg_tensor *term = d->cfg.bootstrap_terminal ? clg_full(g, 0.0f, 2, s_col) : d->t_term;
+    clg_tensor *term = d->cfg.bootstrap_terminal ? clg_mul_scalar(g, d->t_term, 0.0f) : d->t_term;
     clg_tensor *y = clg_dqn_td_target(g, q_next, q_next_online, d->t_reward, term, d->cfg.gamma);
     d->loss = clg_huber_loss(g, q_sa, y, d->cfg.huber_delta, CLG_REDUCTION_MEAN);
     clg_graph_output(g, d->loss);
