@@ -359,6 +359,77 @@ START_TEST(act_and_step_in_one_plan) {
 }
 END_TEST
 
+
+/* The agent's schedules: epsilon's line, learning bursts only past learning_starts and every
+ * train_freq steps, the frozen target refreshed every target_update_interval steps (hard), or
+ * averaged toward the online network (Polyak). */
+START_TEST(agent_schedules) {
+    clg_context *ctx = clg_test_context();
+    clg_dqn_config c = clg_dqn_defaults();
+    c.hidden[0] = 8;
+    c.n_hidden = 1;
+    c.batch = 4;
+    c.buffer = 50;
+    c.learning_starts = 10;
+    c.train_freq = 5;
+    c.gradient_steps = 2;
+    c.target_update_interval = 3;
+    c.total_steps = 100;
+    c.exploration_fraction = 0.5;
+    clg_dqn *d;
+    clg_assert_ok(clg_dqn_new(ctx, "sched", &c, 4, 2, &d));
+    clg_param *on = clg_param_find(ctx, "sched.online.0.weight");
+    clg_param *tg = clg_param_find(ctx, "sched.target.0.weight");
+    ck_assert_ptr_nonnull(on);
+    ck_assert_ptr_nonnull(tg);
+    ck_assert(clg_param_requires_grad(on) && !clg_param_requires_grad(tg));
+    ck_assert_double_eq_tol(clg_dqn_epsilon(d), 1.0, 1e-12);
+    const float o[4] = {0.01f, -0.02f, 0.03f, 0.0f}, n[4] = {0.02f, 0.1f, 0.0f, -0.1f};
+    float w_on[32], w_tg[32];
+    for (int t = 1; t <= 25; ++t) {
+        int32_t a;
+        clg_assert_ok(clg_dqn_act(d, o, -1.0, &a));
+        ck_assert(a == 0 || a == 1);
+        clg_assert_ok(clg_dqn_observe(d, o, t % 2, 1.0f, n, t % 7 == 0));
+        int64_t bursts = t >= 15 ? (t - 10) / 5 : 0; /* at steps 15, 20, 25 */
+        ck_assert_int_eq(clg_dqn_updates(d), 2 * bursts);
+        if (t == 24 || t == 25) {
+            clg_assert_ok(clg_param_read(on, w_on, sizeof w_on));
+            clg_assert_ok(clg_param_read(tg, w_tg, sizeof w_tg));
+            int same = 0;
+            for (int k = 0; k < 32; ++k)
+                same += w_on[k] == w_tg[k];
+            /* refreshed at 24; the burst at 25 moved the online network only */
+            if (t == 24) ck_assert_int_eq(same, 32);
+            if (t == 25) ck_assert_int_lt(same, 32);
+        }
+    }
+    ck_assert_double_eq_tol(clg_dqn_epsilon(d), 1.0 + 0.25 * (0.04 - 1.0) / 0.5, 1e-12);
+    ck_assert(isfinite(clg_dqn_last_loss(d)));
+    clg_dqn_free(d);
+
+    c.tau = 0.25f;
+    c.target_update_interval = 1;
+    c.learning_starts = 1000;
+    clg_assert_ok(clg_dqn_new(ctx, "polyak", &c, 4, 2, &d));
+    on = clg_param_find(ctx, "polyak.online.0.weight");
+    tg = clg_param_find(ctx, "polyak.target.0.weight");
+    clg_assert_ok(clg_param_read(tg, w_tg, sizeof w_tg));
+    for (int k = 0; k < 32; ++k)
+        w_on[k] = (float)k / 8.0f;
+    clg_assert_ok(clg_param_write(on, w_on, sizeof w_on));
+    clg_assert_ok(clg_dqn_observe(d, o, 0, 1.0f, n, false));
+    float got[32], want[32];
+    clg_assert_ok(clg_param_read(tg, got, sizeof got));
+    for (int k = 0; k < 32; ++k)
+        want[k] = 0.75f * w_tg[k] + 0.25f * w_on[k];
+    clg_assert_close(got, want, 32, 1e-6, 1e-6);
+    ck_assert_int_eq(clg_dqn_updates(d), 0);
+    ck_assert(isnan(clg_dqn_last_loss(d)));
+    clg_dqn_free(d);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("dqn");
     TCase *tc = tcase_create("dqn");
@@ -369,6 +440,7 @@ int main(void) {
     tcase_add_test(tc, replay_uniform_within_written);
     tcase_add_test(tc, td_target_plain_and_double);
     tcase_add_test(tc, act_and_step_in_one_plan);
+    tcase_add_test(tc, agent_schedules);
     suite_add_tcase(s, tc);
     return clg_test_run(s);
 }
