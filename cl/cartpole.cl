@@ -56,7 +56,7 @@ __kernel void cartpole_reset(__global clg_real *state, __global int *counters,
  * any other left. */
 __kernel void cartpole_step(__global clg_real *state, __global int *counters, __global float *obs,
                             __global float *info, __global const int *action, int action_offset,
-                            int n, uint key_lo, uint key_hi) {
+                            int action_stride, int n, uint key_lo, uint key_hi) {
     int i = get_global_id(0);
     if (i >= n) return;
     const clg_real gravity = 9.8, masscart = 1.0, masspole = 0.1, length = 0.5;
@@ -66,7 +66,7 @@ __kernel void cartpole_step(__global clg_real *state, __global int *counters, __
     const clg_real theta_threshold = 12 * 2 * (clg_real)3.14159265358979323846 / 360;
     __global clg_real *s = state + (size_t)i * CLG_CP_STRIDE;
     clg_real x = s[0], x_dot = s[1], theta = s[2], theta_dot = s[3];
-    clg_real force = action[action_offset + i] == 1 ? force_mag : -force_mag;
+    clg_real force = action[action_offset + i * action_stride] == 1 ? force_mag : -force_mag;
     clg_real costheta = cos(theta);
     clg_real sintheta = sin(theta);
     clg_real temp = (force + polemass_length * (theta_dot * theta_dot) * sintheta) / total_mass;

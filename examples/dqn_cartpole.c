@@ -39,7 +39,7 @@ static void usage(void) {
 static void plot(uint8_t *rgb, int w, int h, const double *ends, const double *rets,
                  const double *avg, int n, double total) {
     memset(rgb, 255, (size_t)w * h * 3);
-    const int m = 20; /* margin */
+    const int m = 20;              /* margin */
     for (int y = 0; y <= 5; ++y) { /* grid every 100 of return */
         int py = h - m - (h - 2 * m) * y / 5;
         for (int x = m; x < w - m; ++x) {
@@ -169,8 +169,8 @@ int main(int argc, char **argv) {
                 s += rets[k];
             avg[episodes] = s / (episodes + 1 - k0);
             float loss = clg_dqn_updates(agent) ? clg_dqn_last_loss(agent) : NAN;
-            fprintf(log, "%d,%lld,%.0f,%.2f,%.4f,%.6g,%.2f\n", episodes + 1, t, ret,
-                    avg[episodes], clg_dqn_epsilon(agent), (double)loss, now() - t0);
+            fprintf(log, "%d,%lld,%.0f,%.2f,%.4f,%.6g,%.2f\n", episodes + 1, t, ret, avg[episodes],
+                    clg_dqn_epsilon(agent), (double)loss, now() - t0);
             ++episodes;
             ret = 0;
             clg_cartpole_reset(env, NULL, obs);
@@ -178,7 +178,8 @@ int main(int argc, char **argv) {
         if (!quiet && (t % 500 == 0 || t == steps)) {
             int width = 30, fill = (int)(width * t / steps);
             double el = now() - t0;
-            fprintf(stderr, "\r[%.*s%*s] %6lld/%lld  episodes %4d  avg%d %6.1f  eps %.3f  %5.0f steps/s",
+            fprintf(stderr,
+                    "\r[%.*s%*s] %6lld/%lld  episodes %4d  avg%d %6.1f  eps %.3f  %5.0f steps/s",
                     fill, "##############################", width - fill, "", t, steps, episodes,
                     AVERAGE_OVER, episodes ? avg[episodes - 1] : 0.0, clg_dqn_epsilon(agent),
                     (double)t / (el > 0 ? el : 1));
@@ -188,8 +189,9 @@ int main(int argc, char **argv) {
     if (!quiet) fprintf(stderr, "\n");
     fclose(log);
     printf("trained %lld steps, %d episodes, %lld updates in %.1f s (last %d episodes' mean "
-           "return %.1f)\n", steps, episodes, (long long)clg_dqn_updates(agent), train_s,
-           AVERAGE_OVER, episodes ? avg[episodes - 1] : 0.0);
+           "return %.1f)\n",
+           steps, episodes, (long long)clg_dqn_updates(agent), train_s, AVERAGE_OVER,
+           episodes ? avg[episodes - 1] : 0.0);
 
     char sv[32], ss[32];
     snprintf(sv, sizeof sv, "%lld", seed);
@@ -215,8 +217,8 @@ int main(int argc, char **argv) {
     st = clg_dqn_evaluate_cartpole(agent, (int)eval_episodes, (uint64_t)seed + 1000003, &mean, &sd);
     if (st != CLG_OK) return fail("evaluating", st);
     printf("evaluation return std %.1f\n", sd);
-    printf("evaluation mean return %.1f over %lld episodes after %lld steps\n", mean,
-           eval_episodes, steps);
+    printf("evaluation mean return %.1f over %lld episodes after %lld steps\n", mean, eval_episodes,
+           steps);
     free(ends);
     free(rets);
     free(avg);

@@ -30,8 +30,8 @@ static double train(clg_dqn_config cfg, const char *name) {
     }
     double mean;
     clg_assert_ok(clg_dqn_evaluate_cartpole(d, 20, 4242, &mean, NULL));
-    fprintf(stderr, "%s: evaluation mean return %.1f after %lld steps, %lld updates\n", name,
-            mean, (long long)cfg.total_steps, (long long)clg_dqn_updates(d));
+    fprintf(stderr, "%s: evaluation mean return %.1f after %lld steps, %lld updates\n", name, mean,
+            (long long)cfg.total_steps, (long long)clg_dqn_updates(d));
     clg_cartpole_free(env);
     clg_dqn_free(d);
     return mean;

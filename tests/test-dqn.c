@@ -84,8 +84,10 @@ START_TEST(cartpole_batch_matches_host) {
             bool done = r.terminated || r.truncated;
             if (!done) {
                 for (int k = 0; k < 4; ++k)
-                    ck_assert_msg(fabs(st[4 * i + k] - hs[k]) <= tol, "step %d env %d state[%d]: "
-                                  "%.17g vs %.17g", t, i, k, st[4 * i + k], hs[k]);
+                    ck_assert_msg(fabs(st[4 * i + k] - hs[k]) <= tol,
+                                  "step %d env %d state[%d]: "
+                                  "%.17g vs %.17g",
+                                  t, i, k, st[4 * i + k], hs[k]);
                 ck_assert_int_eq(cnt[2 * i], clg_cartpole_steps(host[i]));
                 ck_assert_float_eq(inf[7], 0.0f);
             } else {
@@ -163,6 +165,40 @@ START_TEST(cartpole_batch_truncates_and_seeds) {
 }
 END_TEST
 
+/* Actions read through a strided view (every other element of an input) step the batch as
+ * the same actions written densely do. */
+START_TEST(cartpole_batch_strided_actions) {
+    clg_context *ctx = clg_test_context();
+    enum { N = 5 };
+    clg_cartpole_vec *a, *b;
+    clg_assert_ok(clg_cartpole_vec_new(ctx, "cps1", N, 3, &a));
+    clg_assert_ok(clg_cartpole_vec_new(ctx, "cps2", N, 3, &b));
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *x = clg_input(g, "x", CLG_I32, 1, (int64_t[]){2 * N});
+    clg_assert_ok(clg_cartpole_vec_add_step(a, g, clg_slice(g, x, 0, 1, 2 * N, 2)));
+    clg_plan *p;
+    clg_assert_ok(clg_graph_compile(g, NULL, &p));
+    for (int t = 0; t < 30; ++t) {
+        int32_t both[2 * N], dense[N];
+        for (int i = 0; i < N; ++i) {
+            dense[i] = (t * 7 + i * 3) % 5 < 2;
+            both[2 * i] = 1 - dense[i];
+            both[2 * i + 1] = dense[i];
+        }
+        clg_assert_ok(clg_plan_write(p, x, both, sizeof both));
+        clg_assert_ok(clg_plan_run(p));
+        clg_assert_ok(clg_cartpole_vec_step(b, dense));
+    }
+    int32_t sa[8 * N], sb[8 * N];
+    clg_assert_ok(clg_param_read(clg_cartpole_vec_state(a), sa, sizeof sa));
+    clg_assert_ok(clg_param_read(clg_cartpole_vec_state(b), sb, sizeof sb));
+    ck_assert(memcmp(sa, sb, sizeof sa) == 0);
+    clg_graph_free(g);
+    clg_cartpole_vec_free(a);
+    clg_cartpole_vec_free(b);
+}
+END_TEST
+
 START_TEST(cartpole_batch_rejects) {
     clg_context *ctx = clg_test_context();
     clg_cartpole_vec *v;
@@ -174,9 +210,9 @@ START_TEST(cartpole_batch_rejects) {
     ck_assert_msg(strstr(clg_graph_error(g), "cartpole_step"), "%s", clg_graph_error(g));
     clg_graph_free(g);
     g = clg_graph_new(ctx);
-    ck_assert_int_eq(clg_cartpole_batch_step(g, clg_cartpole_vec_state(v),
-                                             clg_cartpole_vec_obs(v), clg_cartpole_vec_obs(v),
-                                             clg_cartpole_vec_info(v), act, 1),
+    ck_assert_int_eq(clg_cartpole_batch_step(g, clg_cartpole_vec_state(v), clg_cartpole_vec_obs(v),
+                                             clg_cartpole_vec_obs(v), clg_cartpole_vec_info(v), act,
+                                             1),
                      CLG_ERR_SHAPE);
     ck_assert_msg(strstr(clg_graph_error(g), "counters"), "%s", clg_graph_error(g));
     clg_graph_free(g);
@@ -359,7 +395,6 @@ START_TEST(act_and_step_in_one_plan) {
 }
 END_TEST
 
-
 /* The agent's schedules: epsilon's line, learning bursts only past learning_starts and every
  * train_freq steps, the frozen target refreshed every target_update_interval steps (hard), or
  * averaged toward the online network (Polyak). */
@@ -436,6 +471,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, cartpole_batch_matches_host);
     tcase_add_test(tc, cartpole_batch_truncates_and_seeds);
+    tcase_add_test(tc, cartpole_batch_strided_actions);
     tcase_add_test(tc, cartpole_batch_rejects);
     tcase_add_test(tc, replay_uniform_within_written);
     tcase_add_test(tc, td_target_plain_and_double);

@@ -59,9 +59,8 @@ int64_t clg_replay_size(const clg_replay *r);
  * transitions there: obs and next_obs [batch, obs_dim], actions, rewards and terminated
  * (1 or 0) [batch]. Any output may be NULL. CLG_ERR_INVALID_ARGUMENT when the buffer is
  * empty. */
-clg_status clg_replay_sample(clg_replay *r, clg_rng *rng, int64_t batch, int64_t *index,
-                             float *obs, int32_t *actions, float *rewards, float *next_obs,
-                             float *terminated);
+clg_status clg_replay_sample(clg_replay *r, clg_rng *rng, int64_t batch, int64_t *index, float *obs,
+                             int32_t *actions, float *rewards, float *next_obs, float *terminated);
 
 /* ---- Q-networks and the TD target ---- */
 
@@ -100,10 +99,10 @@ clg_tensor *clg_epsilon_greedy(clg_graph *g, clg_tensor *q, clg_tensor *epsilon,
 typedef struct clg_dqn_config {
     int64_t hidden[CLG_QNET_MAX_HIDDEN];
     int n_hidden;
-    float lr;                       /* Adam */
+    float lr; /* Adam */
     int64_t batch;
-    int64_t buffer;                 /* replay capacity */
-    int64_t learning_starts;        /* steps of uniform random actions before learning */
+    int64_t buffer;          /* replay capacity */
+    int64_t learning_starts; /* steps of uniform random actions before learning */
     float gamma;
     int64_t target_update_interval; /* environment steps between target updates (0: never,
                                        a broken control for tests) */
@@ -112,10 +111,10 @@ typedef struct clg_dqn_config {
     int64_t gradient_steps;         /* updates per burst */
     double exploration_fraction;    /* of total_steps over which epsilon falls linearly */
     double exploration_initial_eps, exploration_final_eps;
-    float clip_norm;                /* the global gradient norm is clipped to this */
+    float clip_norm; /* the global gradient norm is clipped to this */
     float huber_delta;
     bool double_dqn;
-    bool bootstrap_terminal;        /* broken control for tests: terminal states bootstrapped */
+    bool bootstrap_terminal; /* broken control for tests: terminal states bootstrapped */
     int64_t total_steps;
     uint64_t seed;
 } clg_dqn_config;

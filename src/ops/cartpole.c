@@ -18,10 +18,10 @@ static clg_status lower_step(clg_lowering *lw, clg_tensor *node, const clg_opera
                              const clg_operand *out);
 
 /* attrs.random.seed keys the resets */
-static const clg_op_info op_reset = {.name = "cartpole_reset", .kind = CLG_KIND_KERNEL,
-                                     .lower = lower_reset};
-static const clg_op_info op_step = {.name = "cartpole_step", .kind = CLG_KIND_KERNEL,
-                                    .lower = lower_step};
+static const clg_op_info op_reset = {
+    .name = "cartpole_reset", .kind = CLG_KIND_KERNEL, .lower = lower_reset};
+static const clg_op_info op_step = {
+    .name = "cartpole_step", .kind = CLG_KIND_KERNEL, .lower = lower_step};
 
 /* cl/random.cl then cl/cartpole.cl, doubles where the device has them. */
 static clg_status cartpole_kernel(clg_context *ctx, const char *name, cl_kernel *out) {
@@ -71,8 +71,8 @@ static bool check_env(clg_graph *g, const char *op, const clg_param *state,
             clg_graph_fail(g, CLG_ERR_SHAPE,
                            "%s: %s '%s' is %s %s, want [N, %lld] %s with N = %lld (state's)", op,
                            names[k], p->name, clg_shape_str(p->ndim, p->shape, b, sizeof b),
-                           clg_dtype_name(p->dtype), (long long)cols[k],
-                           clg_dtype_name(types[k]), (long long)*n);
+                           clg_dtype_name(p->dtype), (long long)cols[k], clg_dtype_name(types[k]),
+                           (long long)*n);
             return false;
         }
     }
@@ -115,8 +115,9 @@ clg_status clg_cartpole_batch_step(clg_graph *g, clg_param *state, clg_param *co
         if (!info)
             clg_graph_fail(g, CLG_ERR_INVALID_ARGUMENT, "cartpole_step: info is NULL");
         else
-            clg_graph_fail(g, CLG_ERR_SHAPE, "cartpole_step: info '%s' is %s %s, want [%lld, 8] f32",
-                           info->name, clg_shape_str(info->ndim, info->shape, b, sizeof b),
+            clg_graph_fail(g, CLG_ERR_SHAPE,
+                           "cartpole_step: info '%s' is %s %s, want [%lld, 8] f32", info->name,
+                           clg_shape_str(info->ndim, info->shape, b, sizeof b),
                            clg_dtype_name(info->dtype), (long long)n);
         return g->error;
     }
@@ -124,14 +125,14 @@ clg_status clg_cartpole_batch_step(clg_graph *g, clg_param *state, clg_param *co
                                clg_param_tensor(g, obs), clg_param_tensor(g, info), action};
     if (!clg_check_inputs(g, "cartpole_step", 5, xs)) return g->error;
     if (action->dtype != CLG_I32 || clg_tensor_numel(action) != n) {
-        clg_graph_fail(g, CLG_ERR_SHAPE, "cartpole_step: action %s %s must be i32 with %lld "
+        clg_graph_fail(g, CLG_ERR_SHAPE,
+                       "cartpole_step: action %s %s must be i32 with %lld "
                        "elements (one per environment)",
                        clg_shape_str(action->ndim, action->shape, b, sizeof b),
                        clg_dtype_name(action->dtype), (long long)n);
         return g->error;
     }
-    /* the kernel reads actions densely */
-    clg_tensor *a = clg_contiguous(g, clg_reshape(g, action, 1, &n));
+    clg_tensor *a = clg_reshape(g, action, 1, &n);
     clg_tensor *const ys[5] = {xs[0], xs[1], xs[2], xs[3], a};
     if (g->error) return g->error;
     return add_effect(g, &op_step, 4, 5, ys, seed);
@@ -153,6 +154,7 @@ static clg_status launch(clg_lowering *lw, clg_tensor *node, const clg_operand *
         clg_arg_mem(&a, in[3].mem);
         clg_arg_mem(&a, in[4].mem);
         clg_arg_int(&a, in[4].offset);
+        clg_arg_int(&a, in[4].strides[0]);
     }
     clg_arg_int(&a, n);
     clg_arg_uint(&a, (uint32_t)seed);

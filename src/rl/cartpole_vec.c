@@ -34,8 +34,10 @@ clg_status clg_cartpole_vec_new(clg_context *ctx, const char *name, int64_t n, u
         return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_cartpole_vec_new: NULL argument");
     *out = NULL;
     if (n < 1 || n > INT32_MAX)
-        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_cartpole_vec_new: n %lld outside "
-                        "[1, 2^31)", (long long)n);
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                        "clg_cartpole_vec_new: n %lld outside "
+                        "[1, 2^31)",
+                        (long long)n);
     clg_cartpole_vec *v = calloc(1, sizeof *v);
     if (!v) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_cartpole_vec_new: out of memory");
     v->ctx = ctx;
@@ -110,7 +112,7 @@ clg_status clg_cartpole_vec_reset(clg_cartpole_vec *v) {
 clg_status clg_cartpole_vec_step(clg_cartpole_vec *v, const int32_t *actions) {
     if (!v || !actions)
         return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_cartpole_vec_step: NULL argument");
-    clg_status st = clg_plan_write(v->step_plan, v->step_action, actions,
-                                   (size_t)v->n * sizeof *actions);
+    clg_status st =
+        clg_plan_write(v->step_plan, v->step_action, actions, (size_t)v->n * sizeof *actions);
     return st != CLG_OK ? st : clg_plan_run(v->step_plan);
 }

@@ -64,8 +64,8 @@ static clg_status build_act(clg_dqn *d) {
     if (!d->act_g) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_dqn_new: out of memory");
     const int64_t shape[2] = {1, d->obs_dim};
     d->act_obs = clg_input(d->act_g, "obs", CLG_F32, 2, shape);
-    d->act_choice = clg_argmax(d->act_g, clg_qnet_forward(d->act_g, &d->online, d->act_obs), 1,
-                               false);
+    d->act_choice =
+        clg_argmax(d->act_g, clg_qnet_forward(d->act_g, &d->online, d->act_obs), 1, false);
     clg_graph_output(d->act_g, d->act_choice);
     clg_status st = graph_status(d->act_g, "acting");
     return st != CLG_OK ? st : clg_graph_compile(d->act_g, NULL, &d->act_plan);
@@ -81,7 +81,7 @@ static clg_status build_train(clg_dqn *d) {
     d->t_reward = clg_input(g, "reward", CLG_F32, 2, s_col);
     d->t_next = clg_input(g, "next_obs", CLG_F32, 2, s_obs);
     d->t_term = clg_input(g, "terminated", CLG_F32, 2, s_col);
-    clg_tensor *q = clg_qnet_forward(g, &d->online, d->t_obs); /* (B, A) */
+    clg_tensor *q = clg_qnet_forward(g, &d->online, d->t_obs);    /* (B, A) */
     clg_tensor *q_sa = clg_take_along_axis(g, q, d->t_action, 1); /* (B, 1) */
     clg_tensor *q_next = clg_qnet_forward(g, &d->target, d->t_next);
     clg_tensor *q_next_online =
@@ -96,8 +96,8 @@ static clg_status build_train(clg_dqn *d) {
     return st != CLG_OK ? st : clg_graph_compile(g, NULL, &d->train_plan);
 }
 
-clg_status clg_dqn_new(clg_context *ctx, const char *name, const clg_dqn_config *cfg,
-                       int obs_dim, int actions, clg_dqn **out) {
+clg_status clg_dqn_new(clg_context *ctx, const char *name, const clg_dqn_config *cfg, int obs_dim,
+                       int actions, clg_dqn **out) {
     if (!out || !ctx || !name || !cfg)
         return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_dqn_new: NULL argument");
     *out = NULL;
@@ -121,8 +121,8 @@ clg_status clg_dqn_new(clg_context *ctx, const char *name, const clg_dqn_config 
     char on[256], tg[256];
     snprintf(on, sizeof on, "%s.online", name);
     snprintf(tg, sizeof tg, "%s.target", name);
-    clg_status st = clg_qnet_init(ctx, &d->online, on, obs_dim, cfg->hidden, cfg->n_hidden,
-                                  actions, cfg->seed);
+    clg_status st =
+        clg_qnet_init(ctx, &d->online, on, obs_dim, cfg->hidden, cfg->n_hidden, actions, cfg->seed);
     if (st == CLG_OK)
         st = clg_qnet_init(ctx, &d->target, tg, obs_dim, cfg->hidden, cfg->n_hidden, actions,
                            cfg->seed + 1);
@@ -139,8 +139,8 @@ clg_status clg_dqn_new(clg_context *ctx, const char *name, const clg_dqn_config 
         oc.clip_norm = cfg->clip_norm;
         int n = clg_qnet_params(&d->online, ps);
         d->opt = clg_optimizer_new_params(ctx, &oc, ps, (size_t)n);
-        if (!d->opt) st = clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_dqn_new: optimizer: %s",
-                                   clg_last_error());
+        if (!d->opt)
+            st = clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_dqn_new: optimizer: %s", clg_last_error());
     }
     if (st == CLG_OK) st = clg_replay_new(cfg->buffer, obs_dim, &d->replay);
     size_t B = (size_t)cfg->batch;
@@ -183,9 +183,9 @@ double clg_dqn_epsilon(const clg_dqn *d) {
     double progress = (double)d->steps / (double)c->total_steps;
     if (c->exploration_fraction <= 0 || progress > c->exploration_fraction)
         return c->exploration_final_eps;
-    return c->exploration_initial_eps + progress * (c->exploration_final_eps -
-                                                    c->exploration_initial_eps) /
-                                            c->exploration_fraction;
+    return c->exploration_initial_eps +
+           progress * (c->exploration_final_eps - c->exploration_initial_eps) /
+               c->exploration_fraction;
 }
 
 int64_t clg_dqn_steps(const clg_dqn *d) {
@@ -206,14 +206,16 @@ clg_status clg_dqn_act(clg_dqn *d, const float *obs, double epsilon, int32_t *ac
         return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_dqn_act: NULL argument");
     bool explore;
     if (epsilon < 0)
-        explore = d->steps < d->cfg.learning_starts || clg_rng_uniform(&d->rng) < clg_dqn_epsilon(d);
+        explore =
+            d->steps < d->cfg.learning_starts || clg_rng_uniform(&d->rng) < clg_dqn_epsilon(d);
     else
         explore = epsilon > 0 && clg_rng_uniform(&d->rng) < epsilon;
     if (explore) {
         *action = (int32_t)clg_rng_below(&d->rng, (uint32_t)d->actions);
         return CLG_OK;
     }
-    clg_status st = clg_plan_write(d->act_plan, d->act_obs, obs, (size_t)d->obs_dim * sizeof(float));
+    clg_status st =
+        clg_plan_write(d->act_plan, d->act_obs, obs, (size_t)d->obs_dim * sizeof(float));
     if (st == CLG_OK) st = clg_plan_run(d->act_plan);
     if (st == CLG_OK) st = clg_plan_read(d->act_plan, d->act_choice, action, sizeof *action);
     return st;
@@ -263,7 +265,8 @@ clg_status clg_dqn_evaluate_cartpole(clg_dqn *d, int episodes, uint64_t seed, do
                                      double *std) {
     if (!d || episodes < 1 || d->obs_dim != CLG_CARTPOLE_OBSERVATIONS ||
         d->actions != CLG_CARTPOLE_ACTIONS)
-        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_dqn_evaluate_cartpole: needs an agent "
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                        "clg_dqn_evaluate_cartpole: needs an agent "
                         "for CartPole's 4 observations and 2 actions and episodes >= 1");
     clg_cartpole *env;
     clg_status st = clg_cartpole_new(seed, &env);

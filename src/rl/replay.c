@@ -17,8 +17,10 @@ clg_status clg_replay_new(int64_t capacity, int obs_dim, clg_replay **out) {
     if (!out) return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_replay_new: out is NULL");
     *out = NULL;
     if (capacity < 1 || obs_dim < 1 || capacity > INT64_MAX / 4 / obs_dim)
-        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_replay_new: capacity %lld and obs_dim "
-                        "%d must be at least 1", (long long)capacity, obs_dim);
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                        "clg_replay_new: capacity %lld and obs_dim "
+                        "%d must be at least 1",
+                        (long long)capacity, obs_dim);
     clg_replay *r = calloc(1, sizeof *r);
     if (!r) return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_replay_new: out of memory");
     size_t n = (size_t)capacity, d = (size_t)obs_dim;
@@ -31,8 +33,10 @@ clg_status clg_replay_new(int64_t capacity, int obs_dim, clg_replay **out) {
     r->actions = malloc(n * sizeof(int32_t));
     if (!r->obs || !r->next_obs || !r->rewards || !r->terminated || !r->actions) {
         clg_replay_free(r);
-        return clg_fail(CLG_ERR_OUT_OF_MEMORY, "clg_replay_new: out of memory for %lld "
-                        "transitions", (long long)capacity);
+        return clg_fail(CLG_ERR_OUT_OF_MEMORY,
+                        "clg_replay_new: out of memory for %lld "
+                        "transitions",
+                        (long long)capacity);
     }
     *out = r;
     return CLG_OK;
@@ -77,12 +81,13 @@ static int64_t below64(clg_rng *rng, uint64_t n) {
     return (int64_t)(x % n);
 }
 
-clg_status clg_replay_sample(clg_replay *r, clg_rng *rng, int64_t batch, int64_t *index,
-                             float *obs, int32_t *actions, float *rewards, float *next_obs,
-                             float *terminated) {
+clg_status clg_replay_sample(clg_replay *r, clg_rng *rng, int64_t batch, int64_t *index, float *obs,
+                             int32_t *actions, float *rewards, float *next_obs, float *terminated) {
     if (!r || !rng || batch < 1)
-        return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_replay_sample: NULL argument or batch "
-                        "%lld < 1", (long long)batch);
+        return clg_fail(CLG_ERR_INVALID_ARGUMENT,
+                        "clg_replay_sample: NULL argument or batch "
+                        "%lld < 1",
+                        (long long)batch);
     if (r->size == 0)
         return clg_fail(CLG_ERR_INVALID_ARGUMENT, "clg_replay_sample: the buffer is empty");
     size_t d = (size_t)r->obs_dim;
