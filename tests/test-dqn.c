@@ -315,6 +315,14 @@ START_TEST(td_target_plain_and_double) {
         ck_assert_float_eq(got[0], rew[0]); /* terminal: the reward alone */
         clg_graph_free(g);
     }
+    /* a [B] reward would broadcast against [B, 1] values to [B, B]: refused */
+    clg_graph *g = clg_graph_new(ctx);
+    clg_tensor *tq = clg_input(g, "qt", CLG_F32, 2, (int64_t[]){B, A});
+    clg_tensor *tr = clg_input(g, "r", CLG_F32, 1, (int64_t[]){B});
+    clg_dqn_td_target(g, tq, NULL, tr, tr, gamma);
+    ck_assert_int_eq(clg_graph_status(g), CLG_ERR_SHAPE);
+    ck_assert_msg(strstr(clg_graph_error(g), "dqn_td_target"), "%s", clg_graph_error(g));
+    clg_graph_free(g);
 }
 END_TEST
 

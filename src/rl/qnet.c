@@ -5,6 +5,7 @@
 #include "clgrad/dqn.h"
 #include "clgrad/ops.h"
 #include "core/error.h"
+#include "graph/graph_internal.h"
 
 clg_status clg_qnet_init(clg_context *ctx, clg_qnet *net, const char *name, int64_t inputs,
                          const int64_t *hidden, int n_hidden, int64_t actions, uint64_t seed) {
@@ -61,6 +62,21 @@ clg_status clg_qnet_update(clg_qnet *dst, const clg_qnet *src, float tau) {
 clg_tensor *clg_dqn_td_target(clg_graph *g, clg_tensor *q_next_target, clg_tensor *q_next_online,
                               clg_tensor *reward, clg_tensor *terminated, float gamma) {
     const int axis = 1;
+    CLG_GUARD(g, "dqn_td_target", 3, q_next_target, reward, terminated);
+    if (q_next_online) CLG_GUARD(g, "dqn_td_target", 1, q_next_online);
+    int64_t b = q_next_target->shape[0];
+    /* a [B] reward against [B, 1] values would broadcast to [B, B] without a word */
+    if (q_next_target->ndim != 2 || reward->ndim != 2 || reward->shape[0] != b ||
+        reward->shape[1] != 1 || !clg_same_shape(reward, terminated) ||
+        (q_next_online && !clg_same_shape(q_next_online, q_next_target))) {
+        char s0[200], s1[200], s2[200];
+        return clg_graph_fail(g, CLG_ERR_SHAPE,
+                              "dqn_td_target: q_next %s, reward %s and terminated %s: want "
+                              "[B, A], [B, 1] and [B, 1] (q_next_online as q_next)",
+                              clg_tensor_describe(q_next_target, s0, sizeof s0),
+                              clg_tensor_describe(reward, s1, sizeof s1),
+                              clg_tensor_describe(terminated, s2, sizeof s2));
+    }
     clg_tensor *next;
     if (q_next_online) {
         /* Double DQN: the online network picks, the target network values the pick */
@@ -75,6 +91,15 @@ clg_tensor *clg_dqn_td_target(clg_graph *g, clg_tensor *q_next_target, clg_tenso
 }
 
 clg_tensor *clg_epsilon_greedy(clg_graph *g, clg_tensor *q, clg_tensor *epsilon, uint64_t seed) {
+    CLG_GUARD(g, "epsilon_greedy", 2, q, epsilon);
+    if (q->ndim != 2 || q->dtype != CLG_F32 || clg_tensor_numel(epsilon) != 1) {
+        char s0[200], s1[200];
+        return clg_graph_fail(g, CLG_ERR_SHAPE,
+                              "epsilon_greedy: q %s and epsilon %s: want [N, A] f32 and one "
+                              "element",
+                              clg_tensor_describe(q, s0, sizeof s0),
+                              clg_tensor_describe(epsilon, s1, sizeof s1));
+    }
     int64_t n = clg_tensor_dim(q, 0), a = clg_tensor_dim(q, 1);
     clg_tensor *greedy = clg_cast(g, clg_argmax(g, q, 1, false), CLG_F32);
     /* two streams: whether to explore, and which action */
