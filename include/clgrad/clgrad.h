@@ -17,5 +17,6 @@
 #include "checkpoint.h"
 #include "transformer.h"
 #include "rl.h"
+#include "dqn.h"
 
 #endif

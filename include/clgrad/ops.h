@@ -233,6 +233,24 @@ clg_status clg_recurrent(clg_graph *g, clg_cell_kind cell, clg_tensor *xproj, cl
  * after it the new one. */
 clg_status clg_assign(clg_graph *g, clg_param *target, clg_tensor *value);
 
+/* ---- Environments on the device (ops/cartpole.c) ----
+ * A batch of N CartPole-v1 environments (as rl.h's clg_cartpole, in double precision where
+ * the device has cl_khr_fp64, else in float) held in parameters: state i32 [N, 8] (the four
+ * state doubles' bits), counters i32 [N, 2] (steps in the episode, episodes begun), obs f32
+ * [N, 4] (the observation, ready as a Q-network's input), info f32 [N, 8] (after a step: the
+ * observation it reached, reward, terminated, truncated, the ended episode's length or 0).
+ * Both are side effects of every run, like clg_assign; a reset of environment i's episode e
+ * draws from Philox keyed by seed at counter (i, e), so each environment has its own stream. */
+/* Start a new episode in every environment. */
+clg_status clg_cartpole_batch_reset(clg_graph *g, clg_param *state, clg_param *counters,
+                                    clg_param *obs, uint64_t seed);
+/* One step of every environment with action (i32, N elements; 1 pushes right, any other
+ * value left); an episode that ends is reset at once, obs then holding its successor's first
+ * observation and info the step that ended it. */
+clg_status clg_cartpole_batch_step(clg_graph *g, clg_param *state, clg_param *counters,
+                                   clg_param *obs, clg_param *info, clg_tensor *action,
+                                   uint64_t seed);
+
 /* ---- Convolution, pooling, normalisation (NCHW: [batch, channels, height, width]) ---- */
 
 typedef enum clg_padding {
