@@ -144,7 +144,7 @@ static void flag_text(const flag *f, char *out, size_t size, bool pretty) {
 
 /* Returns 0 to go on, else the exit status + 1 (so --help gives 1 -> exit 0). */
 static int parse(int argc, char **argv) {
-    for (int i = 1; i < argc; ++i) {
+    for (int i = 1; i < argc; i += 2) { /* every flag takes a value */
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 1;
@@ -159,7 +159,6 @@ static int parse(int argc, char **argv) {
             return 3;
         }
         given[f - flags] = true;
-        ++i;
     }
     if (o.load && o.resume) {
         fprintf(stderr, "seq2seq: --load and --resume exclude each other\n");

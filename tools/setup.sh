@@ -99,7 +99,7 @@ test)
         2>/dev/null | sed -n 's/^clgrad:[a-z+]* \/ //p' | sort -u | tr '\n' ' ')
     echo "setup: not run on rusticl: ${skipped}(CNN training and the conv GEMM-backend" \
         "variants: rusticl's llvmpipe runs these GEMMs at least 16x slower than pocl;" \
-        "long-graph and rnn: plans of thousands of launches, at milliseconds per launch there)"
+        "long-graph, rnn and transformer: plans of thousands of launches, at milliseconds per launch there)"
     RUSTICL_ENABLE=llvmpipe CLGRAD_DEVICE=rusticl \
         meson test -C "$BUILD_DIR" --suite device --no-suite backends --no-suite long \
         --print-errorlogs \
