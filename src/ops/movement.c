@@ -234,7 +234,9 @@ clg_tensor *clg_broadcast_to(clg_graph *g, clg_tensor *x, int ndim, const int64_
                                   clg_shape_str(ndim, shape, b, sizeof b));
         }
     }
-    if (x->ndim == ndim && memcmp(x->shape, shape, (size_t)ndim * sizeof *shape) == 0) return x;
+    /* ndim 0 may come with shape NULL, which memcmp must not see even for 0 bytes */
+    if (x->ndim == ndim && (ndim == 0 || memcmp(x->shape, shape, (size_t)ndim * sizeof *shape) == 0))
+        return x;
     return clg_view_new(g, &op_broadcast, x, ndim, shape, x->offset, strides);
 }
 
