@@ -5,7 +5,7 @@ split, and the very same training and evaluation windows, drawn with char_lm's s
 stream), on the CPU with 2 threads. Prints train/validation loss at every evaluation, the wall
 time of the training steps, and a last line "validation loss N.NNN".
 
-Usage: /work/venv/bin/python tools/char_lm_torch.py [--iters 2000] [--data FILE] ...
+Usage: ~/torch-venv/bin/python tools/char_lm_torch.py [--iters 2000] [--data FILE] ...
 """
 import argparse
 import math

@@ -11,7 +11,7 @@
    keys) is written with safetensors plus gpt_char's metadata record, gpt_char --generate
    loads it, and the greedy continuations agree again.
 
-Run: /work/venv/bin/python tools/check_gpt_state_dict.py [--build build]
+Run: ~/torch-venv/bin/python tools/check_gpt_state_dict.py [--build build]
 """
 import argparse
 import os

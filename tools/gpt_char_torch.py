@@ -6,7 +6,7 @@ on parameters of 2+ dims, clipping 1.0, dropout 0, no biases), random windows, t
 split, and the loss over 200 random windows of each split at the end. Prints ms per
 iteration (the first excluded) and the final validation loss.
 
-Run: /work/venv/bin/python tools/gpt_char_torch.py [--iters N] [--threads 2]
+Run: ~/torch-venv/bin/python tools/gpt_char_torch.py [--iters N] [--threads 2]
 """
 import argparse
 import math

@@ -10,7 +10,7 @@
 
 The weights are nanoGPT's initialisation scaled up (N(0, 0.3) matrices and embeddings, biases
 N(0, 0.1), layer norms 1 + N(0, 0.1)), so that every part of the model moves the logits well
-above float rounding. Run: /work/venv/bin/python tools/make_gpt_fixture.py
+above float rounding. Run: ~/torch-venv/bin/python tools/make_gpt_fixture.py
 """
 import os
 import sys

@@ -19,10 +19,10 @@ pad_packed_sequence(total_length=T): padded outputs are 0, h_n is each sequence'
 its last valid step.
 
 Run (needs PyTorch, never needed by the library or CI):
-    /work/venv/bin/python tools/make_rnn_fixture.py            # rewrite the fixtures
-    /work/venv/bin/python tools/make_rnn_fixture.py --check    # compare with the committed ones
+    ~/torch-venv/bin/python tools/make_rnn_fixture.py            # rewrite the fixtures
+    ~/torch-venv/bin/python tools/make_rnn_fixture.py --check    # compare with the committed ones
     build/tests/test-rnn --write-checkpoint /tmp/clgrad_rnn.safetensors
-    /work/venv/bin/python tools/make_rnn_fixture.py --clgrad-checkpoint /tmp/clgrad_rnn.safetensors
+    ~/torch-venv/bin/python tools/make_rnn_fixture.py --clgrad-checkpoint /tmp/clgrad_rnn.safetensors
 The last loads clgrad's layers (every case's, saved under "<case>.") into the torch modules
 with load_state_dict(strict=True), checks every tensor against PyTorch's initialisation bound
 and runs each module once.
